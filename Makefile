@@ -1,0 +1,52 @@
+# alliance-outcomes — the whole set-up is `make run` and `make test`.
+PY        ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+UV_VERSION := 0.13.8
+CONFIG    ?= config/config.yaml
+CORES     ?= 2
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+
+.PHONY: install run report test lint format lock clean demo
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(SNAKEMAKE)
+
+report: install
+	$(SNAKEMAKE) --report results/report.html
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint --configfile $(CONFIG)
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+# Regenerate the lock after editing pyproject.toml (needs the venv's uv).
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock
+	$(BIN)/python -m alliance.envfile requirements.lock > environment.yml
+
+# Regenerate the bundled demo trial (deterministic).
+demo: install
+	$(BIN)/alliance simulate --out data/demo --seed 20261127 --patients 480 --therapists 40
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,5 @@
+"""`python -m alliance` runs the command-line interface."""
+
+from alliance.cli import main
+
+raise SystemExit(main())
