@@ -1,0 +1,12 @@
+# alliance-outcomes: therapeutic alliance and outcomes in depression-treatment trials.
+# Stages: clean -> score -> model -> render. Run `make run` (demo) or `make run CONFIG=my.yaml`.
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/clean.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny hand-made trial whose derived values are computed by hand in tests."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_trial() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Four randomised patients + one screen failure, two therapists, up to four sessions.
+
+    Symptom totals (HAM-D) per session are chosen so response/remission are obvious by eye.
+    """
+    plan = {
+        # patient: (therapist, arm, status, baseline, hamd by session, relapse_weeks, relapse)
+        "PIT-P001": ("PIT-T01", "CBT", "completed", 20, [18, 14, 10, 6], 30.0, 1),
+        "PIT-P002": ("PIT-T01", "PLA-CM", "dropout", 24, [22, 21], None, None),
+        "OKL-P003": ("OKL-T02", "IMI-CM", "completed", 18, [17, 15, 12, 11], None, None),
+        "OKL-P004": ("OKL-T02", "CBT", "completed", 22, [20, 15, 11, 10], 52.0, 0),
+    }
+    sessions, patients = [], []
+    for pid, (ther, arm, status, base, scores, rt, rel) in plan.items():
+        patients.append(
+            {"subject": pid, "therapist": ther, "site": pid[:3], "arm": arm,
+             "modality": "video" if pid.endswith("2") else "in-person", "status": status,
+             "consent_date": "2024-01-02", "baseline_hamd": base, "age": 40, "sex": "F",
+             "agreeableness": 50.0, "relapse_weeks": rt, "relapse": rel}
+        )  # fmt: skip
+        for k, score in enumerate(scores, start=1):
+            row = {"subject": pid, "visit": k, "visit_date": f"2024-01-{7 * k + 3:02d}",
+                   "hamd": score, "hamd_suicide": 1 if score > 20 else 0}  # fmt: skip
+            for i in range(1, 13):
+                row[f"wai_p_{i:02d}"] = 3 + (k + i) % 3  # 3..5
+                row[f"wai_t_{i:02d}"] = 2 + (k + i) % 4  # 2..5
+            sessions.append(row)
+    patients.append(
+        {"subject": "GWU-P005", "therapist": None, "site": "GWU", "arm": None, "modality": None,
+         "status": None, "consent_date": "2024-01-02", "baseline_hamd": 12, "age": 30, "sex": "M",
+         "agreeableness": 40.0, "relapse_weeks": None, "relapse": None}
+    )  # fmt: skip
+    return pd.DataFrame(sessions), pd.DataFrame(patients)
+
+
+def demo_config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+@pytest.fixture
+def trial_files(tmp_path: Path) -> tuple[Path, Path]:
+    sessions, patients = small_trial()
+    s, p = tmp_path / "sessions.csv", tmp_path / "patients.csv"
+    sessions.to_csv(s, index=False)
+    patients.to_csv(p, index=False)
+    return s, p
+
+
+@pytest.fixture
+def trial_config(trial_files: tuple[Path, Path]) -> dict:
+    """The demo config pointed at the small trial (instrument folder absolute)."""
+    cfg = copy.deepcopy(demo_config())
+    cfg["data"]["sessions"] = str(trial_files[0])
+    cfg["data"]["patients"] = str(trial_files[1])
+    cfg["alliance"]["instruments_dir"] = str(ROOT / "config" / "instruments")
+    cfg["columns"]["personality"] = {"agreeableness": "agreeableness"}
+    cfg["columns"]["agency"] = None
+    return cfg

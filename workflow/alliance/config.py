@@ -1,0 +1,162 @@
+"""Load and validate the pipeline configuration against its JSON schema.
+
+Defaults live in the schema only (one source of truth); a typo or a wrong value fails with the key path
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from alliance.errors import ConfigError
+
+ROLE_KEYS_PATIENT = (
+    "therapist",
+    "site",
+    "arm",
+    "modality",
+    "status",
+    "dropout_session",
+    "consent_date",
+    "baseline_symptom",
+    "relapse_time",
+    "relapse_event",
+    "agency",
+)
+ROLE_KEYS_SESSION = ("session", "date", "week", "suicidality")
+
+
+def load_schema() -> dict[str, Any]:
+    """The config schema shipped inside the package."""
+    text = resources.files("alliance").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref:
+        target = root
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return merged
+    return schema
+
+
+def _fill_defaults(node: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    """Insert schema defaults for absent keys, recursing into objects."""
+    schema = _resolve(schema, root)
+    if not isinstance(node, dict):
+        return node
+    for key, sub in schema.get("properties", {}).items():
+        sub = _resolve(sub, root)
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if key in node and isinstance(node[key], dict):
+            _fill_defaults(node[key], sub, root)
+    return node
+
+
+def _format_error(err: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        keys = ", ".join(f"{path}.{k}" if path != "<top level>" else k for k in extra)
+        if allowed:
+            return f"config key {keys} is not allowed; allowed keys here: {', '.join(allowed)}"
+        return f"config key {keys} is not allowed here"
+    if err.validator == "enum":
+        allowed = ", ".join(repr(v) for v in err.validator_value)
+        return f"config key {path}: {err.instance!r} is not one of the allowed values: {allowed}"
+    if err.validator == "type":
+        return f"config key {path}: {err.instance!r} should be of type {err.validator_value}"
+    return f"config key {path}: {err.message}"
+
+
+def _iter_errors(config: dict[str, Any], schema: dict[str, Any]) -> Iterator[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
+        yield _format_error(err)
+
+
+def _semantic_errors(config: dict[str, Any]) -> Iterator[str]:
+    """Checks a JSON schema cannot express: required values, columns mapped twice."""
+    if not config["data"]["sessions"]:
+        yield "config key data.sessions: required (path to the session-level or wide table)"
+    cols = config["columns"]
+    if not cols["patient"]:
+        yield "config key columns.patient: required (the patient identifier column)"
+    seen: dict[str, str] = {}
+    roles = [(k, v) for k, v in cols.items() if isinstance(v, str) and v]
+    roles += [(f"covariates[{i}]", v) for i, v in enumerate(cols["covariates"])]
+    roles += [(f"personality.{k}", v) for k, v in cols["personality"].items()]
+    sym = config["symptoms"]
+    if sym["column"]:
+        roles.append(("symptoms.column", sym["column"]))
+    for role, source in roles:
+        if source in seen:
+            yield (
+                f"config key columns.{role}: column '{source}' is already mapped to "
+                f"columns.{seen[source]}; each source column can fill one role only"
+            )
+        else:
+            seen[source] = role.removeprefix("symptoms.")
+    if not sym["column"] and not sym["items"]:
+        yield "config key symptoms: set symptoms.column (a total) or symptoms.items (an item regex)"
+    for value in _walk_values(config):
+        if isinstance(value, str) and value.strip().upper().startswith("TODO"):
+            yield f"config still holds a TODO left by `alliance init`: {value!r}"
+
+
+def _walk_values(node: Any) -> Iterator[Any]:
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from _walk_values(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk_values(v)
+    else:
+        yield node
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Return a defaults-filled copy of `config`, or raise ConfigError listing every problem."""
+    schema = load_schema()
+    filled = _fill_defaults(copy.deepcopy(dict(config)), schema, schema)
+    problems = list(_iter_errors(filled, schema))
+    if not problems:
+        problems = list(_semantic_errors(filled))
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return filled
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: config must be a mapping of keys to values")
+    try:
+        return validate_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 of the resolved config (canonical JSON), for provenance."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()

@@ -1,0 +1,62 @@
+"""One coefficient-table layout for every model the pipeline fits.
+
+Mixed models, Cox models and meta-analyses all report through `coef_table`, so downstream
+tables and figures read the same columns whatever produced them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+COEF_COLUMNS = [
+    "term",
+    "estimate",
+    "std_error",
+    "statistic",
+    "df",
+    "p_value",
+    "ci_low",
+    "ci_high",
+]
+
+
+def coef_table(
+    terms: Sequence[str],
+    estimate: np.ndarray,
+    std_error: np.ndarray,
+    df: np.ndarray | float = np.inf,
+    *,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Wald table: statistic = estimate / SE, two-sided p and CI from t(df) (normal when df=inf).
+
+    Rows with infinite df give z-tests, as R reports for GLMMs and Cox models; finite df give
+    t-tests, as lmerTest reports with Satterthwaite df.
+    """
+    est = np.asarray(estimate, dtype=float)
+    se = np.asarray(std_error, dtype=float)
+    dfs = np.broadcast_to(np.asarray(df, dtype=float), est.shape).copy()
+    stat = est / se
+    p = np.empty_like(est)
+    q = np.empty_like(est)
+    normal = ~np.isfinite(dfs)
+    p[normal] = 2.0 * stats.norm.sf(np.abs(stat[normal]))
+    q[normal] = stats.norm.ppf(0.5 + level / 2.0)
+    p[~normal] = 2.0 * stats.t.sf(np.abs(stat[~normal]), dfs[~normal])
+    q[~normal] = stats.t.ppf(0.5 + level / 2.0, dfs[~normal])
+    return pd.DataFrame(
+        {
+            "term": list(terms),
+            "estimate": est,
+            "std_error": se,
+            "statistic": stat,
+            "df": dfs,
+            "p_value": p,
+            "ci_low": est - q * se,
+            "ci_high": est + q * se,
+        }
+    )

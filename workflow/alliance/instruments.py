@@ -1,0 +1,124 @@
+"""Instruments as data: load and check a questionnaire's scoring key from YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alliance.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """A Likert questionnaire's scoring key."""
+
+    name: str
+    label: str
+    n_items: int
+    low: float
+    high: float
+    subscales: dict[str, tuple[int, ...]]
+    reverse: tuple[int, ...] = ()
+    scoring: str = "mean"
+    min_answered: float = 0.75
+    total: bool = True
+    item_ranges: dict[int, tuple[float, float]] = field(default_factory=dict)
+    citation: str = ""
+    verified: str = ""
+    form: str = ""
+
+    @property
+    def items(self) -> tuple[int, ...]:
+        return tuple(range(1, self.n_items + 1))
+
+    def item_range(self, item: int) -> tuple[float, float]:
+        """Allowed range of one item (instruments like HAM-D mix 0-2 and 0-4 items)."""
+        return self.item_ranges.get(item, (self.low, self.high))
+
+
+def _problem(path: Path, key: str, message: str) -> ConfigError:
+    return ConfigError(f"{path}: key '{key}': {message}")
+
+
+def parse_instrument(spec: dict[str, Any], path: Path) -> Instrument:
+    """Build an Instrument from a YAML mapping, rejecting inconsistent keys."""
+    allowed = {
+        "name", "label", "form", "items", "range", "subscales", "reverse", "scoring",
+        "min_answered", "total", "item_ranges", "citation", "verified",
+    }  # fmt: skip
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise _problem(path, unknown[0], f"not allowed; allowed keys: {', '.join(sorted(allowed))}")
+    for key in ("name", "items", "range", "subscales"):
+        if key not in spec:
+            raise _problem(path, key, "required")
+    n_items = spec["items"]
+    if not isinstance(n_items, int) or n_items < 1:
+        raise _problem(path, "items", f"must be a positive item count, got {n_items!r}")
+    low, high = spec["range"]
+    if not low < high:
+        raise _problem(path, "range", f"[{low}, {high}] must be [min, max] with min < max")
+    valid = set(range(1, n_items + 1))
+    subscales: dict[str, tuple[int, ...]] = {}
+    owner: dict[int, str] = {}
+    for name, members in (spec["subscales"] or {}).items():
+        for item in members:
+            if item not in valid:
+                raise _problem(path, f"subscales.{name}", f"item {item} is not in 1..{n_items}")
+            if item in owner:
+                raise _problem(
+                    path, f"subscales.{name}", f"item {item} is also in subscale '{owner[item]}'"
+                )
+            owner[item] = name
+        subscales[name] = tuple(members)
+    reverse = tuple(spec.get("reverse") or ())
+    for item in reverse:
+        if item not in valid:
+            raise _problem(path, "reverse", f"item {item} is not in the item list 1..{n_items}")
+    scoring = spec.get("scoring", "mean")
+    if scoring not in ("mean", "sum"):
+        raise _problem(path, "scoring", f"{scoring!r} is not one of 'mean', 'sum'")
+    share = float(spec.get("min_answered", 0.75))
+    if not 0 < share <= 1:
+        raise _problem(path, "min_answered", f"{share} must be a share in (0, 1]")
+    item_ranges = {}
+    for item, rng in (spec.get("item_ranges") or {}).items():
+        if int(item) not in valid:
+            raise _problem(path, "item_ranges", f"item {item} is not in 1..{n_items}")
+        item_ranges[int(item)] = (float(rng[0]), float(rng[1]))
+    return Instrument(
+        name=str(spec["name"]),
+        label=str(spec.get("label", spec["name"])),
+        form=str(spec.get("form", "")),
+        n_items=n_items,
+        low=float(low),
+        high=float(high),
+        subscales=subscales,
+        reverse=reverse,
+        scoring=scoring,
+        min_answered=share,
+        total=bool(spec.get("total", True)),
+        item_ranges=item_ranges,
+        citation=str(spec.get("citation", "")),
+        verified=str(spec.get("verified", "")),
+    )
+
+
+def load_instrument(name: str, directory: str | Path) -> Instrument:
+    """Load `<directory>/<name>.yaml`."""
+    path = Path(directory) / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
+        raise ConfigError(
+            f"instrument '{name}' not found in {directory}; available: {', '.join(known) or 'none'}"
+        )
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: an instrument file must be a mapping")
+    return parse_instrument(spec, path)

@@ -1,0 +1,135 @@
+"""Collect data problems with their place, and apply the configured policy to each.
+
+Every problem found becomes one row of `validation.csv` (file, row, column, value, check, action). Checks
+with policy `error` are gathered and raised together so a user fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alliance.errors import InputError
+
+ROW = "_row"
+FILE = "_file"
+MAX_LISTED = 15
+
+VALIDATION_COLUMNS = ["file", "row", "column", "value", "check", "action", "message"]
+
+
+class ValidationFailed(InputError):
+    """One or more checks with policy `error` failed; `problems` lists them all."""
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        self.problems = problems
+        first = problems[0]
+        super().__init__(
+            first["message"],
+            file=first["file"],
+            row=first["row"],
+            column=first["column"],
+            value=first["value"],
+            check=first["check"],
+        )
+
+    def __str__(self) -> str:
+        lines = [_describe(p) for p in self.problems[:MAX_LISTED]]
+        more = len(self.problems) - MAX_LISTED
+        if more > 0:
+            lines.append(f"... and {more} more (run `alliance validate` for the full list)")
+        head = f"{len(self.problems)} data problem(s) with policy 'error':"
+        return head + "\n  " + "\n  ".join(lines)
+
+
+def _describe(p: dict[str, Any]) -> str:
+    return str(
+        InputError(
+            p["message"], file=p["file"], row=p["row"], column=p["column"], value=p["value"],
+            check=p["check"],
+        )
+    )  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    return value
+
+
+@dataclass
+class Problems:
+    """Problem log plus the policy table from config `checks`."""
+
+    policies: dict[str, str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        check: str,
+        message: str,
+        *,
+        file: str | None,
+        row: int | None = None,
+        column: str | None = None,
+        value: Any = None,
+        action: str | None = None,
+    ) -> None:
+        """Record one problem; `action` overrides the policy (e.g. 'skipped' for analyses)."""
+        self.rows.append(
+            {
+                "file": file,
+                "row": None if row is None else int(row),
+                "column": column,
+                "value": _plain(value),
+                "check": check,
+                "action": action or self.policies.get(check, "error"),
+                "message": message,
+            }
+        )
+
+    def flag(
+        self,
+        frame: pd.DataFrame,
+        mask: pd.Series,
+        check: str,
+        message: str,
+        *,
+        column: str | None,
+        source_column: str | None = None,
+    ) -> pd.DataFrame:
+        """Record every row of `frame` where `mask` holds and apply the policy; return the frame."""
+        mask = mask.fillna(False).astype(bool)
+        if not mask.any():
+            return frame
+        action = self.policies.get(check, "error")
+        hits = frame.loc[mask]
+        values = hits[column] if column in hits else pd.Series([None] * len(hits), index=hits.index)
+        for file, row, value in zip(hits[FILE], hits[ROW], values, strict=True):
+            self.add(
+                check, message, file=file, row=row, column=source_column or column, value=value
+            )
+        if action == "drop_row":
+            return frame.loc[~mask]
+        if action == "set_missing" and column is not None:
+            frame = frame.copy()
+            frame.loc[mask, column] = np.nan
+        return frame
+
+    def raise_errors(self) -> None:
+        """Raise ValidationFailed if any recorded problem has action `error`."""
+        errors = [p for p in self.rows if p["action"] == "error"]
+        if errors:
+            raise ValidationFailed(errors)
+
+    def frame(self) -> pd.DataFrame:
+        """validation.csv content, in a stable order."""
+        out = pd.DataFrame(self.rows, columns=VALIDATION_COLUMNS)
+        return out.astype({"row": "Int64"})

@@ -1,0 +1,32 @@
+# Shared helpers: config validation at start, input functions, wildcard constraints.
+from pathlib import Path
+
+from alliance.config import load_config, validate_config
+
+# An explicit --configfile replaces the demo config wholesale (no silent merge with demo values).
+config.update(validate_config(config) if config else load_config("config/config.yaml"))
+
+RESULTS = "results"
+LOGS = "logs"
+
+
+def data_inputs(wildcards):
+    """The raw export files named in config, so edits to them trigger a rerun."""
+    files = {"sessions": config["data"]["sessions"]}
+    if config["data"]["patients"]:
+        files["patients"] = config["data"]["patients"]
+    return files
+
+
+def instrument_files(wildcards):
+    """Instrument YAMLs in use (changing a scoring key reruns the affected stages)."""
+    folder = Path(config["alliance"]["instruments_dir"])
+    names = [r["instrument"] for r in config["alliance"]["raters"].values() if r]
+    if config["symptoms"]["instrument"]:
+        names.append(config["symptoms"]["instrument"])
+    return sorted(str(folder / f"{name}.yaml") for name in set(names))
+
+
+def all_outputs():
+    """Every final output of the pipeline (the default target)."""
+    return rules.clean.output
