@@ -13,6 +13,8 @@ rule clean:
         availability=f"{RESULTS}/clean/availability.json",
     log:
         f"{LOGS}/clean.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,

@@ -7,6 +7,8 @@ from alliance.config import load_config, validate_config
 config.update(validate_config(config) if config else load_config("config/config.yaml"))
 
 RESULTS = "results"
+# One pinned environment for every rule (same pins as requirements.lock); used with --sdm conda.
+ENV = "../../environment.yml"
 LOGS = "logs"
 
 
