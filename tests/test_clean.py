@@ -1,10 +1,9 @@
-"""The clean stage on a hand-made trial: derived values by hand, and every check on a broken copy."""
+"""The clean stage on a hand-made trial: derived values by hand, every check on a broken copy."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from alliance.clean import clean_trial, write_clean
 from alliance.config import validate_config
 from alliance.errors import ConfigError, InputError

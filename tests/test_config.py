@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from alliance.config import load_config, load_schema, validate_config
 from alliance.errors import ConfigError
 from conftest import ROOT, demo_config

@@ -1,8 +1,8 @@
 """The clean stage: read -> map columns -> coerce -> validate -> derive -> pseudonymise.
 
 Produces the session table (one row per patient x attended session) and the patient table with the
-derived outcomes (dropout, response, remission, relapse follow-up), plus the participant flow and the
-list of every problem found. Nothing here knows the demo's column names: all come from config.
+derived outcomes (dropout, response, remission, relapse follow-up), plus the participant flow and
+the list of every problem found. Nothing here knows the demo's column names: all come from config.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from alliance.scoring import keyed_items, score_items
 # Values that look like missing-data codes: named in the out-of-range message as a hint.
 LIKELY_MISSING_CODES = {9, 99, 999, -9, -99, -999, -1, 8, 98, 998}
 CANONICAL_PATIENT = (
-    "patient", "therapist", "site", "arm", "arm_class", "modality", "telehealth", "status",
-    "dropout_session", "consent_date", "baseline_symptom", "relapse_time", "relapse_event", "agency",
-)  # fmt: skip
+    *("patient", "therapist", "site", "arm", "arm_class", "modality", "telehealth", "status"),
+    *("dropout_session", "consent_date", "baseline_symptom", "relapse_time", "relapse_event"),
+    "agency",
+)
 
 
 @dataclass
@@ -54,21 +55,39 @@ class Source:
 
 
 # --------------------------------------------------------------------------------------------- read
-def _read(path: str, data_cfg: dict[str, Any], keep: list[str] | None) -> Source:
+def _read(path: str, cfg: dict[str, Any]) -> Source:
+    """Read one input; value labels only on categorical roles, missing codes never on IDs."""
+    data_cfg, cols = cfg["data"], cfg["columns"]
     if not Path(path).exists():
         raise InputError("input file not found (check data.sessions / data.patients)", file=path)
+    header = io.read_columns(
+        path,
+        sheet=data_cfg["sheet"],
+        encoding=data_cfg["encoding"],
+        delimiter=data_cfg["delimiter"],
+    )
+    ids = {cols["patient"], cols["therapist"], cols["site"]}
+    codes = {c: list(data_cfg["missing_codes"]) for c in header if c not in ids}
+    categorical = {cols[r] for r in ("arm", "modality", "status", "site", "therapist") if cols[r]}
+    categorical |= set(cols["covariates"])
     table = io.read_table(
         path,
         sheet=data_cfg["sheet"],
         encoding=data_cfg["encoding"],
         delimiter=data_cfg["delimiter"],
-        missing_codes=data_cfg["missing_codes"],
-        keep_columns=keep,
+        missing_codes=codes if data_cfg["missing_codes"] else (),
+        apply_value_labels=_labelled_columns(header, categorical, data_cfg["session_token"]),
     )
     frame = table.frame.reset_index(drop=True)
     frame[ROW] = np.arange(1, len(frame) + 1)
     frame[FILE] = path
     return Source(frame, path)
+
+
+def _labelled_columns(header: list[str], categorical: set[str], token: str) -> list[str]:
+    """Header columns that are categorical roles, in long or wide (session-token) form."""
+    rx = re.compile(token)
+    return [c for c in header if c in categorical or rx.sub("", c) in categorical]
 
 
 def _wanted_columns(cfg: dict[str, Any]) -> list[str]:
@@ -98,7 +117,7 @@ def _keep_filter(frame_columns: list[str], cfg: dict[str, Any]) -> list[str]:
 def read_inputs(cfg: dict[str, Any]) -> tuple[Source, Source | None]:
     """Read the session (or wide) table and the optional patient table; reshape wide to long."""
     data = cfg["data"]
-    raw = _read(data["sessions"], data, None)
+    raw = _read(data["sessions"], cfg)
     id_col = cfg["columns"]["patient"]
     session_col = cfg["columns"]["session"]
     layout = data["layout"]
@@ -128,9 +147,11 @@ def read_inputs(cfg: dict[str, Any]) -> tuple[Source, Source | None]:
     else:
         sessions = raw
     keep = _keep_filter(list(sessions.frame.columns), cfg) + [ROW, FILE]
-    sessions = Source(sessions.frame[[c for c in sessions.frame.columns if c in keep]], sessions.path)
+    sessions = Source(
+        sessions.frame[[c for c in sessions.frame.columns if c in keep]], sessions.path
+    )
     if data["patients"]:
-        extra = _read(data["patients"], data, None)
+        extra = _read(data["patients"], cfg)
         if patients_src is not None:
             merged = patients_src.frame.merge(
                 extra.frame.drop(columns=[ROW, FILE]), on=id_col, how="outer", suffixes=("", "_p")
@@ -165,7 +186,9 @@ def item_columns(frame: pd.DataFrame, pattern: str) -> dict[int, str]:
         m = rx.search(col)
         if m:
             if not m.groups():
-                raise ConfigError(f"item pattern {pattern!r} needs a group capturing the item number")
+                raise ConfigError(
+                    f"item pattern {pattern!r} needs a group capturing the item number"
+                )
             found[int(m.group(1))] = col
     return dict(sorted(found.items()))
 
@@ -237,7 +260,9 @@ def map_sessions(src: Source, cfg: dict[str, Any], problems: Problems) -> pd.Dat
     if not cols["session"]:
         raise ConfigError("config key columns.session: required for a long session table")
     _require(frame, cols["session"], "session", src.path)
-    out = pd.DataFrame({ROW: frame[ROW].to_numpy(), FILE: frame[FILE].to_numpy()}, index=frame.index)
+    out = pd.DataFrame(
+        {ROW: frame[ROW].to_numpy(), FILE: frame[FILE].to_numpy()}, index=frame.index
+    )
     out["patient"] = frame[cols["patient"]].astype("string").str.strip()
     sources: dict[str, str] = {}
     for role in ROLE_KEYS_SESSION:
@@ -332,7 +357,9 @@ def map_patients(
         base = None
     sf = sessions_src.frame
     from_sessions = {
-        role: col for role, col in wanted.items() if (base is None or role not in base) and col in sf
+        role: col
+        for role, col in wanted.items()
+        if (base is None or role not in base) and col in sf
     }
     if from_sessions:
         part = pd.DataFrame({ROW: sf[ROW], FILE: sf[FILE]})
@@ -363,7 +390,9 @@ def map_patients(
     return base
 
 
-def _collapse(frame: pd.DataFrame, roles: list[str], problems: Problems, cols: dict) -> pd.DataFrame:
+def _collapse(
+    frame: pd.DataFrame, roles: list[str], problems: Problems, cols: dict
+) -> pd.DataFrame:
     """One row per patient; a patient with conflicting values of a role is a problem."""
     conflict_check = {"therapist": "therapist_conflict", "arm": "arm_conflict"}
     for role in roles:
@@ -475,7 +504,9 @@ def check_patients(
         )  # fmt: skip
         p[role] = p[role].map(mapping).astype("string")
     if "modality" in p:
-        p["telehealth"] = (p["modality"] == "telehealth").astype("Int64").where(p["modality"].notna())
+        p["telehealth"] = (
+            (p["modality"] == "telehealth").astype("Int64").where(p["modality"].notna())
+        )
     for role in ("baseline_symptom", "relapse_time", "relapse_event", "agency", "dropout_session"):
         if role in p:
             p = _numeric(p, role, problems, cols[role])
@@ -633,7 +664,7 @@ def derive(s: pd.DataFrame, p: pd.DataFrame, cfg: dict[str, Any]) -> tuple[pd.Da
 
 
 def flow_table(p: pd.DataFrame, s: pd.DataFrame, problems: Problems) -> pd.DataFrame:
-    """CONSORT-style participant flow: assessed -> randomised per arm -> ... -> followed for relapse."""
+    """CONSORT-style flow: assessed -> randomised per arm -> ... -> followed for relapse."""
     rows: list[dict[str, Any]] = []
 
     def add(step: str, n: int, arm: str = "all", note: str = "") -> None:
@@ -695,7 +726,8 @@ def availability(s: pd.DataFrame, p: pd.DataFrame, cfg: dict[str, Any]) -> dict[
     }  # fmt: skip
     if n_ther and n_ther < 10:
         avail["therapist"]["note"] = (
-            f"only {n_ther} therapists: three-level SEs are biased; prefer two-level + cluster-robust"
+            f"only {n_ther} therapists: three-level SEs are biased; "
+            "prefer two-level + cluster-robust"
         )
     return avail
 

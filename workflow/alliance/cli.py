@@ -38,7 +38,9 @@ def _validate(argv: list[str]) -> int:
     print(f"  problems (non-fatal)   {summ['problems']}")
     for problem in result.validation.to_dict("records"):
         print(f"  - {_place(problem)} -> {problem['action']}")
-    skipped = {k: v for k, v in result.availability.items() if isinstance(v, dict) and "available" in v}
+    skipped = {
+        k: v for k, v in result.availability.items() if isinstance(v, dict) and "available" in v
+    }
     for name, state in sorted(skipped.items()):
         if not state["available"]:
             print(f"  analyses needing '{name}' will be skipped: {state['reason']}")
@@ -57,8 +59,11 @@ def _place(problem: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `alliance` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"simulate": "simulate a trial with known truth", "init": "write a starter config "
-                "for a foreign export", "validate": "read, map and validate a dataset only"}  # fmt: skip
+    commands = {
+        "simulate": "simulate a trial with known truth",
+        "init": "write a starter config for a foreign export",
+        "validate": "read, map and validate a dataset only",
+    }
     if not argv or argv[0] not in commands:
         lines = "\n".join(f"  {k:<9} {v}" for k, v in commands.items())
         print(f"usage: alliance COMMAND [options]\n\ncommands:\n{lines}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Load and validate the pipeline configuration against its JSON schema.
 
-Defaults live in the schema only (one source of truth); a typo or a wrong value fails with the key path
-and what is allowed.
+Defaults live in the schema only (one source of truth); a typo or a wrong value fails with the key
+path and what is allowed.
 """
 
 from __future__ import annotations

@@ -38,4 +38,6 @@ def environment_yaml(pins: dict[str, str]) -> str:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(environment_yaml(lock_pins(sys.argv[1] if len(sys.argv) > 1 else "requirements.lock")))
+    sys.stdout.write(
+        environment_yaml(lock_pins(sys.argv[1] if len(sys.argv) > 1 else "requirements.lock"))
+    )

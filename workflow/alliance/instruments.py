@@ -34,6 +34,18 @@ class Instrument:
     def items(self) -> tuple[int, ...]:
         return tuple(range(1, self.n_items + 1))
 
+    @property
+    def unverified(self) -> bool:
+        """True when the `verified` note flags the key as UNVERIFIED (users must check it)."""
+        return "UNVERIFIED" in self.verified
+
+    def scales(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(scale name, item numbers) in scoring order: subscales as listed, then `total`."""
+        out = list(self.subscales.items())
+        if self.total:
+            out.append(("total", self.items))
+        return out
+
     def item_range(self, item: int) -> tuple[float, float]:
         """Allowed range of one item (instruments like HAM-D mix 0-2 and 0-4 items)."""
         return self.item_ranges.get(item, (self.low, self.high))
@@ -65,6 +77,8 @@ def parse_instrument(spec: dict[str, Any], path: Path) -> Instrument:
     subscales: dict[str, tuple[int, ...]] = {}
     owner: dict[int, str] = {}
     for name, members in (spec["subscales"] or {}).items():
+        if name == "total":
+            raise _problem(path, "subscales.total", "'total' is reserved for the total score")
         for item in members:
             if item not in valid:
                 raise _problem(path, f"subscales.{name}", f"item {item} is not in 1..{n_items}")

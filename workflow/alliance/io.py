@@ -17,7 +17,7 @@ import math
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ _INTEGER = re.compile(r"[+-]?\d+")
 _LEADING_ZERO = re.compile(r"[+-]?0\d")
 _SNIFF_LINES = 50
 
-MissingCodes = Sequence[float] | Mapping[str, Sequence[float]]
+MissingCodes = Sequence[float | str] | Mapping[str, Sequence[float | str]] | None
 
 
 @dataclass
@@ -88,13 +88,14 @@ def read_table(
     delimiter: str = "auto",
     missing_codes: MissingCodes = (),
     keep_columns: Sequence[str] | None = None,
-    apply_value_labels: bool = True,
+    apply_value_labels: bool | Collection[str] = True,
 ) -> TableRead:
     """Read a csv/tsv/parquet/xlsx/sav/zsav/dta file into a `TableRead`.
 
     `missing_codes` is a list applied to every column, or a mapping column -> codes.
     `keep_columns` drops every other column at read time so free text never travels further.
-    `apply_value_labels=False` keeps SPSS/Stata numeric codes (labels are still reported).
+    `apply_value_labels=False` keeps SPSS/Stata numeric codes (labels are still reported); a collection
+    of column names labels only those (questionnaire items stay numeric, arm codes become labels).
     """
     source = str(path)
     fmt = detect_format(path)
@@ -108,7 +109,7 @@ def read_table(
     if fmt in ("csv", "tsv"):
         frame = _read_text(p, source, fmt, encoding, delimiter, keep, result)
     elif fmt == "parquet":
-        frame = _read_parquet(p, source, keep, result)
+        frame = _read_parquet(p, source, keep)
     elif fmt == "excel":
         frame = _read_excel(p, source, sheet, keep, result)
     else:
@@ -123,9 +124,12 @@ def read_table(
     frame = _apply_missing_codes(frame, missing_codes, result)
     if fmt in ("spss", "stata"):
         frame = _integral_floats_to_int(frame)
-        if apply_value_labels:
+        if apply_value_labels is True:
             frame = _apply_labels(frame, result)
-    result.frame = frame.reset_index(drop=True)
+        elif apply_value_labels:
+            frame = _apply_labels(frame, result, set(apply_value_labels))
+    # a parquet file may carry a named index (e.g. patient id): keep it as a column
+    result.frame = frame.reset_index(drop=not _meaningful_index(frame))
     result.n_rows = len(frame)
     return result
 
@@ -173,7 +177,10 @@ def _read_text(
     keep: list[str] | None,
     result: TableRead,
 ) -> pd.DataFrame:
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}", file=source) from exc
     if not data.strip():
         raise InputError("no data rows (the file is empty)", file=source)
     text = _decode(data, source, encoding, result)
@@ -359,7 +366,7 @@ def _infer_column(values: list[str]) -> pd.Series:
 # --- parquet -------------------------------------------------------------------------------
 
 
-def _read_parquet(p: Path, source: str, keep: list[str] | None, result: TableRead) -> pd.DataFrame:
+def _read_parquet(p: Path, source: str, keep: list[str] | None) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
@@ -554,8 +561,12 @@ def _integral_floats_to_int(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _apply_labels(frame: pd.DataFrame, result: TableRead) -> pd.DataFrame:
+def _apply_labels(
+    frame: pd.DataFrame, result: TableRead, only: set[str] | None = None
+) -> pd.DataFrame:
     for col, labels in result.value_labels.items():
+        if only is not None and col not in only:
+            continue
         values = frame[col]
         present = values.dropna()
         labelled = present.map(lambda v, lab=labels: v in lab)
@@ -595,12 +606,21 @@ def _blank_strings_to_missing(frame: pd.DataFrame, result: TableRead) -> pd.Data
     return frame
 
 
-def _code_texts(code: float) -> set[str]:
-    f = float(code)
-    texts = {repr(f)}
-    if f.is_integer():
-        texts.add(str(int(f)))
-    return texts
+def _code_forms(codes: Sequence[float | str]) -> tuple[list[float], set[str]]:
+    """Numeric values and text spellings of the missing codes (-99 -> -99.0, "-99", "-99.0")."""
+    floats: list[float] = []
+    texts: set[str] = set()
+    for code in codes:
+        if isinstance(code, str):
+            texts.add(code.strip())
+            if not _NUMBER.fullmatch(code.strip()):
+                continue
+        f = float(code)
+        floats.append(f)
+        texts.add(repr(f))
+        if f.is_integer():
+            texts.add(str(int(f)))
+    return floats, texts
 
 
 def _is_code(value: Any, floats: list[float], texts: set[str]) -> bool:
@@ -612,6 +632,8 @@ def _is_code(value: Any, floats: list[float], texts: set[str]) -> bool:
 def _apply_missing_codes(
     frame: pd.DataFrame, missing_codes: MissingCodes, result: TableRead
 ) -> pd.DataFrame:
+    if not missing_codes:
+        return frame
     if isinstance(missing_codes, Mapping):
         per_column = {c: list(v) for c, v in missing_codes.items()}
         absent = [c for c in per_column if c not in frame.columns]
@@ -623,8 +645,7 @@ def _apply_missing_codes(
         if not codes or col not in frame.columns:
             continue
         values = frame[col]
-        floats = [float(c) for c in codes]
-        texts = set().union(*(_code_texts(c) for c in codes))
+        floats, texts = _code_forms(codes)
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             mask = values.isin(floats)
         elif values.dtype == object:

@@ -32,8 +32,9 @@ def score_items(
 ) -> tuple[pd.Series, pd.Series]:
     """Scale score and number of answered items for the item numbers in `members`.
 
-    A score needs at least `inst.min_answered` of the items; with fewer it is missing (prorating rule).
-    `sum` scoring prorates: mean of answered items x number of items, so partial forms stay comparable.
+    A score needs at least `inst.min_answered` of the items; with fewer it is missing (prorating
+    rule). `sum` scoring prorates: mean of answered items x number of items, so partial forms stay
+    comparable.
     """
     present = [m for m in members if m in keyed.columns]
     block = keyed[present].to_numpy(dtype=float)
