@@ -134,6 +134,13 @@ add_glmer <- function(case, fit) {
                                                 getME(fit, "theta")[[i]])
 }
 add_glmer("cbpp_laplace", fit)
+# lme4's default PIRLS tolerance (tolPwrss = 1e-7) leaves the inner conditional-mode solve
+# slightly inexact; with 1e-10 the Laplace deviance is exact and the fit is the true optimum.
+# This is the call alliance.engine.mixed puts in formula_r.
+tight <- glmerControl(tolPwrss = 1e-10)
+fit <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, family = binomial,
+             control = tight)
+add_glmer("cbpp_laplace_tight", fit)
 
 # Simulated three-level data: sessions in patients in therapists (patient ids unique overall,
 # patient_local repeats across therapists for the nested a/b syntax).
@@ -184,6 +191,8 @@ dd <- data.frame(therapist = paste0("T", th), alliance = alliance, drop = drop)
 write_data(dd, "sim_dropout.csv")
 fit <- glmer(drop ~ alliance + (1 | therapist), dd, family = binomial)
 add_glmer("dropout_laplace", fit)
+fit <- glmer(drop ~ alliance + (1 | therapist), dd, family = binomial, control = tight)
+add_glmer("dropout_laplace_tight", fit)
 
 flush_rows("mixed_reference.csv")
 

@@ -94,8 +94,8 @@ def read_table(
 
     `missing_codes` is a list applied to every column, or a mapping column -> codes.
     `keep_columns` drops every other column at read time so free text never travels further.
-    `apply_value_labels=False` keeps SPSS/Stata numeric codes (labels are still reported); a collection
-    of column names labels only those (questionnaire items stay numeric, arm codes become labels).
+    `apply_value_labels=False` keeps SPSS/Stata numeric codes (labels are still reported); a
+    collection of column names labels only those (items stay numeric, arm codes become labels).
     """
     source = str(path)
     fmt = detect_format(path)

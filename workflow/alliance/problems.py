@@ -1,7 +1,8 @@
 """Collect data problems with their place, and apply the configured policy to each.
 
 Every problem found becomes one row of `validation.csv` (file, row, column, value, check,
-action). Checks with policy `error` are gathered and raised together so a user fixes them in one pass.
+action). Checks with policy `error` are gathered and raised together so a user fixes them in one
+pass.
 """
 
 from __future__ import annotations

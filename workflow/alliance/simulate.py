@@ -163,7 +163,9 @@ def _resolve_params(overrides: dict[str, Any]) -> dict[str, Any]:
         default = params[key]
         if isinstance(default, dict):
             if not isinstance(value, dict) or set(value) - set(default):
-                raise ConfigError(f"simulate_trial: '{key}' must be a dict with keys {list(default)}")
+                raise ConfigError(
+                    f"simulate_trial: '{key}' must be a dict with keys {list(default)}"
+                )
             params[key] = {**default, **value}
         else:
             params[key] = copy.deepcopy(value)
@@ -208,8 +210,10 @@ def _telehealth_shift(p: dict[str, Any]) -> float:
 def _patient_residual_var(p: dict[str, Any]) -> float:
     a = np.array([p["a_agreeableness"], p["a_extraversion"], p["a_openness"]])
     shift = _telehealth_shift(p)
-    resid = p["alliance_var_patient"] - float(a @ a) - shift**2 * p["video_share"] * (
-        1 - p["video_share"]
+    resid = (
+        p["alliance_var_patient"]
+        - float(a @ a)
+        - shift**2 * p["video_share"] * (1 - p["video_share"])
     )
     if resid <= 0:
         raise ConfigError("alliance_var_patient is smaller than the trait and telehealth parts")
@@ -272,9 +276,15 @@ def _rupture_dips(rng, p, n: int, n_sessions: int) -> tuple[np.ndarray, list[dic
             k = None
             dips[i, t0:] = -depth
         episodes.append(
-            {"index": int(i), "session": s_drop, "repaired": repaired, "sessions_to_repair": k,
-             "depth": round(depth, 4), "depth_sd_change": round(float(depth_sd[i]), 4)}
-        )  # fmt: skip
+            {
+                "index": int(i),
+                "session": s_drop,
+                "repaired": repaired,
+                "sessions_to_repair": k,
+                "depth": round(depth, 4),
+                "depth_sd_change": round(float(depth_sd[i]), 4),
+            }
+        )
     return dips, episodes
 
 
@@ -316,8 +326,9 @@ def _expected_shares_cached(params_json: str, n_sessions: int, seed: int) -> dic
     dips, _ = _rupture_dips(rng, p, n, n_sessions)
     trend = p["alliance_growth"] * np.arange(n_sessions)
     latent = p["alliance_mu"] + u[:, None] + a_p[:, None] + trend + w + dips
-    offsets = _item_offsets(np.random.default_rng([seed, _STREAMS.index("item_offsets")]),
-                            p["item_offset_sd"])  # fmt: skip
+    offsets = _item_offsets(
+        np.random.default_rng([seed, _STREAMS.index("item_offsets")]), p["item_offset_sd"]
+    )
     items = _items(rng, latent, offsets, p["item_noise_sd"], p["item_missing_p"])
     score = _row_mean(items).reshape(n_j, n_i, n_sessions)
     return {
@@ -340,12 +351,12 @@ def _nested_anova(y: np.ndarray) -> dict[str, float]:
     var_j = max((ms_j - ms_i) / (n_i * n_t), 0.0)
     total = var_j + var_i + var_t
     return {
-        "var_therapist": round(var_j, 5),
-        "var_patient": round(var_i, 5),
-        "var_session": round(var_t, 5),
-        "share_therapist": round(var_j / total, 4),
-        "share_patient": round(var_i / total, 4),
-        "share_session": round(var_t / total, 4),
+        "var_therapist": round(float(var_j), 5),
+        "var_patient": round(float(var_i), 5),
+        "var_session": round(float(var_t), 5),
+        "share_therapist": round(float(var_j / total), 4),
+        "share_patient": round(float(var_i / total), 4),
+        "share_session": round(float(var_t / total), 4),
         "mean": round(float(grand), 4),
     }
 
@@ -366,8 +377,11 @@ def _design(rng, p, n_patients: int, n_therapists: int) -> dict[str, Any]:
     arm = np.array(ARMS)[np.resize(np.arange(4), n_patients)]
     arm = rng.permutation(arm)
     therapist = np.empty(n_patients, dtype=int)
-    for kind, arms in (("CBT", ("CBT",)), ("IPT", ("IPT",)),
-                       ("pharmacotherapy", ("IMI-CM", "PLA-CM"))):  # fmt: skip
+    for kind, arms in (
+        ("CBT", ("CBT",)),
+        ("IPT", ("IPT",)),
+        ("pharmacotherapy", ("IMI-CM", "PLA-CM")),
+    ):
         pool = rng.permutation([k for k in range(n_therapists) if t_type[k] == kind])
         members = rng.permutation(np.flatnonzero(np.isin(arm, arms)))
         therapist[members] = pool[np.arange(len(members)) % len(pool)]
@@ -408,149 +422,215 @@ def simulate_trial(
     _check_design(n_patients, n_therapists, n_sessions, outcome_model)
     p = _resolve_params(overrides)
     rng = _streams(seed)
-    T = n_sessions
-    tc = np.arange(T, dtype=float)  # t - 1
-
-    # ---- design and people
-    d = _design(rng["design"], p, n_patients, n_therapists)
-    n_fail = round(n_patients * p["screen_fail_share"] / (1 - p["screen_fail_share"]))
-    n_all = n_patients + n_fail
-    r_people = rng["people"]
-    th = d["therapist"]
-    site = np.array([d["t_site"][k] for k in th] + list(r_people.choice(p["sites"], n_fail)))
-    subject = _subject_ids(r_people, list(site), n_all)
-    traits_z = _trait_z(r_people, n_all)
-    agency = r_people.normal(0.0, 1.0, n_all)
-    age = np.clip(np.rint(r_people.normal(p["age_mean"], p["age_sd"], n_all)),
-                  p["age_min"], p["age_max"]).astype(int)  # fmt: skip
-    sex = np.where(r_people.random(n_all) < p["female_share"], "F", "M")
-    video = (r_people.random(n_patients) < p["video_share"]).astype(float)
-    baseline = _baseline_hamd(r_people, p, n_all)
-    below = r_people.random(n_fail) < p["screen_fail_below_cutoff_share"]
-    fail_low = r_people.integers(6, p["baseline_hamd_cutoff"], n_fail)
-    baseline[n_patients:] = np.where(below, fail_low, baseline[n_patients:])
-    started = r_people.random(n_patients) >= p["not_started_share"]
-    tz = traits_z[:n_patients]
-    ag = agency[:n_patients]
-    base = baseline[:n_patients].astype(float)
-    arm = d["arm"]
-
-    # ---- patient-rated alliance (latent)
-    r_a = rng["alliance"]
-    u_t = r_a.normal(0.0, math.sqrt(p["alliance_var_therapist"]), n_therapists)
-    a_t = u_t[th]
-    a_p = _patient_level(r_a, p, tz, video)
-    w = _ar1(r_a, n_patients, T, p["alliance_var_session"], p["alliance_ar1"])
-    dips, scheduled = _rupture_dips(rng["ruptures"], p, n_patients, T)
-    a_s = w + dips
-    trend = p["alliance_growth"] * tc
-    a_true = p["alliance_mu"] + a_t[:, None] + a_p[:, None] + trend + a_s
-
-    # ---- therapist-rated alliance (latent), correlated with the patient's at each level
-    r_ta = rng["therapist_alliance"]
-
-    def _linked(x: np.ndarray, var_x: float, var_y: float, rho: float) -> np.ndarray:
-        own = r_ta.normal(0.0, 1.0, x.shape)
-        return rho * math.sqrt(var_y / var_x) * x + math.sqrt((1 - rho**2) * var_y) * own
-
-    tu = _linked(u_t, p["alliance_var_therapist"], p["t_alliance_var_therapist"],
-                 p["t_corr_therapist"])  # fmt: skip
-    tv = _linked(a_p, p["alliance_var_patient"], p["t_alliance_var_patient"],
-                 p["t_corr_patient"])  # fmt: skip
-    tw = _linked(w, p["alliance_var_session"], p["t_alliance_var_session"], p["t_corr_session"])
-    t_true = (p["alliance_mu"] + p["t_alliance_shift"] + tu[th][:, None] + tv[:, None]
-              + p["t_alliance_growth"] * tc + tw + p["t_rupture_visibility"] * dips)  # fmt: skip
-
-    # ---- observed items
-    r_items = rng["items"]
-    offsets = _item_offsets(rng["item_offsets"], p["item_offset_sd"])
-    t_offsets = _item_offsets(rng["item_offsets"], p["item_offset_sd"])
-    wai_p = _items(r_items, a_true, offsets, p["item_noise_sd"], p["item_missing_p"])
-    wai_t = _items(r_items, t_true, t_offsets, p["item_noise_sd"], p["t_item_missing_p"])
-    rated = np.zeros(T, dtype=bool)
-    rated[np.array(therapist_rating_sessions(T)) - 1] = True
-    wai_t[:, ~rated, :] = np.nan
-
-    # ---- dropout: discrete-time hazard on alliance at t-1
-    r_d = rng["dropout"]
-    r_th = r_d.normal(0.0, p["dropout_therapist_sd"], n_therapists)[th]
-    u_drop = r_d.random((n_patients, T))
-    attended = np.zeros((n_patients, T), dtype=bool)
-    attended[:, 0] = started
-    for t in range(1, T):
-        logit = (p["dropout_alpha"] + p["dropout_beta_alliance"]
-                 * (a_true[:, t - 1] - p["alliance_mu"]) + r_th)  # fmt: skip
-        attended[:, t] = attended[:, t - 1] & (u_drop[:, t] >= _expit(logit))
-
-    # ---- outcome
-    hamd_latent = _outcome(rng["outcome"], p, outcome_model, arm, ag, tz, base, th,
-                           n_therapists, a_t, a_p, a_s, tc)  # fmt: skip
+    design = _design(rng["design"], p, n_patients, n_therapists)
+    people = _people(rng["people"], p, design, n_patients)
+    al = _alliance(rng, p, design, people, n_sessions)
+    attended = _dropout(rng["dropout"], p, design, people["started"], al["a_true"])
+    hamd_latent = _outcome(rng["outcome"], p, outcome_model, design, people, al)
     hamd = np.clip(np.rint(hamd_latent), 0, 52).astype(int)
-    suicide = _suicide_item(rng["suicide"], p, hamd_latent, a_t, a_p, a_s)
-    suicide = np.minimum(suicide, hamd)
+    suicide = _suicide_item(rng["suicide"], p, hamd_latent, al)
+    # item 3 is part of the total; the other 16 items add up to at most 48
+    suicide = np.clip(suicide, np.maximum(hamd - 48, 0), hamd)
 
-    # ---- status, response, relapse
-    n_att = attended.sum(axis=1)
-    completed = attended[:, T - 1]
+    completed = attended[:, -1]
+    started = people["started"]
     status = np.where(~started, "not_started", np.where(completed, "completed", "dropout"))
-    responder = completed & (hamd[:, T - 1] <= p["response_threshold"] * base)
-    score = _row_mean(wai_p)
-    mean_alliance = _row_mean(np.where(attended, score, np.nan))
+    base = people["baseline"][:n_patients]
+    responder = completed & (hamd[:, -1] <= p["response_threshold"] * base)
+    mean_alliance = _row_mean(np.where(attended, _row_mean(al["wai_p"]), np.nan))
     relapse_weeks, relapse, rel_info = _relapse(rng["relapse"], p, responder, mean_alliance)
 
-    # ---- dates
-    r_dates = rng["dates"]
-    start = dt.date.fromisoformat(p["recruitment_start"])
-    consent_day = r_dates.integers(0, p["recruitment_days"] + 1, n_all)
-    lo, hi = p["first_session_delay_days"]
-    first_day = consent_day[:n_patients] + r_dates.integers(lo, hi + 1, n_patients)
-    jit = p["visit_jitter_days"]
-    jitter = r_dates.integers(-jit, jit + 1, (n_patients, T))
-    jitter[:, 0] = 0
-    visit_day = first_day[:, None] + 7 * tc.astype(int) + jitter
-
-    # ---- tables
-    sessions = _sessions_frame(subject, attended, visit_day, start, hamd, suicide, wai_p, wai_t)
+    start, consent_day, visit_day = _dates(rng["dates"], p, n_patients, people, n_sessions)
+    subject = people["subject"]
+    sessions = _sessions_frame(
+        subject, attended, _iso_grid(start, visit_day), hamd, suicide, al["wai_p"], al["wai_t"]
+    )
     patients = _patients_frame(
-        p, subject, d, th, site, arm, video, age, sex, consent_day, start, baseline,
-        traits_z, agency, status, relapse_weeks, relapse, n_patients,
-    )  # fmt: skip
-
-    episodes = []
-    for e in scheduled:
-        i, s = e["index"], e["session"]
-        if not attended[i, s - 1]:
-            continue  # the patient had left before the drop: the rupture never happened
-        k = e["sessions_to_repair"]
-        seen_to = s + (k if k is not None else 0)
-        episodes.append(
-            {"subject": subject[i], "session": s, "repaired": e["repaired"],
-             "sessions_to_repair": k, "repair_observed": bool(
-                 e["repaired"] and seen_to <= T and attended[i, seen_to - 1]),
-             "depth": e["depth"], "depth_sd_change": e["depth_sd_change"]}
-        )  # fmt: skip
-    episodes.sort(key=lambda e: (e["subject"], e["session"]))
-
-    truth = _truth(p, seed, n_patients, n_therapists, T, outcome_model, d, offsets, t_offsets,
-                   episodes, scheduled, rel_info, sessions, patients)  # fmt: skip
+        p, design, people, _iso(start, consent_day), status, relapse_weeks, relapse
+    )
+    episodes = _reached_episodes(al["scheduled"], attended, subject)
+    truth = {
+        "seed": seed,
+        "n_patients_randomised": n_patients,
+        "n_therapists": n_therapists,
+        "n_sessions": n_sessions,
+        "outcome_model": outcome_model,
+        **_truth(p, seed, n_sessions, design, al, episodes, rel_info),
+        "realised": realised_summary(sessions, patients, n_sessions),
+    }
     return SimulatedTrial(sessions=sessions, patients=patients, truth=truth)
 
 
-def _outcome(rng, p, model, arm, agency, tz, base, th, n_th, a_t, a_p, a_s, tc) -> np.ndarray:
+def _people(rng, p, design, n_patients: int) -> dict[str, Any]:
+    """Everyone assessed: randomised people first, then screen fails (no arm/therapist)."""
+    n_fail = round(n_patients * p["screen_fail_share"] / (1 - p["screen_fail_share"]))
+    n_all = n_patients + n_fail
+    fail_sites = list(rng.choice(p["sites"], n_fail))
+    site = np.array([design["t_site"][k] for k in design["therapist"]] + fail_sites)
+    subject = _subject_ids(rng, list(site), n_all)
+    traits_z = _trait_z(rng, n_all)
+    agency = rng.normal(0.0, 1.0, n_all)
+    age = np.rint(rng.normal(p["age_mean"], p["age_sd"], n_all))
+    age = np.clip(age, p["age_min"], p["age_max"]).astype(int)
+    sex = np.where(rng.random(n_all) < p["female_share"], "F", "M")
+    video = (rng.random(n_patients) < p["video_share"]).astype(float)
+    baseline = _baseline_hamd(rng, p, n_all)
+    # most screen fails scored below the entry cut-off; the rest declined
+    below = rng.random(n_fail) < p["screen_fail_below_cutoff_share"]
+    fail_low = rng.integers(6, p["baseline_hamd_cutoff"], n_fail)
+    baseline[n_patients:] = np.where(below, fail_low, baseline[n_patients:])
+    started = rng.random(n_patients) >= p["not_started_share"]
+    return {
+        "n_fail": n_fail,
+        "site": site,
+        "subject": subject,
+        "traits_z": traits_z,
+        "agency": agency,
+        "age": age,
+        "sex": sex,
+        "video": video,
+        "baseline": baseline,
+        "started": started,
+    }
+
+
+def _alliance(rng, p, design, people, T: int) -> dict[str, Any]:
+    """Latent patient- and therapist-rated alliance, rupture dips, and observed items."""
+    n, th = len(design["arm"]), design["therapist"]
+    tc = np.arange(T, dtype=float)
+    r_a = rng["alliance"]
+    u_t = r_a.normal(0.0, math.sqrt(p["alliance_var_therapist"]), len(design["t_id"]))
+    a_t = u_t[th]
+    a_p = _patient_level(r_a, p, people["traits_z"][:n], people["video"])
+    w = _ar1(r_a, n, T, p["alliance_var_session"], p["alliance_ar1"])
+    dips, scheduled = _rupture_dips(rng["ruptures"], p, n, T)
+    a_s = w + dips
+    a_true = p["alliance_mu"] + a_t[:, None] + a_p[:, None] + p["alliance_growth"] * tc + a_s
+
+    # therapist-rated: correlated with the patient's rating at each level
+    r_ta = rng["therapist_alliance"]
+
+    def linked(x: np.ndarray, level: str) -> np.ndarray:
+        var_x, var_y = p[f"alliance_var_{level}"], p[f"t_alliance_var_{level}"]
+        rho = p[f"t_corr_{level}"]
+        own = r_ta.normal(0.0, 1.0, x.shape)
+        return rho * math.sqrt(var_y / var_x) * x + math.sqrt((1 - rho**2) * var_y) * own
+
+    t_true = (
+        p["alliance_mu"]
+        + p["t_alliance_shift"]
+        + linked(u_t, "therapist")[th][:, None]
+        + linked(a_p, "patient")[:, None]
+        + p["t_alliance_growth"] * tc
+        + linked(w, "session")
+        + p["t_rupture_visibility"] * dips
+    )
+    offsets = _item_offsets(rng["item_offsets"], p["item_offset_sd"])
+    t_offsets = _item_offsets(rng["item_offsets"], p["item_offset_sd"])
+    wai_p = _items(rng["items"], a_true, offsets, p["item_noise_sd"], p["item_missing_p"])
+    wai_t = _items(rng["items"], t_true, t_offsets, p["item_noise_sd"], p["t_item_missing_p"])
+    rated = np.zeros(T, dtype=bool)
+    rated[np.array(therapist_rating_sessions(T)) - 1] = True
+    wai_t[:, ~rated, :] = np.nan
+    return {
+        "a_t": a_t,
+        "a_p": a_p,
+        "a_s": a_s,
+        "a_true": a_true,
+        "scheduled": scheduled,
+        "offsets": offsets,
+        "t_offsets": t_offsets,
+        "wai_p": wai_p,
+        "wai_t": wai_t,
+    }
+
+
+def _dropout(rng, p, design, started: np.ndarray, a_true: np.ndarray) -> np.ndarray:
+    """Attendance matrix from a discrete-time hazard on the true alliance at t-1."""
+    n, T = a_true.shape
+    r_th = rng.normal(0.0, p["dropout_therapist_sd"], len(design["t_id"]))[design["therapist"]]
+    u = rng.random((n, T))
+    attended = np.zeros((n, T), dtype=bool)
+    attended[:, 0] = started
+    for t in range(1, T):
+        logit = (
+            p["dropout_alpha"]
+            + p["dropout_beta_alliance"] * (a_true[:, t - 1] - p["alliance_mu"])
+            + r_th
+        )
+        attended[:, t] = attended[:, t - 1] & (u[:, t] >= _expit(logit))
+    return attended
+
+
+def _dates(rng, p, n_patients: int, people, T: int):
+    """Consent days for everyone; weekly session days (+-jitter) after a short delay."""
+    start = dt.date.fromisoformat(p["recruitment_start"])
+    consent_day = rng.integers(0, p["recruitment_days"] + 1, len(people["subject"]))
+    lo, hi = p["first_session_delay_days"]
+    first_day = consent_day[:n_patients] + rng.integers(lo, hi + 1, n_patients)
+    jit = p["visit_jitter_days"]
+    jitter = rng.integers(-jit, jit + 1, (n_patients, T))
+    jitter[:, 0] = 0
+    visit_day = first_day[:, None] + 7 * np.arange(T) + jitter
+    return start, consent_day, visit_day
+
+
+def _reached_episodes(scheduled, attended: np.ndarray, subject: list[str]) -> list[dict]:
+    """Rupture episodes whose drop session was attended (the others never happened)."""
+    T = attended.shape[1]
+    episodes = []
+    for e in scheduled:
+        i, s, k = e["index"], e["session"], e["sessions_to_repair"]
+        if not attended[i, s - 1]:
+            continue
+        seen_to = s + (k or 0)
+        episodes.append(
+            {
+                "subject": subject[i],
+                "session": s,
+                "repaired": e["repaired"],
+                "sessions_to_repair": k,
+                "repair_observed": bool(
+                    e["repaired"] and seen_to <= T and attended[i, seen_to - 1]
+                ),
+                "depth": e["depth"],
+                "depth_sd_change": e["depth_sd_change"],
+            }
+        )
+    return sorted(episodes, key=lambda e: (e["subject"], e["session"]))
+
+
+def _outcome(rng, p, model: str, design, people, al) -> np.ndarray:
     """Latent (continuous) HAM-D per patient x session under the growth or lagged model."""
+    a_t, a_p, a_s = al["a_t"], al["a_p"], al["a_s"]
     n, T = a_s.shape
+    tc = np.arange(T, dtype=float)
+    arm, th = design["arm"], design["therapist"]
+    agency, tz = people["agency"][:n], people["traits_z"][:n]
+    base = people["baseline"][:n].astype(float)
     mult = np.array([p["beta_P_arm_multiplier"][a] for a in arm])
     mult = mult * (1 - p["agency_moderation"] * agency)
     slope = p["hamd_time"] + np.array([p["arm_time"][a] for a in arm])
-    sd0, sd1, rho = p["sd_patient_intercept"], p["sd_patient_slope"], p["corr_patient_intercept_slope"]
+    sd0, sd1, rho = (
+        p["sd_patient_intercept"],
+        p["sd_patient_slope"],
+        p["corr_patient_intercept_slope"],
+    )
     cov = np.array([[sd0**2, rho * sd0 * sd1], [rho * sd0 * sd1, sd1**2]])
     re = rng.multivariate_normal([0.0, 0.0], cov, n, method="cholesky")
-    v_th = rng.normal(0.0, p["sd_therapist_outcome"], n_th)[th]
+    v_th = rng.normal(0.0, p["sd_therapist_outcome"], len(design["t_id"]))[th]
     direct = tz @ np.array(
         [p["direct_agreeableness"], p["direct_extraversion"], p["direct_openness"]]
     )
-    level = (p["hamd_b0"] + p["hamd_base"] * (base - p["hamd_baseline_centre"])
-             + p["beta_T"] * a_t + p["beta_P"] * mult * a_p + direct + re[:, 0] + v_th)  # fmt: skip
+    level = (
+        p["hamd_b0"]
+        + p["hamd_base"] * (base - p["hamd_baseline_centre"])
+        + p["beta_T"] * a_t
+        + p["beta_P"] * mult * a_p
+        + direct
+        + re[:, 0]
+        + v_th
+    )
     g = level[:, None] + (slope + re[:, 1] + p["beta_tP"] * mult * a_p)[:, None] * tc
     e = rng.normal(0.0, p["sd_residual"], (n, T))
     if model == "growth":
@@ -558,18 +638,26 @@ def _outcome(rng, p, model, arm, agency, tz, base, th, n_th, a_t, a_p, a_s, tc) 
     y = np.empty((n, T))
     y[:, 0] = g[:, 0] + e[:, 0]
     for t in range(1, T):
-        y[:, t] = (g[:, t] + p["lag_phi"] * (y[:, t - 1] - g[:, t - 1])
-                   + p["beta_lag"] * a_s[:, t - 1] + e[:, t])  # fmt: skip
+        y[:, t] = (
+            g[:, t]
+            + p["lag_phi"] * (y[:, t - 1] - g[:, t - 1])
+            + p["beta_lag"] * a_s[:, t - 1]
+            + e[:, t]
+        )
     return y
 
 
-def _suicide_item(rng, p, hamd_latent, a_t, a_p, a_s) -> np.ndarray:
+def _suicide_item(rng, p, hamd_latent: np.ndarray, al) -> np.ndarray:
     """HAM-D item 3 (0–4) from a cumulative logit with a patient random intercept."""
+    a_t, a_p, a_s = al["a_t"], al["a_p"], al["a_s"]
     n, T = a_s.shape
     r_i = rng.normal(0.0, p["suicide_patient_sd"], n)
-    eta = (p["suicide_b_hamd"] * (hamd_latent - 15.0)
-           + p["suicide_b_between"] * (a_t + a_p)[:, None]
-           + p["suicide_b_within"] * a_s + r_i[:, None])  # fmt: skip
+    eta = (
+        p["suicide_b_hamd"] * (hamd_latent - 15.0)
+        + p["suicide_b_between"] * (a_t + a_p)[:, None]
+        + p["suicide_b_within"] * a_s
+        + r_i[:, None]
+    )
     u = rng.random((n, T))
     item = np.zeros((n, T), dtype=int)
     for theta in p["suicide_thresholds"]:
@@ -585,8 +673,9 @@ def _relapse(rng, p, responder, mean_alliance):
     h_lost = -math.log(1 - p["relapse_lost_p52"]) / follow
     resp = np.flatnonzero(responder)
     x = mean_alliance[resp]
-    centre, scale = float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 1.0
-    z = (x - centre) / scale
+    centre = float(x.mean()) if len(x) else 0.0
+    scale = float(x.std(ddof=1)) if len(x) > 1 else 1.0
+    z = (x - centre) / (scale if scale > 0 else 1.0)
     u_event, u_lost = rng.random(n), rng.random(n)
     t_event = -np.log(u_event[resp]) / (h0 * np.exp(p["relapse_beta"] * z))
     t_lost = -np.log(u_lost[resp]) / h_lost
@@ -595,8 +684,12 @@ def _relapse(rng, p, responder, mean_alliance):
     event = np.full(n, -1)
     weeks[resp] = np.maximum(np.round(t_obs, 1), 0.1)
     event[resp] = (t_event <= np.minimum(t_lost, follow)).astype(int)
-    info = {"baseline_hazard_per_week": round(h0, 6), "lost_hazard_per_week": round(h_lost, 6),
-            "alliance_centre": round(centre, 4), "alliance_scale": round(scale, 4)}  # fmt: skip
+    info = {
+        "baseline_hazard_per_week": round(h0, 6),
+        "lost_hazard_per_week": round(h_lost, 6),
+        "alliance_centre": round(centre, 4),
+        "alliance_scale": round(scale, 4),
+    }
     return weeks, event, info
 
 
@@ -604,12 +697,17 @@ def _iso(start: dt.date, days: np.ndarray) -> list[str]:
     return [(start + dt.timedelta(days=int(k))).isoformat() for k in days]
 
 
-def _sessions_frame(subject, attended, visit_day, start, hamd, suicide, wai_p, wai_t):
+def _iso_grid(start: dt.date, days: np.ndarray) -> np.ndarray:
+    return np.array(_iso(start, days.ravel()), dtype=object).reshape(days.shape)
+
+
+def _sessions_frame(subject, attended, visit_date, hamd, suicide, wai_p, wai_t) -> pd.DataFrame:
+    """Long table: one row per attended session, sorted by subject and visit."""
     i, t = np.nonzero(attended)
     cols: dict[str, Any] = {
         "subject": pd.array([subject[k] for k in i], dtype="str"),
         "visit": (t + 1).astype("int64"),
-        "visit_date": pd.array(_iso(start, visit_day[i, t]), dtype="str"),
+        "visit_date": pd.array(list(visit_date[i, t]), dtype="str"),
         "hamd": hamd[i, t].astype("int64"),
         "hamd_suicide": suicide[i, t].astype("int64"),
     }
@@ -621,56 +719,58 @@ def _sessions_frame(subject, attended, visit_day, start, hamd, suicide, wai_p, w
     return frame.sort_values(["subject", "visit"], ignore_index=True)
 
 
-def _patients_frame(p, subject, d, th, site, arm, video, age, sex, consent_day, start,
-                    baseline, traits_z, agency, status, relapse_weeks, relapse, n_rand):  # fmt: skip
-    n_fail = len(subject) - n_rand
+def _patients_frame(p, design, people, consent_date, status, relapse_weeks, relapse):
+    """One row per assessed person, sorted by subject; screen fails have no arm/therapist."""
+    th, video = design["therapist"], people["video"]
+    subject, n_fail = people["subject"], people["n_fail"]
     none = [None] * n_fail
-    traits = np.round(p["trait_mean"] + p["trait_sd"] * traits_z, 1)
+    traits = np.round(p["trait_mean"] + p["trait_sd"] * people["traits_z"], 1)
     frame = pd.DataFrame(
         {
             "subject": pd.array(subject, dtype="str"),
-            "therapist": pd.array([d["t_id"][k] for k in th] + none, dtype="str"),
-            "site": pd.array(list(site), dtype="str"),
-            "arm": pd.array(list(arm) + none, dtype="str"),
-            "modality": pd.array(list(np.where(video > 0, "video", "in-person")) + none,
-                                 dtype="str"),  # fmt: skip
-            "age": age.astype("int64"),
-            "sex": pd.array(list(sex), dtype="str"),
-            "consent_date": pd.array(_iso(start, consent_day), dtype="str"),
-            "baseline_hamd": baseline.astype("int64"),
+            "therapist": pd.array([design["t_id"][k] for k in th] + none, dtype="str"),
+            "site": pd.array(list(people["site"]), dtype="str"),
+            "arm": pd.array(list(design["arm"]) + none, dtype="str"),
+            "modality": pd.array(
+                list(np.where(video > 0, "video", "in-person")) + none, dtype="str"
+            ),
+            "age": people["age"].astype("int64"),
+            "sex": pd.array(list(people["sex"]), dtype="str"),
+            "consent_date": pd.array(consent_date, dtype="str"),
+            "baseline_hamd": people["baseline"].astype("int64"),
             "agreeableness": traits[:, 0],
             "extraversion": traits[:, 1],
             "openness": traits[:, 2],
-            "agency": np.round(agency, 2),
+            "agency": np.round(people["agency"], 2),
             "status": pd.array(list(status) + none, dtype="str"),
             "relapse_weeks": np.concatenate([relapse_weeks, np.full(n_fail, np.nan)]),
-            "relapse": pd.array(
-                [None if r < 0 else int(r) for r in relapse] + none, dtype="Int64"
-            ),
+            "relapse": pd.array([None if r < 0 else int(r) for r in relapse] + none, dtype="Int64"),
         }
     )
     return frame.sort_values("subject", ignore_index=True)
 
 
 # --------------------------------------------------------------------------- truth
-def _truth(p, seed, n_patients, n_therapists, T, model, d, offsets, t_offsets, episodes,
-           scheduled, rel_info, sessions, patients) -> dict[str, Any]:  # fmt: skip
-    var_u, var_v, var_w = (p["alliance_var_therapist"], p["alliance_var_patient"],
-                           p["alliance_var_session"])  # fmt: skip
+def _truth(p, seed: int, T: int, design, al, episodes, rel_info) -> dict[str, Any]:
+    """Every generating parameter plus derived truths (shares, mediation, ruptures)."""
+    d, offsets, t_offsets, scheduled = design, al["offsets"], al["t_offsets"], al["scheduled"]
+    var_u, var_v, var_w = (
+        p["alliance_var_therapist"],
+        p["alliance_var_patient"],
+        p["alliance_var_session"],
+    )
     total = var_u + var_v + var_w
     expected = _expected_shares_cached(json.dumps(p, sort_keys=True), T, seed)
     mult = p["beta_P_arm_multiplier"]
     b_final = {a: round((p["beta_P"] + p["beta_tP"] * (T - 1)) * mult[a], 4) for a in ARMS}
     b_avg = float(np.mean(list(b_final.values())))
-    a_paths = {"agreeableness": p["a_agreeableness"], "extraversion": p["a_extraversion"],
-               "openness": p["a_openness"]}  # fmt: skip
+    a_paths = {
+        "agreeableness": p["a_agreeableness"],
+        "extraversion": p["a_extraversion"],
+        "openness": p["a_openness"],
+    }
     repaired = sum(e["repaired"] for e in episodes)
     return {
-        "seed": seed,
-        "n_patients_randomised": n_patients,
-        "n_therapists": n_therapists,
-        "n_sessions": T,
-        "outcome_model": model,
         "params": p,
         "design": {
             "arms": list(ARMS),
@@ -713,9 +813,11 @@ def _truth(p, seed, n_patients, n_therapists, T, model, d, offsets, t_offsets, e
         },
         "alliance": {
             "latent_variance": {"therapist": var_u, "patient": var_v, "session": var_w},
-            "latent_share": {"therapist": round(var_u / total, 4),
-                             "patient": round(var_v / total, 4),
-                             "session": round(var_w / total, 4)},  # fmt: skip
+            "latent_share": {
+                "therapist": round(var_u / total, 4),
+                "patient": round(var_v / total, 4),
+                "session": round(var_w / total, 4),
+            },
             "patient_residual_variance": round(_patient_residual_var(p), 5),
             "telehealth_shift": round(_telehealth_shift(p), 5),
             "item_offsets_patient": offsets.tolist(),
@@ -737,9 +839,11 @@ def _truth(p, seed, n_patients, n_therapists, T, model, d, offsets, t_offsets, e
             "b_definition": "effect of A_P on HAM-D at the last session (agency = 0): "
             "(beta_P + beta_tP*(n_sessions-1))*arm multiplier",
             "ab_per_sd": {k: round(v * b_avg, 4) for k, v in a_paths.items()},
-            "direct_per_sd": {"agreeableness": p["direct_agreeableness"],
-                              "extraversion": p["direct_extraversion"],
-                              "openness": p["direct_openness"]},  # fmt: skip
+            "direct_per_sd": {
+                "agreeableness": p["direct_agreeableness"],
+                "extraversion": p["direct_extraversion"],
+                "openness": p["direct_openness"],
+            },
         },
         "relapse": rel_info,
         "ruptures": {
@@ -752,11 +856,12 @@ def _truth(p, seed, n_patients, n_therapists, T, model, d, offsets, t_offsets, e
             "n_repair_observed": sum(e["repair_observed"] for e in episodes),
             "n_scheduled_not_reached": len(scheduled) - len(episodes),
         },
-        "realised": realised_summary(sessions, patients, T),
     }
 
 
-def realised_summary(sessions: pd.DataFrame, patients: pd.DataFrame, n_sessions: int) -> dict:
+def realised_summary(
+    sessions: pd.DataFrame, patients: pd.DataFrame, n_sessions: int
+) -> dict[str, Any]:
     """Naive descriptive checks computed from the tables alone (what a reader would see)."""
     rand = patients[patients["arm"].notna()]
     n_started = int((rand["status"] != "not_started").sum())
