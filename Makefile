@@ -47,6 +47,8 @@ lock: install
 # Regenerate the bundled demo trial (deterministic).
 demo: install
 	$(BIN)/alliance simulate --out data/demo --seed 20261127 --patients 480 --therapists 40
+	$(BIN)/alliance simulate --out data/demo_wide --seed 20261127 --patients 480 --therapists 40 \
+	  --format sav --layout wide
 
 clean:
 	rm -rf results .snakemake

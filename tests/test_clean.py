@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import small_trial
+
 from alliance.clean import clean_trial, write_clean
 from alliance.config import validate_config
 from alliance.errors import ConfigError, InputError
 from alliance.problems import ValidationFailed
 from alliance.pseudonym import pseudonym
-from conftest import small_trial
 
 KEY = b"demo-key-not-secret"
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from conftest import ROOT, demo_config
+
 from alliance.config import load_config, load_schema, validate_config
 from alliance.errors import ConfigError
-from conftest import ROOT, demo_config
 
 
 def test_demo_config_is_valid():

@@ -1,7 +1,8 @@
 """environment.yml carries exactly the pins of requirements.lock."""
 
-from alliance.envfile import environment_yaml, lock_pins
 from conftest import ROOT
+
+from alliance.envfile import environment_yaml, lock_pins
 
 
 def test_environment_yml_matches_lock():

@@ -79,8 +79,7 @@ def _read(path: str, cfg: dict[str, Any]) -> Source:
         apply_value_labels=_labelled_columns(header, categorical, data_cfg["session_token"]),
     )
     frame = table.frame.reset_index(drop=True)
-    frame[ROW] = np.arange(1, len(frame) + 1)
-    frame[FILE] = path
+    frame = frame.assign(**{ROW: np.arange(1, len(frame) + 1), FILE: path})
     return Source(frame, path)
 
 
@@ -138,6 +137,8 @@ def read_inputs(cfg: dict[str, Any]) -> tuple[Source, Source | None]:
             session_token=data["session_token"],
             source=raw.path,
         )
+        # Session rows of a wide table point back at their patient's row in the file.
+        sessions_long[ROW] = sessions_long[id_col].map(patient_level.set_index(id_col)[ROW])
         sessions_long[FILE] = raw.path
         patient_level[FILE] = raw.path
         session_col = "session"

@@ -129,7 +129,8 @@ def read_table(
         elif apply_value_labels:
             frame = _apply_labels(frame, result, set(apply_value_labels))
     # a parquet file may carry a named index (e.g. patient id): keep it as a column
-    result.frame = frame.reset_index(drop=not _meaningful_index(frame))
+    # .copy() consolidates the column-by-column build (avoids pandas fragmentation warnings later)
+    result.frame = frame.reset_index(drop=not _meaningful_index(frame)).copy()
     result.n_rows = len(frame)
     return result
 
