@@ -277,8 +277,12 @@ data("dat.molloy2014", package = "metadat")
 mol <- dat.molloy2014[, c("authors", "year", "ni", "ri")]
 write_data(mol, "molloy2014.csv")
 es <- escalc(measure = "ZCOR", ri = ri, ni = ni, data = mol)
-for (m in c("REML", "DL")) {
-  res <- rma(yi, vi, data = es, method = m)
+# metafor's default REML convergence threshold (1e-5 on tau^2 steps) stops early; "REML_tight"
+# uses 1e-12, the precision alliance.engine.meta iterates to.
+fits <- list(REML = list("REML", list()), DL = list("DL", list()),
+             REML_tight = list("REML", list(threshold = 1e-12)))
+for (m in names(fits)) {
+  res <- rma(yi, vi, data = es, method = fits[[m]][[1]], control = fits[[m]][[2]])
   pr <- predict(res)
   pr_r <- predict(res, transf = transf.ztor)
   case <- paste0("molloy_", m)

@@ -41,13 +41,15 @@ def coef_table(
     se = np.asarray(std_error, dtype=float)
     dfs = np.broadcast_to(np.asarray(df, dtype=float), est.shape).copy()
     stat = est / se
-    p = np.empty_like(est)
-    q = np.empty_like(est)
-    normal = ~np.isfinite(dfs)
+    # an unavailable df (NaN) leaves p and CI undefined rather than silently normal
+    p = np.full_like(est, np.nan)
+    q = np.full_like(est, np.nan)
+    normal = np.isposinf(dfs)
+    finite = np.isfinite(dfs)
     p[normal] = 2.0 * stats.norm.sf(np.abs(stat[normal]))
     q[normal] = stats.norm.ppf(0.5 + level / 2.0)
-    p[~normal] = 2.0 * stats.t.sf(np.abs(stat[~normal]), dfs[~normal])
-    q[~normal] = stats.t.ppf(0.5 + level / 2.0, dfs[~normal])
+    p[finite] = 2.0 * stats.t.sf(np.abs(stat[finite]), dfs[finite])
+    q[finite] = stats.t.ppf(0.5 + level / 2.0, dfs[finite])
     return pd.DataFrame(
         {
             "term": list(terms),
