@@ -1,0 +1,1 @@
+"""The model stage: model specs from config, one fit per spec, a fixed output contract."""
