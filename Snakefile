@@ -4,6 +4,7 @@
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/clean.smk"
+include: "workflow/rules/score.smk"
 
 
 rule all:

@@ -31,4 +31,4 @@ def instrument_files(wildcards):
 
 def all_outputs():
     """Every final output of the pipeline (the default target)."""
-    return rules.clean.output
+    return [*rules.clean.output, *rules.score.output, *rules.alliance_icc.output]

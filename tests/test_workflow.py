@@ -1,0 +1,133 @@
+"""End to end through Snakemake on the demo trial (CSV long and SPSS wide): clean and score."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from workflow_helpers import ROOT, absolute_config, run_snakemake
+
+from alliance.pseudonym import pseudonym
+
+pytestmark = pytest.mark.slow
+CLEAN = ["sessions.parquet", "patients.parquet", "flow.csv", "validation.csv", "availability.json"]
+
+
+def clean_targets() -> list[str]:
+    return [f"results/clean/{name}" for name in CLEAN]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One full run of the pipeline on the demo trial, shared by the checks below."""
+    work = tmp_path_factory.mktemp("demo")
+    proc = run_snakemake(work, absolute_config(ROOT / "config" / "config.yaml", work))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work
+
+
+def test_clean_stage_on_demo(demo_run):
+    tmp_path = demo_run
+    for name in CLEAN:
+        assert (tmp_path / "results" / "clean" / name).stat().st_size > 0
+    patients = pd.read_parquet(tmp_path / "results/clean/patients.parquet")
+    sessions = pd.read_parquet(tmp_path / "results/clean/sessions.parquet")
+    assert len(patients) == 522 and patients["started"].sum() == 468
+    assert len(sessions) == 6499
+    assert patients["dropout"].sum() == 116  # data/demo/README: 116 of 468 who started
+    flow = pd.read_csv(tmp_path / "results/clean/flow.csv")
+    assert flow.query("step == 'randomised' and arm == 'all'")["n"].item() == 480
+    raw = pd.read_csv(ROOT / "data/demo/patients.csv")
+    blob = b"".join((tmp_path / "results/clean" / n).read_bytes() for n in CLEAN)
+    for raw_id in list(raw["subject"]) + list(raw["therapist"].dropna().unique()):
+        assert raw_id.encode() not in blob
+
+
+def test_spss_wide_export_gives_the_same_clean_tables(demo_run, tmp_path):
+    cfg = absolute_config(ROOT / "config" / "demo_wide_spss.yaml", tmp_path)
+    proc = run_snakemake(tmp_path, cfg, *clean_targets())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    wide = pd.read_parquet(tmp_path / "results/clean/sessions.parquet")
+    long = pd.read_parquet(demo_run / "results/clean/sessions.parquet")
+    cols = ["patient", "session", "symptom", "item_patient_01", "item_therapist_05", "weeks"]
+    pd.testing.assert_frame_equal(long[cols], wide[cols], check_dtype=False)
+
+
+def test_bad_input_fails_and_leaves_nothing(tmp_path):
+    broken = tmp_path / "sessions.csv"
+    text = (ROOT / "data/demo/sessions.csv").read_text().splitlines()
+    header = text[0].split(",")
+    row = text[5].split(",")
+    row[header.index("wai_p_03")] = "9"
+    text[5] = ",".join(row)
+    broken.write_text("\n".join(text) + "\n")
+    cfg = absolute_config(ROOT / "config/config.yaml", tmp_path, data__sessions=str(broken))
+    proc = run_snakemake(tmp_path, cfg, *clean_targets())
+    assert proc.returncode != 0
+    log = (tmp_path / "logs/clean.log").read_text()
+    assert "row 5" in log and "'wai_p_03'" in log and "value 9" in log
+    assert not (tmp_path / "results/clean").exists() or not any(
+        (tmp_path / "results/clean").iterdir()
+    )
+
+
+TRUTH = json.loads((ROOT / "data/demo/truth.json").read_text())
+KEY = b"demo-key-not-secret"
+
+
+def test_score_stage_recovers_variance_shares(demo_run):
+    """Null 3-level model shares vs the shares truth.json expects for the observed 12-item mean.
+
+    Tolerance: +-0.06 absolute per share. With 40 therapists the therapist variance alone has a
+    standard error of roughly a third of its size, so a tighter bound would flake across seeds.
+    """
+    icc = pd.read_csv(demo_run / "results/scores/alliance_icc.csv").set_index("level")
+    expected = TRUTH["alliance"]["observed_score_expected"]
+    for level in ("therapist", "patient", "session"):
+        assert icc.loc[level, "share"] == pytest.approx(expected[f"share_{level}"], abs=0.06), level
+    assert icc["converged"].all() and not icc["singular"].any()
+
+
+def test_score_stage_finds_injected_ruptures(demo_run):
+    """Every injected V (drop of 3.5-4.5 change-SDs) that the data show must be found at k = 2.
+
+    Detected episodes outnumber injected ones: chance drops of >= 2 SD also qualify (the rule's
+    known false-positive rate), so the test checks recall of injected episodes, not equality.
+    """
+    episodes = pd.read_csv(demo_run / "results/scores/ruptures.csv")
+    found = set(
+        zip(
+            episodes.loc[episodes["k"] == 2, "patient"],
+            episodes.loc[episodes["k"] == 2, "session_drop"],
+            strict=True,
+        )
+    )
+    injected = TRUTH["ruptures"]["episodes"]
+    sessions = pd.read_parquet(demo_run / "results/clean/sessions.parquet")
+    attended = set(zip(sessions["patient"], sessions["session"], strict=True))
+    seen = [
+        (pseudonym(e["subject"], "patient", KEY), e["session"])
+        for e in injected
+        if (pseudonym(e["subject"], "patient", KEY), e["session"]) in attended
+        and (pseudonym(e["subject"], "patient", KEY), e["session"] - 1) in attended
+    ]
+    assert len(seen) >= 50
+    recall = sum(s in found for s in seen) / len(seen)
+    assert recall >= 0.85, f"recall of injected ruptures {recall:.2f}"
+
+
+def test_score_stage_tables(demo_run):
+    scores = demo_run / "results/scores"
+    rel = pd.read_csv(scores / "reliability.csv")
+    pooled = rel[(rel["session"] == "pooled") & (rel["scale"] == "total")].set_index("rater")
+    assert 0.85 < pooled.loc["patient", "alpha"] < 0.95
+    agree = pd.read_csv(scores / "agreement.csv").set_index("session")
+    assert {"icc_a1", "icc_c1"} <= set(agree.columns)
+    assert agree.loc["pooled", "n_pairs"] > 3000 and agree.loc["pooled", "n_patient_only"] > 2000
+    analysis = pd.read_parquet(scores / "analysis.parquet")
+    grand = json.loads((scores / "score_notes.json").read_text())["grand_mean"]
+    parts = grand + analysis[["alliance_ther", "alliance_pat", "alliance_within"]].sum(axis=1)
+    assert (parts - analysis["alliance"]).abs().max() < 1e-9
+    patients = pd.read_parquet(scores / "patient_analysis.parquet")
+    assert len(patients) == 468 and patients["alliance_early"].notna().all()

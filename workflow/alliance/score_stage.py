@@ -1,0 +1,196 @@
+"""The score stage: cleaned items -> alliance scores, reliability, agreement, levels, ruptures.
+
+Composes the scoring modules into the files every model reads (`results/scores/`). The primary
+alliance score (config `score.rater` x `score.scale`, patient-rated total by default) is split into
+therapist / patient / session levels under the stem `alliance`; the therapist-rated score of the
+same scale rides along as `alliance_t`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from alliance import io
+from alliance.agreement import agreement
+from alliance.decompose import decompose, select_score, variance_decomposition
+from alliance.errors import ConfigError
+from alliance.reliability import reliability_table
+from alliance.ruptures import rupture_table
+from alliance.scores import load_raters, patient_alliance, prorating_counts, score_alliance
+
+STEM = "alliance"
+# Short names for the decomposition columns the models use.
+RENAME = {
+    f"{STEM}_within_detrended": f"{STEM}_within_dt",
+    f"{STEM}_within_detrended_lag1": f"{STEM}_within_dt_lag1",
+    f"{STEM}_detrend_fallback": f"{STEM}_dt_fallback",
+}
+SESSION_CARRY = ("therapist", "site", "arm", "weeks", "ideation", "suicidality")
+SUMMARY_NAMES = {"early": "early", "mean": "mean", "last": "last", "slope": "slope", "n_rated": "n"}
+
+
+@dataclass
+class ScoreResult:
+    """Everything the score stage writes (all IDs already pseudonyms)."""
+
+    scores: pd.DataFrame
+    patient_scores: pd.DataFrame
+    prorating: pd.DataFrame
+    reliability: pd.DataFrame
+    agreement: pd.DataFrame
+    agreement_patients: pd.DataFrame
+    analysis: pd.DataFrame
+    patient_analysis: pd.DataFrame
+    ruptures: pd.DataFrame
+    rupture_patients: pd.DataFrame
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _rater_available(scores: pd.DataFrame, rater: str, scale: str) -> bool:
+    rows = scores[(scores["rater"] == rater) & (scores["scale"] == scale)]
+    return bool(rows["score"].notna().any())
+
+
+def build_analysis(
+    sessions: pd.DataFrame,
+    patients: pd.DataFrame,
+    scores: pd.DataFrame,
+    patient_scores: pd.DataFrame,
+    agree_patients: pd.DataFrame | None,
+    cfg: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Session-level and patient-level analysis tables for the model stage."""
+    sc = cfg["score"]
+    rater, scale = sc["rater"], sc["scale"]
+    if not _rater_available(scores, rater, scale):
+        raise ConfigError(
+            f"config key score.rater/score.scale: no {rater}-rated '{scale}' scores in the data"
+        )
+    keep = [c for c in SESSION_CARRY if c in sessions.columns]
+    table = decompose(
+        sessions, scores, rater=rater, scale=scale, detrend=sc["detrend"], stem=STEM, keep=keep
+    )
+    table = table.rename(columns=RENAME)
+    # Centre the therapist level at the grand mean of patient means, so
+    # alliance = grand mean + alliance_ther + alliance_pat + alliance_within.
+    grand = table.groupby("patient")[f"{STEM}_pmean"].first().mean()
+    table[f"{STEM}_ther"] = table[f"{STEM}_ther"] - grand
+    other = "therapist" if rater != "therapist" else "patient"
+    if _rater_available(scores, other, scale):
+        t = select_score(scores, rater=other, scale=scale).rename(columns={"score": f"{STEM}_t"})
+        table = table.merge(t, on=["patient", "session"], how="left")
+    per_patient_cols = [c for c in patients.columns if c not in table.columns or c == "patient"]
+    session_level = table.merge(
+        patients[per_patient_cols].drop(
+            columns=["first_session", "last_session", "first_symptom"], errors="ignore"
+        ),
+        on="patient",
+        how="left",
+    )
+    # Patient level: clean outcomes + alliance summaries of the primary and the other rater.
+    started = patients[patients["started"] == 1].copy()
+    summaries = _wide_summaries(patient_scores, rater, scale, prefix=STEM)
+    if _rater_available(scores, other, scale):
+        summaries = summaries.merge(
+            _wide_summaries(patient_scores, other, scale, prefix=f"{STEM}_t"),
+            on="patient",
+            how="outer",
+        )
+    levels = table.groupby("patient", as_index=False)[[f"{STEM}_pat", f"{STEM}_ther"]].first()
+    pat = started.merge(summaries, on="patient", how="left").merge(levels, on="patient", how="left")
+    if agree_patients is not None:
+        agree = agree_patients[["patient", "mean_patient", "mean_therapist", "n_pairs"]].rename(
+            columns={"mean_patient": "agree_p", "mean_therapist": "agree_t", "n_pairs": "agree_n"}
+        )
+        pat = pat.merge(agree, on="patient", how="left")
+    session_level = session_level.sort_values(["patient", "session"]).reset_index(drop=True)
+    session_level.attrs["grand_mean"] = float(grand)
+    return session_level, pat.sort_values("patient").reset_index(drop=True)
+
+
+def _wide_summaries(patient_scores: pd.DataFrame, rater: str, scale: str, prefix: str):
+    rows = patient_scores[(patient_scores["rater"] == rater) & (patient_scores["scale"] == scale)]
+    out = rows[["patient", *SUMMARY_NAMES]].rename(
+        columns={k: f"{prefix}_{v}" for k, v in SUMMARY_NAMES.items()}
+    )
+    return out.reset_index(drop=True)
+
+
+def run_score(sessions: pd.DataFrame, patients: pd.DataFrame, cfg: dict[str, Any]) -> ScoreResult:
+    """The whole score stage in memory (the variance decomposition is a separate step)."""
+    raters = load_raters(cfg)
+    sc = cfg["score"]
+    scores = score_alliance(sessions, raters)
+    window = tuple(sc["early_window"])
+    patient_scores = patient_alliance(
+        scores, sessions, early_window=window, early_session=sc["early_session"]
+    )
+    reliability = reliability_table(sessions, raters)
+    has_pair = "patient" in raters and "therapist" in raters
+    has_pair = has_pair and all(_rater_available(scores, r, sc["scale"]) for r in raters)
+    notes: dict[str, Any] = {}
+    if has_pair:
+        agree_sessions, agree_patients = agreement(scores, scale=sc["scale"])
+    else:
+        agree_sessions, agree_patients = pd.DataFrame(), None
+        notes["agreement"] = "skipped: needs patient- and therapist-rated scores of the same scale"
+    analysis, patient_analysis = build_analysis(
+        sessions, patients, scores, patient_scores, agree_patients, cfg
+    )
+    rup = sc["ruptures"]
+    series = select_score(scores, rater="patient", scale=sc["scale"]) if "patient" in raters else None
+    if series is not None and len(series):
+        episodes, rupture_patients = rupture_table(
+            series, ks=rup["ks"], m=rup["m"], sd=rup["sd"], min_sessions=rup["min_sessions"]
+        )
+    else:
+        episodes, rupture_patients = pd.DataFrame(), pd.DataFrame()
+        notes["ruptures"] = "skipped: no patient-rated alliance"
+    notes["grand_mean"] = analysis.attrs.get("grand_mean")
+    return ScoreResult(
+        scores=scores,
+        patient_scores=patient_scores,
+        prorating=prorating_counts(scores),
+        reliability=reliability,
+        agreement=agree_sessions,
+        agreement_patients=agree_patients if agree_patients is not None else pd.DataFrame(),
+        analysis=analysis,
+        patient_analysis=patient_analysis,
+        ruptures=episodes,
+        rupture_patients=rupture_patients,
+        notes=notes,
+    )
+
+
+def write_score(result: ScoreResult, outdir: str | Path) -> dict[str, Path]:
+    """Write the score stage's files atomically."""
+    out = Path(outdir)
+    files = {
+        "alliance": (result.scores, "alliance.parquet"),
+        "patient_alliance": (result.patient_scores, "patient_alliance.parquet"),
+        "prorating": (result.prorating, "prorating.csv"),
+        "reliability": (result.reliability, "reliability.csv"),
+        "agreement": (result.agreement, "agreement.csv"),
+        "agreement_patients": (result.agreement_patients, "agreement_patients.parquet"),
+        "analysis": (result.analysis, "analysis.parquet"),
+        "patient_analysis": (result.patient_analysis, "patient_analysis.parquet"),
+        "ruptures": (result.ruptures, "ruptures.csv"),
+        "rupture_patients": (result.rupture_patients, "rupture_patients.csv"),
+    }
+    paths = {}
+    for key, (frame, name) in files.items():
+        path = out / name
+        writer = io.write_parquet if name.endswith(".parquet") else io.write_csv
+        writer(frame, path)
+        paths[key] = path
+    paths["notes"] = io.write_json(result.notes, out / "score_notes.json")
+    return paths
+
+
+def alliance_icc(analysis: pd.DataFrame) -> pd.DataFrame:
+    """Therapist / patient / session shares of the primary alliance score (null 3-level model)."""
+    return variance_decomposition(analysis, column=STEM)

@@ -1,0 +1,51 @@
+# Score stage: alliance scores, reliability, agreement, levels, ruptures (results/scores/).
+
+SCORE_FILES = {
+    "alliance": "alliance.parquet",
+    "patient_alliance": "patient_alliance.parquet",
+    "prorating": "prorating.csv",
+    "reliability": "reliability.csv",
+    "agreement": "agreement.csv",
+    "agreement_patients": "agreement_patients.parquet",
+    "analysis": "analysis.parquet",
+    "patient_analysis": "patient_analysis.parquet",
+    "ruptures": "ruptures.csv",
+    "rupture_patients": "rupture_patients.csv",
+    "notes": "score_notes.json",
+}
+
+
+rule score:
+    input:
+        sessions=rules.clean.output.sessions,
+        patients=rules.clean.output.patients,
+        instruments=instrument_files,
+    output:
+        **{key: f"{RESULTS}/scores/{name}" for key, name in SCORE_FILES.items()},
+    log:
+        f"{LOGS}/score.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/score.py"
+
+
+rule alliance_icc:
+    input:
+        analysis=rules.score.output.analysis,
+    output:
+        icc=f"{RESULTS}/scores/alliance_icc.csv",
+    log:
+        f"{LOGS}/alliance_icc.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/alliance_icc.py"

@@ -1,0 +1,17 @@
+"""Snakemake entry: therapist / patient / session variance shares of the primary alliance score."""
+
+import pandas as pd
+
+from alliance import io
+from alliance.runner import script_logger
+from alliance.score_stage import alliance_icc
+
+
+def main(smk) -> None:
+    log = script_logger(smk, "alliance_icc")
+    icc = alliance_icc(pd.read_parquet(smk.input.analysis))
+    io.write_csv(icc, smk.output.icc)
+    log.info("shares: %s", dict(zip(icc["level"], icc["share"].round(4), strict=True)))
+
+
+main(snakemake)  # noqa: F821

@@ -1,0 +1,20 @@
+"""Snakemake entry for the score stage: results/clean -> results/scores."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from alliance.runner import script_logger
+from alliance.score_stage import run_score, write_score
+
+
+def main(smk) -> None:
+    log = script_logger(smk, "score")
+    sessions = pd.read_parquet(smk.input.sessions)
+    patients = pd.read_parquet(smk.input.patients)
+    result = run_score(sessions, patients, dict(smk.config))
+    write_score(result, Path(smk.output.analysis).parent)
+    log.info("scored %d rows; notes: %s", len(result.scores), result.notes)
+
+
+main(snakemake)  # noqa: F821
