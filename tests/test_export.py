@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyreadstat
 import pytest
+
 from alliance.errors import ConfigError
 from alliance.export import FORMATS, VALUE_CODES, from_wide, to_wide, write_trial
 from alliance.simulate import WAI_P, WAI_T, simulate_trial

@@ -12,6 +12,9 @@ import openpyxl
 import pandas as pd
 import pyreadstat
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from alliance.errors import InputError
 from alliance.io import (
     atomic_path,
@@ -21,8 +24,6 @@ from alliance.io import (
     write_json,
     write_parquet,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 # --- helpers ---------------------------------------------------------------------------------
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from alliance.errors import InputError
-from alliance.reshape import detect_layout, wide_to_long
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from alliance.errors import InputError
+from alliance.reshape import detect_layout, wide_to_long
 
 
 def _long_to_wide(long: pd.DataFrame, id_column: str, token: str = "_s{}") -> pd.DataFrame:

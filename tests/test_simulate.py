@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+
 from alliance.errors import ConfigError
 from alliance.simulate import (
     PATIENT_COLUMNS,

@@ -142,7 +142,9 @@ def run_score(sessions: pd.DataFrame, patients: pd.DataFrame, cfg: dict[str, Any
         sessions, patients, scores, patient_scores, agree_patients, cfg
     )
     rup = sc["ruptures"]
-    series = select_score(scores, rater="patient", scale=sc["scale"]) if "patient" in raters else None
+    series = (
+        select_score(scores, rater="patient", scale=sc["scale"]) if "patient" in raters else None
+    )
     if series is not None and len(series):
         episodes, rupture_patients = rupture_table(
             series, ks=rup["ks"], m=rup["m"], sd=rup["sd"], min_sessions=rup["min_sessions"]
