@@ -5,7 +5,7 @@ BIN       := $(VENV)/bin
 UV_VERSION := 0.13.8
 CONFIG    ?= config/config.yaml
 CORES     ?= 2
-SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --show-failed-logs
 
 .PHONY: install run report test lint format lock clean demo
 

@@ -1,14 +1,29 @@
-"""Shared set-up for the thin Snakemake scripts: logging into the rule's log file."""
+"""Shared set-up for the thin Snakemake scripts: logging into the rule's log file, stage timing."""
 
 from __future__ import annotations
 
+import atexit
+import datetime as dt
+import json
 import logging
 import sys
+import time
+from pathlib import Path
 from typing import Any
+
+TIMING_DIR = Path("logs") / "timing"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def script_logger(smk: Any, name: str) -> logging.Logger:
-    """Send logging and uncaught errors (with their place in the data) to the rule's log."""
+    """Send logging and uncaught errors (with their place in the data) to the rule's log.
+
+    Also records the job's start and end time in logs/timing/<name>.json for provenance.json
+    (timings live outside results/ tables so reruns stay byte-identical).
+    """
     handler = logging.FileHandler(smk.log[0], mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -21,4 +36,14 @@ def script_logger(smk: Any, name: str) -> logging.Logger:
         log.error("%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
 
     sys.excepthook = excepthook
+    wildcards = "_".join(str(v) for v in dict(getattr(smk, "wildcards", {}) or {}).values())
+    stamp = {"job": f"{name}_{wildcards}" if wildcards else name, "start": _now()}
+    t0 = time.perf_counter()
+
+    def record() -> None:
+        stamp.update(end=_now(), seconds=round(time.perf_counter() - t0, 3))
+        TIMING_DIR.mkdir(parents=True, exist_ok=True)
+        (TIMING_DIR / f"{stamp['job']}.json").write_text(json.dumps(stamp, indent=2) + "\n")
+
+    atexit.register(record)
     return log

@@ -29,6 +29,11 @@ def instrument_files(wildcards):
     return sorted(str(folder / f"{name}.yaml") for name in set(names))
 
 
+def stage_outputs():
+    """Every output of the analysis stages (provenance runs after them)."""
+    return [*rules.clean.output, *rules.score.output, *rules.alliance_icc.output]
+
+
 def all_outputs():
     """Every final output of the pipeline (the default target)."""
-    return [*rules.clean.output, *rules.score.output, *rules.alliance_icc.output]
+    return [*stage_outputs(), *rules.provenance.output]

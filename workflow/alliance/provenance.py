@@ -1,0 +1,74 @@
+"""provenance.json: what produced these results (versions, config, inputs, seeds, code, timing)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from alliance.config import config_hash
+
+PACKAGES = (
+    "alliance-outcomes", "pandas", "numpy", "scipy", "statsmodels", "pingouin", "mixedlm",
+    "matplotlib", "snakemake", "pyarrow", "pyreadstat", "openpyxl", "jsonschema", "pyyaml",
+)  # fmt: skip
+
+
+def sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _git(root: Path) -> dict[str, Any]:
+    def run(*args: str) -> str:
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    commit = run("rev-parse", "HEAD")
+    if not commit:
+        return {"commit": None, "dirty": None, "note": "not a git checkout"}
+    return {"commit": commit, "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
+
+
+def _timings(timing_dir: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(p.read_text()) for p in sorted(timing_dir.glob("*.json"))]
+    return sorted(rows, key=lambda r: (r.get("start", ""), r.get("job", "")))
+
+
+def provenance(
+    config: dict[str, Any], inputs: list[str], code_root: Path, timing_dir: Path
+) -> dict[str, Any]:
+    """Everything a reviewer needs to know what produced results/ (the key is never recorded)."""
+    safe = json.loads(json.dumps(config, default=str))
+    if safe.get("privacy", {}).get("key"):
+        safe["privacy"]["key"] = "<set in config; not recorded>"
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": _versions(),
+        "config": safe,
+        "config_sha256": config_hash(config),
+        "seed": config.get("seed"),
+        "inputs": {str(p): sha256(p) for p in sorted(inputs)},
+        "pipeline": _git(code_root),
+        "stages": _timings(timing_dir),
+    }

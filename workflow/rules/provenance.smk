@@ -1,0 +1,20 @@
+# Provenance: versions, resolved config, input hashes, seeds, git commit, stage timings.
+
+
+rule provenance:
+    input:
+        unpack(data_inputs),
+        outputs=stage_outputs(),
+        instruments=instrument_files,
+    output:
+        f"{RESULTS}/provenance.json",
+    log:
+        f"{LOGS}/provenance.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/provenance.py"

@@ -1,0 +1,20 @@
+"""Snakemake entry: write results/provenance.json."""
+
+from pathlib import Path
+
+from alliance import io
+from alliance.provenance import provenance
+from alliance.runner import TIMING_DIR, script_logger
+
+
+def main(smk) -> None:
+    log = script_logger(smk, "provenance")
+    inputs = [smk.input.sessions, *([smk.input.patients] if "patients" in smk.input.keys() else [])]
+    inputs += list(smk.input.instruments)
+    code_root = Path(smk.scriptdir).parents[1]
+    record = provenance(dict(smk.config), inputs, code_root, TIMING_DIR)
+    io.write_json(record, smk.output[0])
+    log.info("pipeline commit %s", record["pipeline"].get("commit"))
+
+
+main(snakemake)  # noqa: F821
