@@ -9,7 +9,7 @@ from alliance.runner import TIMING_DIR, script_logger
 
 def main(smk) -> None:
     log = script_logger(smk, "provenance")
-    inputs = [smk.input.sessions, *([smk.input.patients] if "patients" in smk.input.keys() else [])]
+    inputs = [smk.input.sessions, *([smk.input.patients] if hasattr(smk.input, "patients") else [])]
     inputs += list(smk.input.instruments)
     code_root = Path(smk.scriptdir).parents[1]
     record = provenance(dict(smk.config), inputs, code_root, TIMING_DIR)
