@@ -1,0 +1,194 @@
+"""Cox regression of time to relapse (among responders), as R `survival::coxph` fits it.
+
+Weck et al. 2013: alliance predicted time to relapse after CBT. The fit, the cluster-robust
+SEs, the proportional-hazards test and the Kaplan-Meier / log-rank pieces come from
+`alliance.engine.survival` (checked against R survival 3.5-3); this module turns them into the
+model stage's outputs.
+
+Spec: `outcome` names the event column (the frame builder needs one; `options.event` wins when
+both are given), `fixed` the covariates (already coded as 0/1 columns for factors), `subset`
+selects the patients (e.g. `response == 1 and relapse_followed == 1`).
+
+Options:
+- `duration` (default `relapse_time`): time to event or censoring, > 0.
+- `event` (default: the spec outcome): 1 = event, 0 = censored.
+- `cluster` (e.g. `therapist`): robust sandwich SEs summed within cluster, as R `cluster()`;
+  none: model-based SEs.
+- `ties` (`efron`, R's default, or `breslow`).
+- `tertile_of` (e.g. `alliance_mean`): cut at its tertiles (R quantile type 7, lowest value
+  included) into low / middle / high for Kaplan-Meier curves and the log-rank test.
+Fewer than MIN_EVENTS events -> Skipped (too few to fit a Cox model credibly).
+
+Coefficients are log hazard ratios with z tests (df = inf). Extras: `hazard_ratios` (exp of the
+estimates and CI, with the model-based SE beside the robust one), `schoenfeld` (R cox.zph score
+test with transform "km": per covariate and GLOBAL), and with `tertile_of`: `km` (R
+`summary(survfit)` per tertile), `km_at_risk` (numbers at risk at the figure's tick times),
+`logrank` (chi2, df, p across tertiles).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alliance.engine.survival import fit_cox, kaplan_meier, logrank, schoenfeld_test
+from alliance.errors import ConfigError
+from alliance.models.base import COEF_COLUMNS, ModelResult, ModelSpec, Skipped
+
+MIN_EVENTS = 10
+TERTILE_LABELS = ("low", "middle", "high")
+
+
+def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: dict[str, Any]) -> ModelResult:
+    """Cox PH model with optional cluster-robust SEs, PH test, and KM/log-rank by tertile."""
+    import statsmodels
+
+    opts = spec.options
+    duration = opts.get("duration") or "relapse_time"
+    event = opts.get("event") or spec.outcome
+    cluster = opts.get("cluster") or None
+    ties = opts.get("ties") or "efron"
+    covariates = list(spec.fixed)
+    for col in [duration, event, *covariates] + ([cluster] if cluster else []):
+        if col not in frame.columns:
+            raise ConfigError(
+                f"model '{spec.id}': column '{col}' is not in the model frame; name it in the "
+                "spec (outcome, fixed or the options key that uses it) so the frame keeps it"
+            )
+    if not covariates:
+        raise Skipped("no covariate left to model the hazard with")
+    status = pd.to_numeric(frame[event])
+    # R's Surv() also takes 1/2 coding (2 = event); fit_cox validates the coding itself
+    n_events = int((status == (2 if status.min() >= 1 and status.max() == 2 else 1)).sum())
+    if n_events < MIN_EVENTS:
+        raise Skipped(
+            f"only {n_events} events ({event}) among {len(frame)} patients; "
+            f"a Cox model needs at least {MIN_EVENTS}"
+        )
+    if cluster is not None and frame[cluster].nunique() < 2:
+        raise Skipped(f"cluster-robust SEs need at least 2 levels of '{cluster}'")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cox = fit_cox(frame, duration, event, covariates, cluster=cluster, ties=ties)
+        zph = schoenfeld_test(cox, transform="km")
+    msgs = [str(w.message) for w in caught]
+    converged = not any("converge" in m.lower() for m in msgs)
+
+    coefs = cox.coefficients
+    table = coefs.assign(model=spec.id)[COEF_COLUMNS]
+    hr = coefs[["term", "hazard_ratio", "hr_ci_low", "hr_ci_high"]].rename(
+        columns={"hr_ci_low": "ci_low", "hr_ci_high": "ci_high"}
+    )
+    hr["std_error"] = coefs["std_error"]
+    if "naive_se" in coefs:
+        hr["naive_se"] = coefs["naive_se"]
+    extras: dict[str, pd.DataFrame] = {"hazard_ratios": hr, "schoenfeld": zph}
+
+    k = len(coefs)
+    lr = 2.0 * (cox.loglik - cox.loglik_null)
+    info: dict[str, Any] = {
+        "kind": "cox",
+        "engine": f"statsmodels {statsmodels.__version__} PHReg + alliance.engine.survival",
+        "n_obs": cox.n,
+        "n_events": cox.n_events,
+        "n_patients": _n_unique(frame, "patient"),
+        "n_therapists": _n_unique(frame, "therapist"),
+        "n_clusters": _n_unique(frame, cluster) if cluster else None,
+        "logLik": cox.loglik,
+        "logLik_null": cox.loglik_null,
+        # R: AIC on the partial likelihood; BIC with the number of events as n
+        "AIC": -2.0 * cox.loglik + 2.0 * k,
+        "BIC": -2.0 * cox.loglik + math.log(cox.n_events) * k,
+        "lr_test": {"chi2": lr, "df": k, "p": _chi2_sf(lr, k)},
+        "concordance": cox.concordance,
+        "converged": converged,
+        "warnings": msgs,
+        "ties": ties,
+        "se_method": cox.se_method,
+        "test": "Wald z (df = inf)",
+        "formula_r": cox.formula_r,
+        "hazard_ratios": {
+            r.term: {"hr": r.hazard_ratio, "ci_low": r.ci_low, "ci_high": r.ci_high}
+            for r in hr.itertuples()
+        },
+        "schoenfeld_global_p": float(zph.loc[zph["term"] == "GLOBAL", "p"].iloc[0]),
+        "schoenfeld_transform": "km",
+    }
+    out_frame = frame
+    tertile_of = opts.get("tertile_of")
+    if tertile_of:
+        out_frame, km_extras, km_info = _by_tertile(frame, duration, event, tertile_of)
+        extras.update(km_extras)
+        info.update(km_info)
+    return ModelResult(coefficients=table, fit=info, frame=out_frame, extras=extras)
+
+
+def tertiles(values: pd.Series) -> tuple[pd.Categorical, list[float]]:
+    """low / middle / high at R's type-7 tertiles, intervals right-closed, lowest included
+    (R `cut(x, quantile(x, 0:3/3), include.lowest = TRUE)`)."""
+    x = pd.to_numeric(values).to_numpy(dtype=float)
+    cuts = np.quantile(x, [0.0, 1 / 3, 2 / 3, 1.0])
+    if np.unique(cuts).size < 4:
+        raise Skipped(f"'{values.name}' has too few distinct values to cut into tertiles")
+    codes = np.searchsorted(cuts[1:-1], x, side="left")  # right-closed: x == cut goes below
+    cat = pd.Categorical.from_codes(codes, categories=list(TERTILE_LABELS))
+    return cat, [float(c) for c in cuts]
+
+
+def at_risk_times(max_time: float, n_ticks: int = 6) -> np.ndarray:
+    """0 and multiples of a 1-2-5 step up to max_time, at most `n_ticks` intervals."""
+    if max_time <= 0:
+        return np.array([0.0])
+    raw = max_time / n_ticks
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    return np.arange(0.0, max_time + 1e-9, step)
+
+
+def _by_tertile(
+    frame: pd.DataFrame, duration: str, event: str, col: str
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict[str, Any]]:
+    group = f"{col}_tertile"
+    cat, cuts = tertiles(frame[col].rename(col))
+    data = frame.assign(**{group: cat})
+    km = kaplan_meier(data, duration, event, group)
+    test = logrank(data, duration, event, group)
+    times = at_risk_times(float(data[duration].max()))
+    rows = []
+    for lab in TERTILE_LABELS:
+        t = data.loc[data[group] == lab, duration].to_numpy(dtype=float)
+        rows += [{"group": lab, "time": float(s), "n_risk": int((t >= s).sum())} for s in times]
+    counts = data[group].value_counts().reindex(list(TERTILE_LABELS))
+    extras = {
+        "km": km,
+        "km_at_risk": pd.DataFrame(rows),
+        "logrank": pd.DataFrame([{**test, "groups": " / ".join(TERTILE_LABELS), "variable": col}]),
+    }
+    info = {
+        "tertiles": {
+            "variable": col,
+            "cuts": cuts,
+            "n": {k: int(v) for k, v in counts.items()},
+            "method": "R quantile type 7; cut(include.lowest = TRUE)",
+        },
+        "logrank": test,
+        "formula_r_km": f"survfit(Surv({duration}, {event}) ~ {group}, data = data)",
+    }
+    return data, extras, info
+
+
+def _n_unique(frame: pd.DataFrame, col: str | None) -> int | None:
+    if col is None or col not in frame.columns:
+        return None
+    return int(frame[col].nunique())
+
+
+def _chi2_sf(x: float, df: int) -> float:
+    from scipy import stats
+
+    return float(stats.chi2.sf(x, df))
