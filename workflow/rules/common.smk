@@ -2,9 +2,12 @@
 from pathlib import Path
 
 from alliance.config import load_config, validate_config
+from alliance.models.spec import load_specs
 
 # An explicit --configfile replaces the demo config wholesale (no silent merge with demo values).
 config.update(validate_config(config) if config else load_config("config/config.yaml"))
+
+MODEL_IDS = [spec.id for spec in load_specs(config)]
 
 RESULTS = "results"
 # One pinned environment for every rule (same pins as requirements.lock); used with --sdm conda.
@@ -31,7 +34,16 @@ def instrument_files(wildcards):
 
 def stage_outputs():
     """Every output of the analysis stages (provenance runs after them)."""
-    return [*rules.clean.output, *rules.score.output, *rules.alliance_icc.output]
+    return [
+        *rules.clean.output,
+        *rules.score.output,
+        *rules.alliance_icc.output,
+        *rules.model_summary.output,
+    ]
+
+
+wildcard_constraints:
+    model="|".join(MODEL_IDS) or "no-models",
 
 
 def all_outputs():
