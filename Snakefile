@@ -2,10 +2,14 @@
 # Stages: clean -> score -> model -> render. Run `make run` (demo) or `make run CONFIG=my.yaml`.
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/clean.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/render.smk"
 include: "workflow/rules/provenance.smk"
 
 

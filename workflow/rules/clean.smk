@@ -8,8 +8,16 @@ rule clean:
     output:
         sessions=f"{RESULTS}/clean/sessions.parquet",
         patients=f"{RESULTS}/clean/patients.parquet",
-        flow=f"{RESULTS}/clean/flow.csv",
-        validation=f"{RESULTS}/clean/validation.csv",
+        flow=report(
+            f"{RESULTS}/clean/flow.csv",
+            caption="../report/flow.rst",
+            category="1 Clean",
+        ),
+        validation=report(
+            f"{RESULTS}/clean/validation.csv",
+            caption="../report/validation.rst",
+            category="1 Clean",
+        ),
         availability=f"{RESULTS}/clean/availability.json",
     log:
         f"{LOGS}/clean.log",

@@ -48,4 +48,10 @@ wildcard_constraints:
 
 def all_outputs():
     """Every final output of the pipeline (the default target)."""
-    return [*stage_outputs(), *rules.provenance.output]
+    return [
+        *stage_outputs(),
+        *rules.tables.output,
+        *rules.figures.output,
+        *rules.overview.output,
+        *rules.provenance.output,
+    ]

@@ -32,7 +32,11 @@ rule model_summary:
             f"{RESULTS}/models/{{model}}/coefficients.csv", model=MODEL_IDS
         ),
     output:
-        summary=f"{RESULTS}/models/summary.csv",
+        summary=report(
+            f"{RESULTS}/models/summary.csv",
+            caption="../report/models.rst",
+            category="3 Model",
+        ),
     log:
         f"{LOGS}/model_summary.log",
     conda:

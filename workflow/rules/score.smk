@@ -21,7 +21,18 @@ rule score:
         patients=rules.clean.output.patients,
         instruments=instrument_files,
     output:
-        **{key: f"{RESULTS}/scores/{name}" for key, name in SCORE_FILES.items()},
+        **{
+            key: (
+                report(
+                    f"{RESULTS}/scores/{name}",
+                    caption="../report/scores.rst",
+                    category="2 Score",
+                )
+                if key in ("reliability", "agreement", "ruptures")
+                else f"{RESULTS}/scores/{name}"
+            )
+            for key, name in SCORE_FILES.items()
+        },
     log:
         f"{LOGS}/score.log",
     conda:
@@ -38,7 +49,11 @@ rule alliance_icc:
     input:
         analysis=rules.score.output.analysis,
     output:
-        icc=f"{RESULTS}/scores/alliance_icc.csv",
+        icc=report(
+            f"{RESULTS}/scores/alliance_icc.csv",
+            caption="../report/scores.rst",
+            category="2 Score",
+        ),
     log:
         f"{LOGS}/alliance_icc.log",
     conda:

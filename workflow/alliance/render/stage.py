@@ -1,0 +1,139 @@
+"""The render stage's table set and the report's overview page, from results/ files only.
+
+Tables go to `results/tables/<name>.{csv,md,tex,html}`; the overview page
+(`results/report/overview.html`) states the data used (n's from the clean stage), every analysis
+with its status, and why skipped ones are missing — the report quotes it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from alliance.io import atomic_path
+from alliance.render.tables import (
+    model_table,
+    reliability_table,
+    summary_table,
+    table1,
+    write_table,
+)
+
+TABLE1_CONTINUOUS = ("age", "baseline_symptom", "agreeableness", "extraversion", "openness")
+TABLE1_CATEGORICAL = ("sex", "modality", "site")
+
+
+def _labels(cfg: dict[str, Any]) -> dict[str, str]:
+    sym = cfg["symptoms"]["label"]
+    return {
+        "age": "Age (years)",
+        "baseline_symptom": f"Baseline {sym}",
+        "sex": "Sex",
+        "modality": "Modality",
+        "site": "Site",
+        "agreeableness": "Agreeableness",
+        "extraversion": "Extraversion",
+        "openness": "Openness",
+    }
+
+
+def model_folders(models_dir: Path) -> list[Path]:
+    """Model output folders (those holding a fit.json), sorted by id."""
+    return sorted(p.parent for p in models_dir.glob("*/fit.json"))
+
+
+def build_tables(results: Path, cfg: dict[str, Any], out: Path) -> dict[str, list[Path]]:
+    """Table 1, reliability, one APA table per fitted model, and the summary of alliance effects."""
+    labels = _labels(cfg)
+    written: dict[str, list[Path]] = {}
+    patients = pd.read_parquet(results / "clean" / "patients.parquet")
+    randomised = patients[patients["arm"].notna()] if "arm" in patients else patients
+    cont = [c for c in TABLE1_CONTINUOUS if c in randomised]
+    cat = [c for c in TABLE1_CATEGORICAL if c in randomised]
+    min_cell = cfg["privacy"]["min_cell"]
+    by = "arm" if "arm" in randomised else None
+    if by:
+        t1 = table1(randomised, by=by, continuous=cont, categorical=cat, min_cell=min_cell,
+                    labels=labels)  # fmt: skip
+        written["table1_baseline"] = write_table(t1, out / "table1_baseline")
+    rel = pd.read_csv(results / "scores" / "reliability.csv", dtype={"session": str})
+    written["reliability"] = write_table(reliability_table(rel), out / "reliability")
+    for folder in model_folders(results / "models"):
+        fit = json.loads((folder / "fit.json").read_text())
+        if fit.get("status") != "fitted":
+            continue
+        coefs = pd.read_csv(folder / "coefficients.csv")
+        table = model_table(coefs, fit)
+        written[f"model_{folder.name}"] = write_table(table, out / f"model_{folder.name}")
+    summary = pd.read_csv(results / "models" / "summary.csv")
+    written["alliance_effects"] = write_table(summary_table(summary), out / "alliance_effects")
+    return written
+
+
+def _row(cells: list[str], tag: str = "td") -> str:
+    return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
+
+
+def overview_html(results: Path, cfg: dict[str, Any], figures: dict[str, Any]) -> str:
+    """A plain page: data used, every analysis with status/reason, and missing figures' reasons."""
+    avail = json.loads((results / "clean" / "availability.json").read_text())
+    flow = pd.read_csv(results / "clean" / "flow.csv")
+    summ = avail.get("summary", {})
+    parts = [
+        f"<h2>{html.escape(cfg['trial_name'])}</h2>",
+        "<p>Data used (clean stage): "
+        f"{summ.get('patients', '?')} people assessed, {summ.get('patients_with_sessions', '?')} "
+        f"started treatment with {summ.get('therapists', '?')} therapists; "
+        f"{summ.get('session_rows', '?')} session rows; arms: "
+        f"{html.escape(', '.join(map(str, summ.get('arms', []))) or '-')}; "
+        f"{summ.get('problems', 0)} data problem(s) recorded in validation.csv. "
+        f"Symptom scale: {html.escape(cfg['symptoms']['label'])}; alliance score in models: "
+        f"{html.escape(cfg['score']['rater'])}-rated {html.escape(cfg['score']['scale'])}.</p>",
+        "<h3>Participant flow</h3><table>",
+        _row(["step", "arm", "n"], "th"),
+        *[_row([r.step, r.arm, r.n]) for r in flow.itertuples()],
+        "</table>",
+        "<h3>Analyses</h3><table>",
+        _row(["model", "kind", "status", "n", "note"], "th"),
+    ]
+    for folder in model_folders(results / "models"):
+        fit = json.loads((folder / "fit.json").read_text())
+        note = fit.get("reason") or ""
+        if fit.get("singular"):
+            note = (note + " singular fit (a variance component is ~0)").strip()
+        if fit.get("converged") is False:
+            note = (note + " did not converge").strip()
+        parts.append(
+            _row([folder.name, fit.get("kind", ""), fit.get("status", ""), fit.get("n_obs", ""),
+                  note])
+        )  # fmt: skip
+    parts.append("</table>")
+    missing = {k: v for k, v in figures.items() if isinstance(v, str)}
+    unavailable = {
+        k: v["reason"] for k, v in avail.items() if isinstance(v, dict) and v.get("available") is False
+    }
+    if missing or unavailable:
+        parts.append("<h3>Missing figures and measures</h3><ul>")
+        parts += [f"<li>figure {html.escape(k)}: {html.escape(v)}</li>" for k, v in missing.items()]
+        parts += [
+            f"<li>measure {html.escape(k)}: {html.escape(v)}</li>" for k, v in unavailable.items()
+        ]
+        parts.append("</ul>")
+    style = (
+        "<style>body{font-family:sans-serif;max-width:60em}table{border-collapse:collapse}"
+        "td,th{border-bottom:1px solid #ccc;padding:2px 8px;text-align:left}</style>"
+    )
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>" + "\n".join(
+        parts
+    ) + "</body></html>\n"
+
+
+def write_overview(text: str, path: Path) -> Path:
+    """Write the overview page atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return path

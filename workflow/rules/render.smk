@@ -1,0 +1,73 @@
+# Render stage: APA tables, publication figures and the report's overview page.
+
+
+rule tables:
+    input:
+        stage_outputs(),
+        flow=rules.clean.output.flow,
+    output:
+        report(
+            directory(f"{RESULTS}/tables"),
+            patterns=["{name}.html"],
+            caption="../report/tables.rst",
+            category="4 Render",
+            subcategory="Tables",
+        ),
+    log:
+        f"{LOGS}/tables.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/tables.py"
+
+
+rule figures:
+    input:
+        stage_outputs(),
+        flow=rules.clean.output.flow,
+    output:
+        figures=report(
+            directory(f"{RESULTS}/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="4 Render",
+            subcategory="Figures",
+        ),
+        status=f"{RESULTS}/report/figures.json",
+    log:
+        f"{LOGS}/figures.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/figures.py"
+
+
+rule overview:
+    input:
+        stage_outputs(),
+        flow=rules.clean.output.flow,
+        figures=rules.figures.output.status,
+    output:
+        report(
+            f"{RESULTS}/report/overview.html",
+            caption="../report/overview.rst",
+            category="0 Overview",
+        ),
+    log:
+        f"{LOGS}/overview.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/overview.py"

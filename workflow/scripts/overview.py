@@ -1,0 +1,17 @@
+"""Snakemake entry: the report's overview page (data used, analyses, skipped ones and why)."""
+
+import json
+from pathlib import Path
+
+from alliance.render.stage import overview_html, write_overview
+from alliance.runner import script_logger
+
+
+def main(smk) -> None:
+    log = script_logger(smk, "overview")
+    figures = json.loads(Path(smk.input.figures).read_text())
+    write_overview(overview_html(Path(smk.input.flow).parents[1], dict(smk.config), figures), Path(smk.output[0]))
+    log.info("overview written")
+
+
+main(snakemake)  # noqa: F821
