@@ -10,7 +10,8 @@ from alliance.runner import script_logger
 def main(smk) -> None:
     log = script_logger(smk, "overview")
     figures = json.loads(Path(smk.input.figures).read_text())
-    write_overview(overview_html(Path(smk.input.flow).parents[1], dict(smk.config), figures), Path(smk.output[0]))
+    page = overview_html(Path(smk.input.flow).parents[1], dict(smk.config), figures)
+    write_overview(page, Path(smk.output[0]))
     log.info("overview written")
 
 

@@ -114,7 +114,9 @@ def overview_html(results: Path, cfg: dict[str, Any], figures: dict[str, Any]) -
     parts.append("</table>")
     missing = {k: v for k, v in figures.items() if isinstance(v, str)}
     unavailable = {
-        k: v["reason"] for k, v in avail.items() if isinstance(v, dict) and v.get("available") is False
+        k: v["reason"]
+        for k, v in avail.items()
+        if isinstance(v, dict) and v.get("available") is False
     }
     if missing or unavailable:
         parts.append("<h3>Missing figures and measures</h3><ul>")
@@ -127,9 +129,11 @@ def overview_html(results: Path, cfg: dict[str, Any], figures: dict[str, Any]) -
         "<style>body{font-family:sans-serif;max-width:60em}table{border-collapse:collapse}"
         "td,th{border-bottom:1px solid #ccc;padding:2px 8px;text-align:left}</style>"
     )
-    return f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>" + "\n".join(
-        parts
-    ) + "</body></html>\n"
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
 
 
 def write_overview(text: str, path: Path) -> Path:
