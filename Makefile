@@ -20,9 +20,11 @@ install: $(BIN)/.installed
 
 run: install
 	$(SNAKEMAKE)
+	$(MAKE) --no-print-directory report
 
 report: install
 	$(SNAKEMAKE) --report results/report.html
+	$(BIN)/python -m alliance.render.browser results/report.html results/report_screenshot.png
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pandas as pd
 import pytest
@@ -131,3 +132,51 @@ def test_score_stage_tables(demo_run):
     assert (parts - analysis["alliance"]).abs().max() < 1e-9
     patients = pd.read_parquet(scores / "patient_analysis.parquet")
     assert len(patients) == 468 and patients["alliance_early"].notna().all()
+
+
+def test_report_renders_in_headless_chromium(demo_run):
+    """The Snakemake report opens in Chromium with every stage category and its figures/tables."""
+    from workflow_helpers import SNAKEMAKE
+
+    from alliance.render.browser import chromium, rendered_dom, screenshot
+
+    cfg = demo_run / "config.yaml"
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(demo_run),
+         "--configfile", str(cfg), "--report", "results/report.html"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = demo_run / "results/report.html"
+    assert report.stat().st_size > 100_000
+    if chromium() is None:
+        pytest.skip("no chromium on PATH: install Debian's chromium to run the browser test")
+    dom = rendered_dom(report)
+    for section in ("0 Overview", "1 Clean", "2 Score", "3 Model", "4 Render"):
+        assert section in dom, f"report lacks the {section} category"
+    for name in ("symptom_trajectories.png", "forest.png", "alliance_effects.html"):
+        assert name in dom, f"report lacks {name}"
+    shot = screenshot(report, demo_run / "results/report_screenshot.png")
+    assert shot.stat().st_size > 10_000
+
+
+def test_render_outputs(demo_run):
+    figures = json.loads((demo_run / "results/report/figures.json").read_text())
+    for state in figures.values():
+        if isinstance(state, str):
+            continue  # skipped with a reason, shown on the overview page
+        for file in state:
+            assert (demo_run / "results/figures" / file).stat().st_size > 5_000, file
+    tables = demo_run / "results/tables"
+    for stem in ("table1_baseline", "reliability", "alliance_effects", "model_symptoms_growth"):
+        for ext in ("csv", "md", "tex", "html"):
+            assert (tables / f"{stem}.{ext}").exists(), f"{stem}.{ext}"
+    # Tables match the model CSVs number for number (a sample of cells).
+    coefs = pd.read_csv(demo_run / "results/models/symptoms_growth/coefficients.csv")
+    table = pd.read_csv(tables / "model_symptoms_growth.csv", dtype=str)
+    row = coefs.set_index("term").loc["alliance_pat"]
+    cells = " ".join(table.astype(str).to_numpy().ravel())
+    assert f"{row['estimate']:.2f}".replace("-", "\u2212") in cells
+    assert f"{row['std_error']:.2f}" in cells
+    overview = (demo_run / "results/report/overview.html").read_text()
+    assert "symptoms_growth" in overview and "fitted" in overview
