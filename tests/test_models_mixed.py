@@ -187,8 +187,13 @@ def test_output_files_have_the_contract_columns_and_are_reproducible(sessions, t
         "random_effects.csv",
         "simple_slopes.csv",
         "timing.json",
+        "vcov.csv",
     ]
+    vcov = pd.read_csv(out / "vcov.csv").set_index("term")
     coefs = pd.read_csv(out / "coefficients.csv")
+    np.testing.assert_allclose(
+        np.sqrt(np.diag(vcov.loc[coefs["term"], coefs["term"]])), coefs["std_error"], rtol=1e-10
+    )
     assert list(coefs.columns) == COEF_COLUMNS and (coefs["model"] == "growth").all()
     assert list(pd.read_csv(out / "simple_slopes.csv").columns) == [
         "term", "by", "level", "type", "value", "estimate", "std_error", "statistic", "df",
@@ -215,6 +220,7 @@ def test_output_files_have_the_contract_columns_and_are_reproducible(sessions, t
         "predictions",
         "random_effects",
         "simple_slopes",
+        "vcov",
     }
 
 

@@ -97,7 +97,8 @@ def fit_mixed(
     coefficients.insert(0, "model", spec.id)
     coefficients = coefficients[COEF_COLUMNS]
 
-    extras: dict[str, pd.DataFrame] = {}
+    # The fixed-effect covariance used for every SE here: figures derive curves and bands from it.
+    extras: dict[str, pd.DataFrame] = {"vcov": vcov.rename_axis("term").reset_index()}
     info: dict[str, Any] = {}
     slopes = opts.get("simple_slopes")
     if slopes:

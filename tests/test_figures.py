@@ -1,0 +1,488 @@
+"""Publication figures: every figure draws from small synthetic results, skips cleanly, is
+byte-reproducible, never shows a pseudonym and keeps fonts at 7 pt or more at print size."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from alliance.engine.survival import kaplan_meier, logrank
+from alliance.render import style
+from alliance.render.figures import FIGURES, draw_all, draw_figure, load_inputs
+from alliance.render.figures.common import NothingToDraw, tertiles, wilson_ci
+from alliance.render.figures.dropout import observed_bins, population_curve
+from alliance.render.figures.forest import conditional_note, forest_rows, term_text
+from alliance.render.figures.predict import held_values
+from alliance.render.figures.ruptures import choose_examples
+from alliance.render.figures.survival import at_risk_table
+from alliance.render.figures.therapists import outcome_icc
+from alliance.render.figures.trajectories import draw_symptom_trajectories
+from alliance.ruptures import rupture_table
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMS = {"CBT": "psychotherapy", "IPT": "psychotherapy", "IMI": "drug", "PLA": "placebo"}
+N_PAT, N_THER, N_SESS = 48, 8, 8
+# Pseudonyms that must never reach a figure (checked in every SVG).
+PATIENTS = [f"P-secret{i:03d}" for i in range(N_PAT)]
+THERAPISTS = [f"T-hidden{j:02d}" for j in range(N_THER)]
+
+
+def config() -> dict[str, Any]:
+    return {
+        "seed": 11,
+        "symptoms": {"label": "HAM-D 17", "min": 0, "max": 52},
+        "codings": {"arm": dict(ARMS), "arm_reference": "PLA"},
+        "alliance": {
+            "instruments_dir": str(ROOT / "config" / "instruments"),
+            "raters": {
+                "patient": {"instrument": "wai_sr"},
+                "therapist": {"instrument": "wai_sr_t"},
+            },
+        },
+        "score": {"rater": "patient", "scale": "total", "early_window": [1, 3],
+                  "ruptures": {"m": 3}},
+        "privacy": {"min_cell": 5},
+    }  # fmt: skip
+
+
+# ---- synthetic results -----------------------------------------------------------------------
+
+
+def _patients(rng: np.random.Generator) -> pd.DataFrame:
+    arms = list(ARMS)
+    return pd.DataFrame({
+        "patient": PATIENTS,
+        "therapist": [THERAPISTS[i % N_THER] for i in range(N_PAT)],
+        "arm": [arms[i % len(arms)] for i in range(N_PAT)],
+        "effect": rng.normal(0, 0.35, N_PAT),
+    })  # fmt: skip
+
+
+def _alliance(pat: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    rows = []
+    for i, p in pat.iterrows():
+        y = 3.7 + p["effect"] + 0.03 * np.arange(N_SESS) + rng.normal(0, 0.12, N_SESS)
+        if i == 0:  # one rupture, repaired
+            y[3] -= 1.6
+        elif i == 1:  # one rupture, not repaired
+            y[3:] -= 1.6
+        elif i == 2:  # two ruptures, both repaired
+            y[2] -= 1.6
+            y[6] -= 1.6
+        y = np.clip(y, 1, 5)
+        for s in range(N_SESS):
+            rows.append({"patient": p["patient"], "session": s + 1, "rater": "patient",
+                         "instrument": "wai_sr", "scale": "total", "score": y[s]})  # fmt: skip
+            if s % 2 == 0:
+                t_score = float(np.clip(y[s] + rng.normal(0.1, 0.2), 1, 5))
+                rows.append({"patient": p["patient"], "session": s + 1, "rater": "therapist",
+                             "instrument": "wai_sr_t", "scale": "total",
+                             "score": t_score})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _analysis(pat: pd.DataFrame, alliance: pd.DataFrame, rng: np.random.Generator):
+    own = alliance[alliance["rater"] == "patient"]
+    pmean = own.groupby("patient")["score"].mean()
+    ther_of = pat.set_index("patient")["therapist"]
+    grand = pmean.mean()
+    tmean = pmean.groupby(ther_of.reindex(pmean.index)).mean()
+    rows = []
+    for _, r in own.iterrows():
+        t = ther_of[r["patient"]]
+        a_pat = pmean[r["patient"]] - tmean[t]
+        weeks = float(r["session"] - 1)
+        rows.append({
+            "patient": r["patient"], "therapist": t,
+            "arm": pat.set_index("patient").loc[r["patient"], "arm"],
+            "session": r["session"], "weeks": weeks,
+            "symptom": 20 - 0.6 * weeks - 3 * a_pat + rng.normal(0, 1.5),
+            "alliance": r["score"], "alliance_pat": a_pat, "alliance_ther": tmean[t] - grand,
+            "alliance_within": r["score"] - pmean[r["patient"]],
+        })  # fmt: skip
+    analysis = pd.DataFrame(rows)
+    early = own[own["session"] <= 3].groupby("patient")["score"].mean()
+    ther = alliance[alliance["rater"] == "therapist"].groupby("patient")["score"].mean()
+    logit = 1.5 - 0.6 * (early - 3.7) * 3 - 1.5
+    drop = (rng.random(N_PAT) < 1 / (1 + np.exp(-logit.reindex(PATIENTS).to_numpy()))).astype(int)
+    patient_analysis = pd.DataFrame({
+        "patient": PATIENTS, "therapist": ther_of.reindex(PATIENTS).to_numpy(),
+        "arm": pat["arm"].to_numpy(), "alliance_early": early.reindex(PATIENTS).to_numpy(),
+        "alliance_mean": pmean.reindex(PATIENTS).to_numpy(), "dropout": drop,
+        "agree_p": pmean.reindex(PATIENTS).to_numpy(), "agree_t": ther.reindex(PATIENTS).to_numpy(),
+        "relapse_time": rng.uniform(1, 52, N_PAT).round(1),
+        "relapse_event": (rng.random(N_PAT) < 0.4).astype(int),
+    })  # fmt: skip
+    return analysis, patient_analysis
+
+
+def _fit(model: str, **extra: Any) -> dict[str, Any]:
+    factors = {"arm": {"columns": {"CBT": "armCBT", "IMI": "armIMI", "IPT": "armIPT"},
+                       "levels": ["PLA", "CBT", "IMI", "IPT"], "reference": "PLA"}}  # fmt: skip
+    return {"id": model, "label": model.replace("_", " ").capitalize(), "status": "fitted",
+            "reason": "", "frame": {"factors": factors}, **extra}  # fmt: skip
+
+
+def _coefs(model: str, est: dict[str, float], se: float = 0.2) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"model": model, "term": t, "estimate": b, "std_error": se, "statistic": b / se,
+         "df": math.inf, "p_value": 0.04, "ci_low": b - 1.96 * se, "ci_high": b + 1.96 * se}
+        for t, b in est.items()
+    ])  # fmt: skip
+
+
+def _vcov(terms: list[str], se: float = 0.2) -> pd.DataFrame:
+    v = pd.DataFrame(np.eye(len(terms)) * se**2, index=terms, columns=terms)
+    return v.reset_index(names="term")
+
+
+def _with_dummies(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(**{f"arm{a}": (frame["arm"] == a).astype(float)
+                           for a in ("CBT", "IMI", "IPT")})  # fmt: skip
+
+
+@functools.cache
+def synthetic_results() -> dict[str, Any]:
+    """Relative path under results/ -> DataFrame or dict, shaped like the real stage outputs."""
+    rng = np.random.default_rng(7)
+    pat = _patients(rng)
+    alliance = _alliance(pat, rng)
+    analysis, pa = _analysis(pat, alliance, rng)
+    eps, rps = rupture_table(
+        alliance[alliance["rater"] == "patient"][["patient", "session", "score"]], ks=(1.0, 2.0)
+    )
+    flow = pd.DataFrame(
+        [("assessed", "all", 52), ("randomised", "all", N_PAT), ("started", "all", N_PAT)]
+        + [(s, a, n) for a in ARMS for s, n in (("randomised", 12), ("started", 12),
+           ("completed", 9), ("dropped out", 3), ("responders", 6), ("followed for relapse", 5))]
+        + [("not started", "CBT", 0), ("session rows analysed", "all", 384)],
+        columns=["step", "arm", "n"],
+    ).assign(note="")  # fmt: skip
+    growth_terms = {"(Intercept)": 20.0, "weeks": -0.6, "alliance_ther": -2.0,
+                    "alliance_pat": -3.0, "alliance_within": -0.5, "weeks:alliance_pat": -0.05,
+                    "armCBT": -1.0, "armIMI": -0.8, "armIPT": -1.1}  # fmt: skip
+    sd = float(pa.groupby("patient")["alliance_mean"].first().std())
+    preds = []
+    for label, k in (("-1 SD", -1), ("mean", 0), ("+1 SD", 1)):
+        for w in range(N_SESS):
+            fit_ = 20 - 0.6 * w - 3 * k * sd
+            preds.append({"x_variable": "weeks", "x": float(w), "by_variable": "alliance_pat",
+                          "by_level": label, "by_value": k * sd, "fit": fit_, "se_fit": 0.4,
+                          "ci_low": fit_ - 0.8, "ci_high": fit_ + 0.8})  # fmt: skip
+    growth_fit = _fit(
+        "symptoms_growth", kind="lmm", icc=None, formula="symptom ~ weeks + alliance_pat + "
+        "weeks:alliance_pat + armCBT + armIMI + armIPT + (1 + weeks | patient) + (1 | therapist)",
+        variance_components=[
+            {"group": "patient", "term1": "(Intercept)", "term2": "", "variance": 9.0},
+            {"group": "patient", "term1": "weeks", "term2": "", "variance": 0.06},
+            {"group": "patient", "term1": "(Intercept)", "term2": "weeks", "variance": -0.2},
+            {"group": "therapist", "term1": "(Intercept)", "term2": "", "variance": 1.5},
+            {"group": "Residual", "term1": "", "term2": "", "variance": 6.0},
+        ],
+        predictions={"held_at": {"armCBT": 0.0, "armIMI": 0.0, "armIPT": 0.0}},
+    )  # fmt: skip
+    re = pd.DataFrame({"group": "therapist", "level": THERAPISTS, "term": "(Intercept)",
+                       "estimate": rng.normal(0, 1.2, N_THER), "cond_sd": 0.7})  # fmt: skip
+    drop_terms = {"(Intercept)": 1.4, "alliance_early": -0.7, "armCBT": -0.5, "armIMI": -0.1,
+                  "armIPT": -0.4}  # fmt: skip
+    # the longest follow-up is censored, so no group's curve reaches 0 (Greenwood SE undefined)
+    pa.loc[pa["relapse_time"] > 45, "relapse_event"] = 0
+    relapse = pa.assign(third=tertiles(pa["alliance_mean"]).astype(str).str.lower())
+    km = kaplan_meier(relapse, "relapse_time", "relapse_event", "third")
+    lr = logrank(relapse, "relapse_time", "relapse_event", "third")
+    axis = np.linspace(2.0, 5.0, 11)
+    gp, gt = (a.ravel() for a in np.meshgrid(axis, axis, indexing="ij"))
+    grid = pd.DataFrame({"agree_p": gp, "agree_t": gt, "P": gp - 3, "T": gt - 3,
+                         "predicted": -5 - 3 * (gp - 3) - 2 * (gt - 3) + (gp - gt) ** 2,
+                         "in_range": 1})  # fmt: skip
+    slopes = pd.DataFrame([
+        {"term": t, "by": "arm", "level": lev, "type": typ, "value": np.nan, "estimate": b,
+         "std_error": 0.7, "statistic": b / 0.7, "df": math.inf, "p_value": 0.03,
+         "ci_low": b - 1.4, "ci_high": b + 1.4}
+        for t in ("alliance_pat", "alliance_within")
+        for lev, typ, b in (("PLA", "level", -3.7), ("CBT", "level", -0.5), ("IMI", "level", -0.5),
+                            ("IPT", "level", -2.5), ("drug", "class", -0.5),
+                            ("placebo", "class", -3.7), ("psychotherapy", "class", -1.5))
+    ])  # fmt: skip
+    contrasts = pd.DataFrame([
+        {"term": "alliance_pat", "contrast": "drug_vs_placebo", "plus": "drug",
+         "minus": "placebo", "estimate": 3.2, "std_error": 1.1, "statistic": 2.9, "df": math.inf,
+         "p_value": 0.003, "ci_low": 1.1, "ci_high": 5.4},
+    ])  # fmt: skip
+    fitted = [
+        ("symptoms_growth", "lmm", "alliance_pat", -1.7, -2.5, -0.9, 1e-4),
+        ("symptoms_growth", "lmm", "weeks:alliance_pat", -0.04, -0.11, 0.04, 0.3),
+        ("dropout_early_alliance", "glmm", "alliance_early", -0.7, -1.17, -0.24, 0.003),
+        ("relapse_cox", "cox", "alliance_mean", -1.0, -1.9, -0.15, 0.02),
+        ("mediation_personality", "mediation", "indirect.agreeableness", -0.033, -0.055, -0.018,
+         0.002),
+        ("pooled_sites", "pool", "pooled_r_REML", 0.33, 0.25, 0.41, 1e-6),
+    ]  # fmt: skip
+    summary = pd.DataFrame(
+        [{"model": m_, "label": m_.capitalize(), "kind": k, "term": t, "estimate": b,
+          "std_error": (hi - lo) / 3.92, "ci_low": lo, "ci_high": hi, "p_value": p,
+          "status": "fitted", "reason": ""} for m_, k, t, b, lo, hi, p in fitted]
+        + [{"model": "suicidality", "label": "Suicidality", "kind": "glmm", "status": "skipped",
+            "reason": "needs suicidality: not configured"}]
+    )  # fmt: skip
+    units = pd.DataFrame({"unit": ["S1", "S2", "S3"], "n": [150, 149, 167], "r": [0.29, 0.37, 0.32],
+                          "se": [0.082, 0.083, 0.078]})  # fmt: skip
+    benchmark = pd.DataFrame({"label": ["benchmark"], "r": [0.278], "ci_low": [0.256],
+                              "ci_high": [0.299], "source": ["Fluckiger et al. 2018"]})  # fmt: skip
+    icc = pd.DataFrame({"column": "alliance", "level": ["therapist", "patient", "session"],
+                        "share": [0.09, 0.44, 0.47]})  # fmt: skip
+    m = "models/"
+    return {
+        "clean/flow.csv": flow,
+        "clean/patients.parquet": pat[["patient", "therapist", "arm"]],
+        "scores/alliance.parquet": alliance,
+        "scores/analysis.parquet": analysis,
+        "scores/patient_analysis.parquet": pa,
+        "scores/alliance_icc.csv": icc,
+        "scores/ruptures.csv": eps,
+        "scores/rupture_patients.csv": rps,
+        "models/summary.csv": summary,
+        m + "symptoms_growth/fit.json": growth_fit,
+        m + "symptoms_growth/predictions.csv": pd.DataFrame(preds),
+        m + "symptoms_growth/random_effects.csv": re,
+        m + "symptoms_growth/coefficients.csv": _coefs("symptoms_growth", growth_terms),
+        m + "symptoms_growth/frame.parquet": _with_dummies(analysis),
+        m + "symptoms_growth/vcov.csv": _vcov(list(growth_terms), 0.1),
+        m + "dropout_early_alliance/fit.json": _fit("dropout_early_alliance", kind="glmm"),
+        m + "dropout_early_alliance/coefficients.csv": _coefs("dropout_early_alliance", drop_terms),
+        m + "dropout_early_alliance/frame.parquet": _with_dummies(pa),
+        m + "dropout_early_alliance/vcov.csv": _vcov(list(drop_terms)),
+        m + "relapse_cox/fit.json": _fit("relapse_cox", kind="cox",
+                                         tertiles={"variable": "alliance_mean"}),
+        m + "relapse_cox/km.csv": km,
+        m + "relapse_cox/logrank.csv": pd.DataFrame([{**lr, "groups": "low / middle / high"}]),
+        m + "agreement_rsa/fit.json": _fit("agreement_rsa", kind="rsa", P="agree_p", T="agree_t",
+                                           centre=3.0, formula_r="lm(symptom_change ~ P + T)"),
+        m + "agreement_rsa/grid.csv": grid,
+        m + "agreement_rsa/coefficients.csv": _coefs("agreement_rsa", {"a1": -6.2, "a2": 1.2,
+                                                                       "a3": -0.6, "a4": 5.2}),
+        m + "symptoms_by_arm/fit.json": _fit("symptoms_by_arm", kind="lmm"),
+        m + "symptoms_by_arm/simple_slopes.csv": slopes,
+        m + "symptoms_by_arm/contrasts.csv": contrasts,
+        m + "pooled_sites/units.csv": units,
+        m + "pooled_sites/benchmark.csv": benchmark,
+    }  # fmt: skip
+
+
+def write_results(root: Path, files: dict[str, Any]) -> Path:
+    for rel, obj in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".json"):
+            path.write_text(json.dumps(obj), encoding="utf-8")
+        elif rel.endswith(".parquet"):
+            obj.to_parquet(path, index=False)
+        else:
+            obj.to_csv(path, index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_results(tmp_path_factory.mktemp("results"), synthetic_results())
+
+
+# ---- every figure ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_figure_draws_saves_and_is_reproducible(name: str, results: Path, tmp_path: Path) -> None:
+    cfg = config()
+    fig = draw_figure(FIGURES[name], results, cfg)
+    assert isinstance(fig, Figure), fig
+    width, height = fig.get_size_inches()
+    assert width in (style.WIDTHS["single"], style.WIDTHS["double"])
+    assert 0 < height <= style.MAX_HEIGHT
+    first = style.save_figure(fig, tmp_path / "a" / name)
+    second = style.save_figure(draw_figure(FIGURES[name], results, cfg), tmp_path / "b" / name)
+    assert [p.suffix for p in first] == [".png", ".svg"]
+    for a, b in zip(first, second, strict=True):
+        assert a.stat().st_size > 1000
+        assert a.read_bytes() == b.read_bytes(), f"{a.name} differs between two draws"
+    svg = first[1].read_text(encoding="utf-8")
+    leaked = [p for p in PATIENTS + THERAPISTS if p in svg]
+    assert not leaked, f"pseudonyms on the figure: {leaked[:3]}"
+    # measured after saving: the saved files are the draws the reader sees
+    assert style.smallest_font_pt(fig) >= style.MIN_FONT_PT
+
+
+def test_draw_all_writes_available_figures_and_reports_skips(results: Path, tmp_path: Path):
+    out = tmp_path / "figures"
+    out.mkdir()
+    (out / "km_relapse.png").write_bytes(b"stale")  # an old figure of a now-skipped analysis
+    partial = write_results(tmp_path / "results", {
+        "clean/flow.csv": pd.read_csv(results / "clean/flow.csv"),
+        "models/relapse_cox/fit.json": {"status": "skipped", "reason": "too few events (3)"},
+    })  # fmt: skip
+    got = draw_all(partial, config(), out)
+    assert set(got) == set(FIGURES)
+    assert got["flow"] == [out / "flow.png", out / "flow.svg"]
+    assert got["km_relapse"] == "skipped: model relapse_cox skipped: too few events (3)"
+    no_fit = "skipped: model symptoms_by_arm has no fit.json (model stage not run)"
+    assert got["arm_slopes"] == no_fit
+    assert got["ruptures"] == "skipped: results/scores/ruptures.csv not found"
+    assert sorted(p.name for p in out.iterdir()) == ["flow.png", "flow.svg"]
+
+
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [("symptom_trajectories", "symptoms_growth"), ("therapists", "symptoms_growth"),
+     ("dropout", "dropout_early_alliance"), ("km_relapse", "relapse_cox"),
+     ("agreement_surface", "agreement_rsa"), ("arm_slopes", "symptoms_by_arm")],
+)  # fmt: skip
+def test_a_skipped_model_gives_none_and_its_reason(name: str, model: str, results: Path) -> None:
+    spec = FIGURES[name]
+    inputs = load_inputs(spec, results)
+    assert isinstance(inputs, dict)
+    inputs["fit"] = {"status": "skipped", "reason": "needs therapist: no therapist column"}
+    assert spec.draw(**inputs, cfg=config()) is None
+    with pytest.raises(NothingToDraw, match=f"model {model} skipped: needs therapist"):
+        spec.draw.__wrapped__(**inputs, cfg=config())
+
+
+def test_empty_inputs_skip_with_a_reason(results: Path) -> None:
+    flow = pd.DataFrame(columns=["step", "arm", "n"])
+    assert FIGURES["flow"].draw(flow=flow, cfg=config()) is None
+    with pytest.raises(NothingToDraw, match="flow.csv has no rows"):
+        FIGURES["flow"].draw.__wrapped__(flow=flow, cfg=config())
+    no_ruptures = {**load_inputs(FIGURES["ruptures"], results), "ruptures": pd.DataFrame()}
+    with pytest.raises(NothingToDraw, match="no rupture detected"):
+        FIGURES["ruptures"].draw.__wrapped__(**no_ruptures, cfg=config())
+    summary = pd.read_csv(results / "models/summary.csv")
+    only_skipped = summary[summary["status"] == "skipped"]
+    with pytest.raises(NothingToDraw, match="no fitted model"):
+        FIGURES["forest"].draw.__wrapped__(only_skipped, None, None, None, cfg=config())
+
+
+def test_every_figure_documents_what_it_shows() -> None:
+    for spec in FIGURES.values():
+        assert len(spec.caption) > 80, spec.name
+        assert spec.draw.__wrapped__ is not spec.draw  # skippable: None instead of raising
+
+
+# ---- the pieces a reader relies on -------------------------------------------------------------
+
+
+def test_wilson_interval_matches_the_closed_form() -> None:
+    # Wilson (1927) for 0/10 and 5/10 at 95 %: [0, .2775] and [.2366, .7634] (also
+    # statsmodels proportion_confint(method="wilson"))
+    assert wilson_ci(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)
+    assert wilson_ci(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
+    assert all(math.isnan(v) for v in wilson_ci(0, 0))
+
+
+def test_observed_dropout_bins_are_equal_count_and_cover_everyone() -> None:
+    pa = pd.DataFrame({"alliance_early": np.arange(100) / 25.0, "dropout": [1] * 30 + [0] * 70})
+    bins = observed_bins(pa, "alliance_early")
+    assert list(bins["n"]) == [20] * 5
+    assert list(bins["k"]) == [20, 10, 0, 0, 0]
+    assert bins["x"].is_monotonic_increasing
+
+
+def test_population_curve_holds_covariates_and_uses_the_covariance() -> None:
+    fit = _fit("dropout_early_alliance")
+    coefs = _coefs("m", {"(Intercept)": 1.0, "alliance_early": -1.0, "armCBT": 2.0, "age": 0.1})
+    frame = pd.DataFrame({"alliance_early": [3.0, 4.0], "armCBT": [1.0, 0.0], "age": [30, 50]})
+    held = held_values(list(coefs["term"]), frame, fit, {"alliance_early"})
+    assert held == {"armCBT": 0.5, "age": 40.0}
+    ref = held_values(list(coefs["term"]), frame, fit, {"alliance_early"}, factors="reference")
+    assert ref["armCBT"] == 0.0
+    x = np.array([3.0])
+    eta = 1.0 - 3.0 + 2.0 * 0.5 + 0.1 * 40  # = 3
+    no_band = population_curve(coefs, fit, x, frame=frame)
+    assert no_band["fit"].iloc[0] == pytest.approx(1 / (1 + math.exp(-eta)))
+    assert no_band["ci_low"].isna().all()
+    vcov = _vcov(list(coefs["term"]), se=0.1)  # independent, SE .1: Var = .01 * sum(x^2)
+    band = population_curve(coefs, fit, x, frame=frame, vcov=vcov)
+    se = math.sqrt(0.01 * (1 + 9 + 0.25 + 1600))
+    assert band["ci_high"].iloc[0] == pytest.approx(1 / (1 + math.exp(-(eta + 1.959964 * se))))
+
+
+def test_trajectories_fall_back_to_the_reference_arm_without_a_covariance(results: Path):
+    inputs = load_inputs(FIGURES["symptom_trajectories"], results)
+    assert isinstance(inputs, dict)
+    inputs["vcov"] = None
+    fig = draw_symptom_trajectories.__wrapped__(**inputs, cfg=config())
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "Observed mean, PLA (thirds)" in labels
+    inputs = load_inputs(FIGURES["symptom_trajectories"], results)
+    fig = draw_symptom_trajectories.__wrapped__(**inputs, cfg=config())
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "Observed mean (thirds)" in labels
+
+
+def test_rupture_examples_follow_the_rule() -> None:
+    eps = pd.DataFrame({"k": 2.0, "patient": ["p1", "p2", "p3", "p3", "p4"],
+                        "drop_sd": [3.0, 2.5, 2.2, 2.4, 4.0]})  # fmt: skip
+    rps = pd.DataFrame({
+        "k": 2.0, "patient": ["p1", "p2", "p3", "p4", "p5"], "assessable": True,
+        "n_rated": [8, 8, 8, 6, 8], "n_ruptures": [1, 1, 2, 1, 0], "n_repaired": [1, 0, 2, 1, 0],
+        "n_unrepaired": [0, 1, 0, 0, 0], "n_censored": 0,
+    })  # fmt: skip
+    k, chosen = choose_examples(eps, rps)
+    # p4 has the larger drop but fewer rated sessions: p1 is the repaired example
+    assert (k, chosen) == (2.0, [("repaired", "p1"), ("unrepaired", "p2"), ("two", "p3")])
+    with pytest.raises(NothingToDraw):
+        choose_examples(eps.iloc[:0], rps.assign(n_ruptures=0, n_repaired=0, n_unrepaired=0))
+
+
+def test_forest_labels_say_where_a_conditional_slope_applies() -> None:
+    fit = _fit("m", formula="symptom ~ alliance_pat + armCBT + alliance_pat:armCBT + "
+               "alliance_within + alliance_within:telehealth + (1 | patient)")  # fmt: skip
+    assert conditional_note("alliance_pat", fit) == " (in PLA)"
+    assert conditional_note("alliance_within", fit) == " (at telehealth = 0)"
+    assert conditional_note("alliance_pat:armCBT", fit) == ""
+    assert conditional_note("alliance_pat", None) == ""
+    assert term_text("weeks:alliance_pat") == "Weeks \N{MULTIPLICATION SIGN} patient-level alliance"
+    assert term_text("indirect.openness") == "Indirect effect via alliance: openness"
+    assert term_text("pooled_r_REML") == "Pooled r (REML)"
+
+
+def test_forest_rows_keep_fitted_estimates_on_their_scale() -> None:
+    rows = forest_rows(synthetic_results()["models/summary.csv"])
+    assert "suicidality" not in set(rows["model"])
+    assert dict(zip(rows["model"], rows["scale"], strict=False)) == {
+        "symptoms_growth": "linear", "dropout_early_alliance": "odds", "relapse_cox": "hazard",
+        "mediation_personality": "indirect", "pooled_sites": "correlation",
+    }  # fmt: skip
+
+
+def test_outcome_icc_uses_intercept_variances_when_the_model_has_slopes() -> None:
+    fit = synthetic_results()["models/symptoms_growth/fit.json"]
+    icc, where = outcome_icc(fit)
+    assert icc == pytest.approx(1.5 / (9.0 + 1.5 + 6.0))
+    assert where == " at week 0"
+    assert outcome_icc({**fit, "icc": {"therapist": 0.07}}) == (0.07, "")
+
+
+def test_numbers_at_risk_count_those_still_followed() -> None:
+    km = pd.DataFrame({"group": "low", "time": [2.0, 5.0, 9.0], "n_risk": [10, 7, 3]})
+    got = at_risk_table(km, ["low"], np.array([0.0, 5.0, 6.0, 10.0]))
+    assert list(got["n_risk"]) == [10, 7, 3, 0]
+
+
+def test_a_trial_without_arms_gets_one_column_and_one_panel(results: Path) -> None:
+    flow = pd.DataFrame({"step": ["randomised", "started", "completed", "dropped out"],
+                         "arm": "all", "n": [40, 38, 30, 8]})  # fmt: skip
+    fig = FIGURES["flow"].draw(flow=flow, cfg=config())
+    assert fig is not None and fig.get_size_inches()[0] == style.WIDTHS["single"]
+    texts = {t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))}
+    assert "Completed n = 30\nDropped out n = 8" in texts
+    alliance = pd.read_parquet(results / "scores/alliance.parquet")
+    patients = pd.DataFrame({"patient": PATIENTS})  # no arm column
+    fig = FIGURES["alliance_sessions"].draw(alliance=alliance, patients=patients, cfg=config())
+    assert fig is not None
+    assert [ax.get_title() for ax in fig.axes] == [f"All patients\nn = {N_PAT}"]

@@ -1,0 +1,236 @@
+"""The publication figures: a registry of what each draws from, and `draw_all`.
+
+Every figure is a function of DataFrames / dicts and the config returning a matplotlib Figure,
+or None when its input says the analysis was skipped. `FIGURES` names, per figure, the results
+files it needs (paths relative to `results/`) and the model whose fit.json gates it;
+`draw_all` loads what exists, draws, saves `<out_dir>/<name>.png/.svg` and returns the paths or
+"skipped: <reason>" per figure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from alliance.render import style
+from alliance.render.figures.agreement import draw_agreement_surface
+from alliance.render.figures.common import NothingToDraw, read_input
+from alliance.render.figures.dropout import draw_dropout
+from alliance.render.figures.flow import draw_flow
+from alliance.render.figures.forest import draw_forest
+from alliance.render.figures.ruptures import draw_ruptures
+from alliance.render.figures.slopes import draw_arm_slopes
+from alliance.render.figures.survival import draw_km_relapse
+from alliance.render.figures.therapists import draw_therapists
+from alliance.render.figures.trajectories import draw_alliance_sessions, draw_symptom_trajectories
+
+__all__ = ["FIGURES", "FigureSpec", "draw_all", "draw_figure", "load_inputs"]
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure: its drawing function and the results files it reads.
+
+    `inputs` must exist (else the figure is skipped naming the file); `optional` are passed as
+    None when absent; an optional path with one `*` passes {matched part: content} of every
+    match (e.g. every model's fit.json by model id). Keys are the drawing function's argument
+    names, values paths relative to results/. `model` is the model id whose fit.json (an input
+    named `fit`) gates the figure.
+    """
+
+    name: str
+    draw: Callable[..., Figure | None]
+    inputs: Mapping[str, str]
+    optional: Mapping[str, str] = field(default_factory=dict)
+    model: str | None = None
+
+    @property
+    def caption(self) -> str:
+        """The drawing function's docstring: what the figure shows, for the report's caption."""
+        return " ".join((self.draw.__doc__ or "").split())
+
+
+def _m(model: str, name: str) -> str:
+    return f"models/{model}/{name}"
+
+
+FIGURES: dict[str, FigureSpec] = {
+    spec.name: spec
+    for spec in [
+        FigureSpec("flow", draw_flow, {"flow": "clean/flow.csv"}),
+        FigureSpec(
+            "alliance_sessions",
+            draw_alliance_sessions,
+            {"alliance": "scores/alliance.parquet", "patients": "clean/patients.parquet"},
+        ),
+        FigureSpec(
+            "symptom_trajectories",
+            draw_symptom_trajectories,
+            {
+                "fit": _m("symptoms_growth", "fit.json"),
+                "predictions": _m("symptoms_growth", "predictions.csv"),
+                "analysis": "scores/analysis.parquet",
+            },
+            {
+                "coefficients": _m("symptoms_growth", "coefficients.csv"),
+                "frame": _m("symptoms_growth", "frame.parquet"),
+                "vcov": _m("symptoms_growth", "vcov.csv"),
+            },
+            model="symptoms_growth",
+        ),
+        FigureSpec(
+            "forest",
+            draw_forest,
+            {"summary": "models/summary.csv"},
+            {
+                "units": _m("pooled_sites", "units.csv"),
+                "benchmark": _m("pooled_sites", "benchmark.csv"),
+                "fits": "models/*/fit.json",
+            },
+        ),
+        FigureSpec(
+            "km_relapse",
+            draw_km_relapse,
+            {"fit": _m("relapse_cox", "fit.json"), "km": _m("relapse_cox", "km.csv")},
+            {
+                "at_risk": _m("relapse_cox", "km_at_risk.csv"),
+                "logrank": _m("relapse_cox", "logrank.csv"),
+            },
+            model="relapse_cox",
+        ),
+        FigureSpec(
+            "dropout",
+            draw_dropout,
+            {
+                "fit": _m("dropout_early_alliance", "fit.json"),
+                "coefficients": _m("dropout_early_alliance", "coefficients.csv"),
+                "patients": "scores/patient_analysis.parquet",
+            },
+            {
+                "frame": _m("dropout_early_alliance", "frame.parquet"),
+                "vcov": _m("dropout_early_alliance", "vcov.csv"),
+                "predictions": _m("dropout_early_alliance", "predictions.csv"),
+            },
+            model="dropout_early_alliance",
+        ),
+        FigureSpec(
+            "therapists",
+            draw_therapists,
+            {
+                "fit": _m("symptoms_growth", "fit.json"),
+                "random_effects": _m("symptoms_growth", "random_effects.csv"),
+                "analysis": "scores/analysis.parquet",
+            },
+            {"alliance_icc": "scores/alliance_icc.csv"},
+            model="symptoms_growth",
+        ),
+        FigureSpec(
+            "ruptures",
+            draw_ruptures,
+            {
+                "ruptures": "scores/ruptures.csv",
+                "rupture_patients": "scores/rupture_patients.csv",
+                "alliance": "scores/alliance.parquet",
+            },
+        ),
+        FigureSpec(
+            "agreement_surface",
+            draw_agreement_surface,
+            {"fit": _m("agreement_rsa", "fit.json"), "grid": _m("agreement_rsa", "grid.csv")},
+            {
+                "coefficients": _m("agreement_rsa", "coefficients.csv"),
+                "patients": "scores/patient_analysis.parquet",
+            },
+            model="agreement_rsa",
+        ),
+        FigureSpec(
+            "arm_slopes",
+            draw_arm_slopes,
+            {
+                "fit": _m("symptoms_by_arm", "fit.json"),
+                "slopes": _m("symptoms_by_arm", "simple_slopes.csv"),
+            },
+            {"contrasts": _m("symptoms_by_arm", "contrasts.csv")},
+            model="symptoms_by_arm",
+        ),
+    ]
+}
+
+
+def load_inputs(spec: FigureSpec, results_dir: str | os.PathLike[str]) -> dict[str, Any] | str:
+    """The figure's inputs read from `results_dir`, or the skip reason when one is missing.
+
+    A missing fit.json of the gating model is reported before other missing files of that model,
+    since it says the model stage did not run; a fit.json saying skipped/failed gives the model
+    stage's own reason.
+    """
+    root = Path(results_dir)
+    out: dict[str, Any] = {}
+    if spec.model is not None:
+        fit_path = root / spec.inputs["fit"]
+        if not fit_path.exists():
+            return f"model {spec.model} has no fit.json (model stage not run)"
+        fit = read_input(fit_path)
+        if fit.get("status", "fitted") != "fitted":
+            return f"model {spec.model} {fit.get('status')}: {fit.get('reason') or 'no reason'}"
+    for arg, rel in spec.inputs.items():
+        path = root / rel
+        if not path.exists():
+            return f"results/{rel} not found"
+        out[arg] = read_input(path)
+    for arg, rel in spec.optional.items():
+        if "*" in rel:  # a pattern: {matched path part: content} of every match
+            head, tail = rel.split("*", 1)
+            found = sorted(root.glob(rel))
+            out[arg] = {str(p.relative_to(root))[len(head) : -len(tail) or None]: read_input(p)
+                        for p in found} or None  # fmt: skip
+            continue
+        path = root / rel
+        out[arg] = read_input(path) if path.exists() else None
+    return out
+
+
+def draw_figure(
+    spec: FigureSpec, results_dir: str | os.PathLike[str], cfg: Mapping[str, Any]
+) -> Figure | str:
+    """The figure, or its skip reason (input missing or the analysis skipped)."""
+    inputs = load_inputs(spec, results_dir)
+    if isinstance(inputs, str):
+        return inputs
+    raw = getattr(spec.draw, "__wrapped__", spec.draw)
+    try:
+        fig = raw(**inputs, cfg=cfg)
+    except NothingToDraw as exc:
+        return exc.reason
+    return fig
+
+
+def draw_all(
+    results_dir: str | os.PathLike[str],
+    cfg: Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+    names: list[str] | None = None,
+) -> dict[str, list[Path] | str]:
+    """Draw every available figure into `out_dir`: name -> [png, svg] or "skipped: <reason>".
+
+    A skipped figure leaves no file behind: an older PNG/SVG of that name is removed, so the
+    report never shows a stale figure beside a current skip reason.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, list[Path] | str] = {}
+    for name in names or list(FIGURES):
+        spec = FIGURES[name]
+        fig = draw_figure(spec, results_dir, cfg)
+        if isinstance(fig, str):
+            for suffix in (".png", ".svg"):
+                (out / f"{name}{suffix}").unlink(missing_ok=True)
+            result[name] = f"skipped: {fig}"
+            continue
+        result[name] = style.save_figure(fig, out / name)
+    return result

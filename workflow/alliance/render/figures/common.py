@@ -1,0 +1,240 @@
+"""Helpers shared by the figure modules: skipping, labels from config, intervals, layout bits.
+
+A drawing function raises `NothingToDraw(reason)` when its input says there is nothing to show
+(model skipped, file empty); `skippable` turns that into a `None` return for callers who only
+want the figure, while the registry calls the undecorated function to learn the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, ParamSpec
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from scipy import stats
+
+from alliance.render import style
+
+P = ParamSpec("P")
+
+# Low / middle / high alliance groups keep one colour in every figure (trajectories, KM):
+# vermillion for the worst-off group, blue for the best, black between.
+LEVEL_COLORS: dict[str, str] = {
+    "low": style.OKABE_ITO["vermillion"],
+    "mid": style.OKABE_ITO["black"],
+    "high": style.OKABE_ITO["blue"],
+}
+TERTILE_NAMES = ("Low", "Middle", "High")
+
+
+class NothingToDraw(Exception):
+    """The input says the analysis was not done (or left nothing to plot); `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def skippable(fn: Callable[P, Figure]) -> Callable[P, Figure | None]:
+    """`fn` returning None instead of raising NothingToDraw (`fn.__wrapped__` still raises)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure | None:
+        try:
+            return fn(*args, **kwargs)
+        except NothingToDraw:
+            return None
+
+    return wrapper
+
+
+def require_fitted(fit: Mapping[str, Any] | None, model: str) -> Mapping[str, Any]:
+    """`fit` when the model was fitted, else NothingToDraw with the model stage's reason."""
+    if fit is None:
+        raise NothingToDraw(f"model {model} has no fit.json (model stage not run)")
+    status = fit.get("status", "fitted")
+    if status != "fitted":
+        reason = fit.get("reason") or "no reason recorded"
+        raise NothingToDraw(f"model {model} {status}: {reason}")
+    return fit
+
+
+def require_rows(frame: pd.DataFrame | None, what: str) -> pd.DataFrame:
+    """`frame` when it has rows, else NothingToDraw naming `what`."""
+    if frame is None:
+        raise NothingToDraw(f"{what} not found")
+    if frame.empty:
+        raise NothingToDraw(f"{what} has no rows")
+    return frame
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """NothingToDraw naming the first missing column (an optional measure not in the data)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise NothingToDraw(f"{what} lacks column(s) {', '.join(missing)}")
+
+
+# ---- labels from config ---------------------------------------------------------------------
+
+
+def symptom_label(cfg: Mapping[str, Any]) -> str:
+    """The symptom scale's name (`symptoms.label`, e.g. "HAM-D 17")."""
+    return str((cfg.get("symptoms") or {}).get("label") or "Symptom score")
+
+
+@functools.lru_cache(maxsize=32)
+def _instrument(name: str, directory: str) -> tuple[str, float, float] | None:
+    from alliance.errors import ConfigError
+    from alliance.instruments import load_instrument
+
+    try:
+        inst = load_instrument(name, directory)
+    except (ConfigError, OSError):
+        return None
+    label = re.sub(r"\s*\((patient|therapist|observer)\)\s*$", "", inst.label).strip()
+    return label or name, inst.low, inst.high
+
+
+def score_rater(cfg: Mapping[str, Any]) -> str:
+    """Rater whose alliance the models use (`score.rater`, default patient)."""
+    return str((cfg.get("score") or {}).get("rater") or "patient")
+
+
+def score_scale(cfg: Mapping[str, Any]) -> str:
+    """Scale of that rater's instrument the models use (`score.scale`, default total)."""
+    return str((cfg.get("score") or {}).get("scale") or "total")
+
+
+def early_window_text(cfg: Mapping[str, Any]) -> str:
+    """ "sessions 1–3" (score.early_window) or "session 2" (score.early_session)."""
+    sc = cfg.get("score") or {}
+    if sc.get("early_session") is not None:
+        return f"session {sc['early_session']}"
+    lo, hi = sc.get("early_window") or (1, 3)
+    return f"session {lo}" if lo == hi else f"sessions {lo}\N{EN DASH}{hi}"
+
+
+def alliance_instrument(
+    cfg: Mapping[str, Any], rater: str | None = None
+) -> tuple[str, tuple[float, float] | None]:
+    """(short instrument label, (low, high) or None) of a rater's alliance instrument.
+
+    `rater` defaults to the one the models use (`score.rater`). The label drops the rater
+    suffix ("WAI-SR (patient)" -> "WAI-SR"); when the instrument file cannot be read the
+    configured instrument name is used and the range is unknown.
+    """
+    rater = rater or score_rater(cfg)
+    block = cfg.get("alliance") or {}
+    raters = block.get("raters") or {}
+    rc = raters.get(rater) or {}
+    name = rc.get("instrument")
+    if not name:
+        return "alliance", None
+    directory = str(block.get("instruments_dir") or "config/instruments")
+    found = _instrument(str(name), directory)
+    if found is None:
+        return str(name), None
+    label, low, high = found
+    return label, (low, high)
+
+
+def alliance_axis_label(cfg: Mapping[str, Any], rater: str | None = None, what: str = "") -> str:
+    """e.g. "Patient-rated alliance (WAI-SR, 1–5)"; `what` replaces the words before the
+    parenthesis; a subscale (score.scale other than total) is named in it."""
+    rater = rater or score_rater(cfg)
+    label, rng = alliance_instrument(cfg, rater)
+    scale = score_scale(cfg)
+    name = label if scale == "total" else f"{label} {scale}"
+    inside = f"{name}, {_num(rng[0])}\N{EN DASH}{_num(rng[1])}" if rng else name
+    head = what or f"{rater.capitalize()}-rated alliance"
+    return f"{head} ({inside})"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}".replace("-", "\N{MINUS SIGN}")
+
+
+def arm_classes(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """Arm code -> treatment class (`codings.arm`)."""
+    return {str(k): str(v) for k, v in ((cfg.get("codings") or {}).get("arm") or {}).items()}
+
+
+def arm_order(arms: Iterable[str], cfg: Mapping[str, Any]) -> list[str]:
+    """Arms in config order (codings.arm), unknown arms after them in sorted order."""
+    present = list(dict.fromkeys(str(a) for a in arms))
+    known = [a for a in arm_classes(cfg) if a in present]
+    return known + sorted(a for a in present if a not in known)
+
+
+def min_cell(cfg: Mapping[str, Any]) -> int:
+    """Privacy threshold for small counts (`privacy.min_cell`, default 5)."""
+    return int((cfg.get("privacy") or {}).get("min_cell") or 5)
+
+
+# ---- intervals ------------------------------------------------------------------------------
+
+
+def mean_ci(values: pd.Series | np.ndarray, level: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) with a t interval; low/high NaN when n < 2."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    m = float(x.mean())
+    if n < 2:
+        return m, math.nan, math.nan, n
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return m, m - half, m + half, n
+
+
+def wilson_ci(k: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k / n (sensible near 0 and 1, unlike Wald)."""
+    if n <= 0:
+        return math.nan, math.nan
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def tertiles(values: pd.Series) -> pd.Series:
+    """ "Low" / "Middle" / "High" thirds of `values` (ordered categorical; ties by rank)."""
+    ranks = values.rank(method="first")
+    return pd.qcut(ranks, 3, labels=list(TERTILE_NAMES))
+
+
+# ---- small layout helpers --------------------------------------------------------------------
+
+
+def panel_label(ax: Axes, letter: str) -> None:
+    """Bold panel letter at the top left, outside the axes, as journals print them."""
+    ax.text(
+        -0.02, 1.02, letter, transform=ax.transAxes, ha="right", va="bottom",
+        fontsize=9, fontweight="bold",
+    )  # fmt: skip
+
+
+def read_input(path: Path) -> Any:
+    """A results file by its suffix: parquet / csv -> DataFrame, json -> dict."""
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        try:
+            return pd.read_csv(path)
+        except pd.errors.EmptyDataError:  # a stage wrote an empty table without a header
+            return pd.DataFrame()
+    if path.suffix == ".json":
+        return json.loads(path.read_text(encoding="utf-8"))
+    raise ValueError(f"no reader for {path}")
