@@ -7,7 +7,7 @@ CONFIG    ?= config/config.yaml
 CORES     ?= 2
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --show-failed-logs
 
-.PHONY: install run report test lint format lock clean demo
+.PHONY: install run report test lint format lock clean demo validate
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: install
 report: install
 	$(SNAKEMAKE) --report results/report.html
 	$(BIN)/python -m alliance.render.browser results/report.html results/report_screenshot.png
+
+# Parameter-recovery study (config/validate.yaml: 200 simulated trials, sharded; ~5 min on 2 free cores).
+validate: install
+	$(SNAKEMAKE) results/validation/recovery.csv
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -9,6 +9,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/clean.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/validate.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/provenance.smk"
 

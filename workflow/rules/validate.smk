@@ -1,0 +1,58 @@
+# Parameter-recovery study (`make validate`; not part of the default target): simulated trials ->
+# clean -> score -> checked models, split into config/validate.yaml `shards` jobs (each also runs
+# its share of the large target trials) and gathered into results/validation/ (identical
+# whatever the number of shards).
+from alliance.recovery import load_study
+
+VALIDATE_CONFIG = "config/validate.yaml"
+VALIDATION = load_study(VALIDATE_CONFIG)
+VALIDATION_DIR = f"{RESULTS}/validation"
+
+
+wildcard_constraints:
+    shard=r"\d+",
+
+
+rule recovery_shard:
+    input:
+        study=VALIDATE_CONFIG,
+        pipeline=VALIDATION["pipeline_config"],
+    output:
+        f"{VALIDATION_DIR}/shards/{{shard}}.parquet",
+    log:
+        f"{LOGS}/recovery_shard_{{shard}}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        shard="{shard}",
+        n_shards=VALIDATION["shards"],
+    script:
+        "../scripts/recovery_shard.py"
+
+
+rule recovery_gather:
+    input:
+        study=VALIDATE_CONFIG,
+        shards=expand(
+            f"{VALIDATION_DIR}/shards/{{shard}}.parquet",
+            shard=range(VALIDATION["shards"]),
+        ),
+    output:
+        replicates=f"{VALIDATION_DIR}/replicates.csv",
+        target=f"{VALIDATION_DIR}/target.csv",
+        recovery=f"{VALIDATION_DIR}/recovery.csv",
+        markdown=f"{VALIDATION_DIR}/recovery.md",
+    log:
+        f"{LOGS}/recovery_gather.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/recovery_gather.py"

@@ -1,0 +1,35 @@
+"""Snakemake entry: gather the recovery shards; write replicates, targets, summary and table."""
+
+from alliance import io
+from alliance.recovery import (
+    gather,
+    load_study,
+    read_shards,
+    summarise,
+    target_table,
+    to_markdown,
+)
+from alliance.runner import script_logger
+
+
+def main(smk) -> None:
+    log = script_logger(smk, "recovery_gather")
+    study = load_study(smk.input.study)
+    replicates, target_rows = gather(
+        read_shards(smk.input.shards), study["replicates"], study["target"]["trials"]
+    )
+    target = target_table(target_rows, study)
+    summary = summarise(replicates, target)
+    io.write_csv(replicates, smk.output.replicates)
+    io.write_csv(target, smk.output.target)
+    io.write_csv(summary, smk.output.recovery)
+    with io.atomic_path(smk.output.markdown) as tmp:
+        tmp.write_text(to_markdown(summary, study), encoding="utf-8")
+    for r in summary.itertuples():
+        log.info(
+            "%s: true %.4f, bias %+.4f, RMSE %.4f, coverage %.3f, failed %d",
+            r.check, r.true_value, r.bias, r.rmse, r.coverage, r.n_failed,
+        )  # fmt: skip
+
+
+main(snakemake)  # noqa: F821
