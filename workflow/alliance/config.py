@@ -52,8 +52,8 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _fill_defaults(node: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
-    """Insert schema defaults for absent keys, recursing into objects."""
+def fill_defaults(node: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    """Insert schema defaults for absent keys, recursing into objects (not into arrays)."""
     schema = _resolve(schema, root)
     if not isinstance(node, dict):
         return node
@@ -62,11 +62,12 @@ def _fill_defaults(node: Any, schema: dict[str, Any], root: dict[str, Any]) -> A
         if key not in node and "default" in sub:
             node[key] = copy.deepcopy(sub["default"])
         if key in node and isinstance(node[key], dict):
-            _fill_defaults(node[key], sub, root)
+            fill_defaults(node[key], sub, root)
     return node
 
 
-def _format_error(err: jsonschema.ValidationError) -> str:
+def format_schema_error(err: jsonschema.ValidationError) -> str:
+    """One schema error as a message naming the key path and what is allowed."""
     path = ".".join(str(p) for p in err.absolute_path) or "<top level>"
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
@@ -86,7 +87,7 @@ def _format_error(err: jsonschema.ValidationError) -> str:
 def _iter_errors(config: dict[str, Any], schema: dict[str, Any]) -> Iterator[str]:
     validator = jsonschema.Draft202012Validator(schema)
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
-        yield _format_error(err)
+        yield format_schema_error(err)
 
 
 def _semantic_errors(config: dict[str, Any]) -> Iterator[str]:
@@ -132,7 +133,7 @@ def _walk_values(node: Any) -> Iterator[Any]:
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Return a defaults-filled copy of `config`, or raise ConfigError listing every problem."""
     schema = load_schema()
-    filled = _fill_defaults(copy.deepcopy(dict(config)), schema, schema)
+    filled = fill_defaults(copy.deepcopy(dict(config)), schema, schema)
     problems = list(_iter_errors(filled, schema))
     if not problems:
         problems = list(_semantic_errors(filled))
@@ -141,15 +142,21 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return filled
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file and validate it."""
+def load_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; errors name the file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: config must be a mapping of keys to values")
+        raise ConfigError(f"{path}: {what} must be a mapping of keys to values")
+    return raw
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    raw = load_yaml_mapping(path)
     try:
         return validate_config(raw)
     except ConfigError as exc:

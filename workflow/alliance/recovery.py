@@ -40,7 +40,7 @@ from scipy import stats
 
 from alliance.bootstrap import derive_seed, shard_replicates
 from alliance.clean import clean_trial
-from alliance.config import _fill_defaults, _format_error, load_config
+from alliance.config import fill_defaults, format_schema_error, load_config, load_yaml_mapping
 from alliance.errors import ConfigError, InputError
 from alliance.export import write_trial
 from alliance.models.base import ModelResult, ModelSpec
@@ -185,14 +185,14 @@ GENERATING = tuple(
 # --------------------------------------------------------------------------------------- config
 def validate_study(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults-filled copy of a study config, or ConfigError listing every problem."""
-    study = _fill_defaults(copy.deepcopy(dict(raw)), STUDY_SCHEMA, STUDY_SCHEMA)
+    study = fill_defaults(copy.deepcopy(dict(raw)), STUDY_SCHEMA, STUDY_SCHEMA)
     for check in study["checks"] if isinstance(study["checks"], list) else []:
-        if isinstance(check, dict):  # defaults of array items (_fill_defaults stops at arrays)
+        if isinstance(check, dict):  # defaults of array items (fill_defaults stops at arrays)
             for key, value in CHECK_DEFAULTS.items():
                 check.setdefault(key, value)
     validator = jsonschema.Draft202012Validator(STUDY_SCHEMA)
     errors = sorted(validator.iter_errors(study), key=lambda e: list(map(str, e.path)))
-    problems = [_format_error(e) for e in errors]
+    problems = [format_schema_error(e) for e in errors]
     unknown = sorted(set(study["simulator"]) - set(DEFAULT_PARAMS))
     if unknown:
         problems.append(f"config key simulator: unknown simulator parameter(s) {unknown}")
@@ -206,13 +206,7 @@ def validate_study(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_study(path: str | Path) -> dict[str, Any]:
     """Read and validate config/validate.yaml."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read study config: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: study config must be a mapping of keys to values")
+    raw = load_yaml_mapping(path, "study config")
     try:
         return validate_study(raw)
     except ConfigError as exc:
