@@ -7,6 +7,7 @@ import subprocess
 
 import pandas as pd
 import pytest
+from pipeline_runs import reference_run
 from workflow_helpers import ROOT, absolute_config, run_snakemake
 
 from alliance.pseudonym import pseudonym
@@ -21,11 +22,8 @@ def clean_targets() -> list[str]:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """One full run of the pipeline on the demo trial, shared by the checks below."""
-    work = tmp_path_factory.mktemp("demo")
-    proc = run_snakemake(work, absolute_config(ROOT / "config" / "config.yaml", work))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return work
+    """The full demo run shared with the privacy and reproducibility tests (one per session)."""
+    return reference_run(tmp_path_factory).workdir
 
 
 def test_clean_stage_on_demo(demo_run):

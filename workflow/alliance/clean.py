@@ -52,6 +52,8 @@ class Source:
 
     frame: pd.DataFrame
     path: str
+    # (file, note) for every way a reader reinterpreted the data (encoding, missing codes, labels).
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------- read
@@ -68,6 +70,15 @@ def _read(path: str, cfg: dict[str, Any]) -> Source:
     )
     ids = {cols["patient"], cols["therapist"], cols["site"]}
     codes = {c: list(data_cfg["missing_codes"]) for c in header if c not in ids}
+    notes: list[tuple[str, str]] = []
+    if data_cfg["missing_codes"]:
+        codes, kept = _codes_outside_ranges(codes, header, cfg)
+        if kept:
+            shown = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
+            notes.append((path, (
+                f"data.missing_codes not applied where the code is a valid value, in "
+                f"{len(kept)} column(s): {shown}"
+            )))  # fmt: skip
     categorical = {cols[r] for r in ("arm", "modality", "status", "site", "therapist") if cols[r]}
     categorical |= set(cols["covariates"])
     table = io.read_table(
@@ -80,7 +91,53 @@ def _read(path: str, cfg: dict[str, Any]) -> Source:
     )
     frame = table.frame.reset_index(drop=True)
     frame = frame.assign(**{ROW: np.arange(1, len(frame) + 1), FILE: path})
-    return Source(frame, path)
+    return Source(frame, path, notes + [(path, note) for note in table.notes])
+
+
+def _valid_ranges(header: list[str], cfg: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Known valid range of each header column that is a symptom total, item or suicidality."""
+    sym, cols = cfg["symptoms"], cfg["columns"]
+    rx = re.compile(cfg["data"]["session_token"])
+    fixed = {}
+    if sym["column"]:
+        fixed[sym["column"]] = (float(sym["min"]), float(sym["max"]))
+    if cols["suicidality"]:
+        fixed[cols["suicidality"]] = (0.0, float(sym["suicidality_max"]))
+    raters = [spec for spec in cfg["alliance"]["raters"].values() if spec and spec["items"]]
+    patterns = [(spec["items"], _instrument_for(cfg, spec["instrument"])) for spec in raters]
+    if sym["items"] and sym["instrument"]:
+        patterns.append((sym["items"], _instrument_for(cfg, sym["instrument"])))
+    out: dict[str, tuple[float, float]] = {}
+    for col in header:
+        name = col if col in fixed else rx.sub("", col)  # wide: the long name
+        if name in fixed:
+            out[col] = fixed[name]
+            continue
+        for pattern, inst in patterns:
+            m = re.search(pattern, name)
+            if m and m.groups() and m.group(1).isdigit():
+                out[col] = inst.item_range(int(m.group(1)))
+                break
+    return out
+
+
+def _codes_outside_ranges(
+    codes: dict[str, list[float]], header: list[str], cfg: dict[str, Any]
+) -> tuple[dict[str, list[float]], list[str]]:
+    """Drop each column's missing codes that are valid values of that column.
+
+    `missing_codes: [9]` is meant for 1-5 items; applied to a HAM-D total it would erase every
+    real score of 9. Returns the per-column codes and 'column (codes)' for each column spared.
+    """
+    ranges = _valid_ranges(header, cfg)
+    out, spared = {}, []
+    for col, col_codes in codes.items():
+        low, high = ranges.get(col, (np.inf, -np.inf))
+        inside = [c for c in col_codes if low <= c <= high]
+        out[col] = [c for c in col_codes if c not in inside]
+        if inside:
+            spared.append(f"'{col}' ({', '.join(f'{c:g}' for c in inside)})")
+    return out, spared
 
 
 def _labelled_columns(header: list[str], categorical: set[str], token: str) -> list[str]:
@@ -98,6 +155,34 @@ def _wanted_columns(cfg: dict[str, Any]) -> list[str]:
     if cfg["symptoms"]["column"]:
         names.append(cfg["symptoms"]["column"])
     return names
+
+
+# Column names the clean stage writes itself; a kept column may not take one of them.
+DERIVED = (
+    *CANONICAL_PATIENT, "session", "date", "week", "suicidality", "symptom", "session_index",
+    "weeks", "ideation", "n_sessions", "first_session", "last_session", "first_symptom",
+    "final_symptom", "started", "dropout", "dropout_rule", "completed", "symptom_change",
+    "response", "remission", "relapse_followed",
+)  # fmt: skip
+
+
+def kept_columns(cfg: dict[str, Any]) -> list[str]:
+    """`data.keep_columns`, refused when one would leak raw IDs or shadow a pipeline column."""
+    cols = cfg["columns"]
+    mapped = set(_wanted_columns(cfg)) - set(cfg["data"]["keep_columns"])
+    ids = {cols["patient"], cols["therapist"]}
+    for col in cfg["data"]["keep_columns"]:
+        if col in ids:
+            raise ConfigError(
+                f"config key data.keep_columns: '{col}' is an ID column; keeping it would write "
+                "raw IDs under results/ (IDs are carried as pseudonyms already)"
+            )
+        if col in mapped or col in DERIVED or col.startswith(("item_", "_")):
+            raise ConfigError(
+                f"config key data.keep_columns: '{col}' is already mapped or is the name of a "
+                "column the clean stage writes; keep only unmapped columns"
+            )
+    return list(cfg["data"]["keep_columns"])
 
 
 def _pattern_columns(cfg: dict[str, Any]) -> list[str]:
@@ -120,12 +205,15 @@ def read_inputs(cfg: dict[str, Any]) -> tuple[Source, Source | None]:
     id_col = cfg["columns"]["patient"]
     session_col = cfg["columns"]["session"]
     layout = data["layout"]
-    if layout == "auto":
+    # A declared long table is still checked for session-token columns: a mixed export would
+    # otherwise lose its wide part silently (those columns match no item pattern).
+    if layout == "auto" or (layout == "long" and session_col in raw.frame.columns):
         layout = reshape.detect_layout(
             raw.frame.drop(columns=[ROW, FILE]),
             id_column=id_col,
             session_column=session_col,
             session_token=data["session_token"],
+            source=raw.path,
         )
     cfg["data"]["layout"] = layout
     patients_src: Source | None = None
@@ -143,13 +231,15 @@ def read_inputs(cfg: dict[str, Any]) -> tuple[Source, Source | None]:
         patient_level[FILE] = raw.path
         session_col = "session"
         cfg["columns"]["session"] = session_col
-        sessions = Source(sessions_long, raw.path)
+        sessions = Source(sessions_long, raw.path, raw.notes)
         patients_src = Source(patient_level, raw.path)
     else:
         sessions = raw
     keep = _keep_filter(list(sessions.frame.columns), cfg) + [ROW, FILE]
     sessions = Source(
-        sessions.frame[[c for c in sessions.frame.columns if c in keep]], sessions.path
+        sessions.frame[[c for c in sessions.frame.columns if c in keep]],
+        sessions.path,
+        sessions.notes,
     )
     if data["patients"]:
         extra = _read(data["patients"], cfg)
@@ -157,13 +247,15 @@ def read_inputs(cfg: dict[str, Any]) -> tuple[Source, Source | None]:
             merged = patients_src.frame.merge(
                 extra.frame.drop(columns=[ROW, FILE]), on=id_col, how="outer", suffixes=("", "_p")
             )
-            patients_src = Source(merged, raw.path)
+            patients_src = Source(merged, raw.path, extra.notes)
         else:
             patients_src = extra
     if patients_src is not None:
         keep_p = _keep_filter(list(patients_src.frame.columns), cfg) + [ROW, FILE]
         pf = patients_src.frame
-        patients_src = Source(pf[[c for c in pf.columns if c in keep_p]], patients_src.path)
+        patients_src = Source(
+            pf[[c for c in pf.columns if c in keep_p]], patients_src.path, patients_src.notes
+        )
     return sessions, patients_src
 
 
@@ -328,6 +420,9 @@ def map_sessions(src: Source, cfg: dict[str, Any], problems: Problems) -> pd.Dat
         )  # fmt: skip
     if "date" in out:
         out = _parse_dates(out, "date", problems, cols["date"])
+    for col in kept_columns(cfg):
+        if col in frame.columns:
+            out[col] = frame[col]  # carried unchanged, as data.keep_columns promises
     out.attrs["sources"] = sources
     return out
 
@@ -353,6 +448,9 @@ def map_patients(
         for role, col in wanted.items():
             if col in pf.columns:
                 base[role] = pf[col]
+        for col in kept_columns(cfg):
+            if col in pf.columns:
+                base[col] = pf[col]
         base.attrs["from"] = patients_src.path
     else:
         base = None
@@ -432,7 +530,20 @@ def check_sessions(s: pd.DataFrame, cfg: dict[str, Any], problems: Problems) -> 
         s, bad, "bad_session", "session number must be a whole number >= 0", column="session",
         source_column=sess_col,
     )  # fmt: skip
-    s = s.loc[s["session"].notna()].copy()
+    # A fractional session number cannot be kept under any policy (int64 would truncate 2.5 to
+    # 2, silently colliding with the real session 2); under `error` the bad rows leave the
+    # remaining checks too, so the user is not shown problems that only follow from them.
+    gone = s["session"].isna() | (s["session"] % 1 != 0)
+    policy = problems.policies.get("bad_session", "error")
+    if policy == "error":
+        gone |= bad
+    elif policy in ("warn", "set_missing"):
+        for _, row in s.loc[gone].iterrows():  # say so: the policy alone would keep the row
+            problems.add(
+                "bad_session", "row removed: it has no whole session number", file=row[FILE],
+                row=row[ROW], column=sess_col, value=row["session"], action="drop_row",
+            )  # fmt: skip
+    s = s.loc[~gone].copy()
     s["session"] = s["session"].astype("int64")
     bad_id = s["patient"].isna() | (s["patient"] == "")
     if bad_id.any():
@@ -445,6 +556,8 @@ def check_sessions(s: pd.DataFrame, cfg: dict[str, Any], problems: Problems) -> 
         s, dup, "duplicate_session", "patient x session appears more than once",
         column="session", source_column=sess_col,
     )  # fmt: skip
+    if problems.policies.get("duplicate_session", "error") == "error":
+        s = s.loc[~dup.reindex(s.index, fill_value=False)]  # the run stops; no follow-on noise
     # Out of order: session number lower than an earlier row of the same patient (file order).
     s = s.sort_values([FILE, ROW], kind="stable")
     prev_max = s.groupby("patient", sort=False)["session"].cummax().groupby(s["patient"]).shift()
@@ -568,17 +681,30 @@ def check_session_links(
             "session is after the patient's recorded dropout", column="session",
             source_column=cols["session"],
         )  # fmt: skip
-    for rater in [r for r, spec in cfg["alliance"]["raters"].items() if spec]:
-        items = [c for c in s.columns if c.startswith(f"item_{rater}_")]
-        if not items:
+    path = cfg["data"]["sessions"]
+    for rater, spec in cfg["alliance"]["raters"].items():
+        if not spec or s.empty:
             continue
-        empty = s[items].isna().all(axis=1)
-        if empty.any() and not empty.all():
+        items = [c for c in s.columns if c.startswith(f"item_{rater}_")]
+        empty = s[items].isna().all(axis=1) if items else pd.Series(True, index=s.index)
+        if empty.all():
+            # A configured rater without data is not fatal (the other rater's analyses still
+            # run) but must not vanish silently: availability.json and this row say why.
+            why = (
+                f"no column matches alliance.raters.{rater}.items '{spec['items']}'"
+                if not items
+                else f"no {rater}-rated alliance item is answered in any of {len(s)} sessions"
+            )
+            problems.add(
+                "empty_rating", f"{why}: {rater}-rated analyses are skipped", file=path,
+                column=f"{rater} items", value=len(items), action="skipped",
+            )  # fmt: skip
+        elif empty.any():
             n = int(empty.sum())
             problems.add(
                 "empty_rating",
                 f"{n} session(s) have no {rater}-rated alliance item answered",
-                file=s[FILE].iloc[0], column=f"{rater} items", value=n,
+                file=path, column=f"{rater} items", value=n,
             )  # fmt: skip
     return s
 
@@ -739,6 +865,7 @@ def clean_trial(cfg: dict[str, Any]) -> CleanResult:
     cfg = copy.deepcopy(cfg)  # read_inputs records the resolved layout in it
     problems = Problems(dict(cfg["checks"]))
     sessions_src, patients_src = read_inputs(cfg)
+    record_read_notes([sessions_src, patients_src], problems)
     s = map_sessions(sessions_src, cfg, problems)
     p = map_patients(sessions_src, patients_src, cfg, problems)
     s = check_sessions(s, cfg, problems)
@@ -747,6 +874,7 @@ def clean_trial(cfg: dict[str, Any]) -> CleanResult:
     problems.raise_errors()
     _require_some_data(s, cfg, sessions_src.path)
     s = score_symptoms(s, cfg)
+    _require_outcome_variation(s, cfg, sessions_src.path)
     s, p = derive(s, p, cfg)
     flow = flow_table(p, s, problems)
     avail = availability(s, p, cfg)
@@ -784,6 +912,56 @@ def _require_some_data(s: pd.DataFrame, cfg: dict[str, Any], path: str) -> None:
         )
 
 
+def _require_outcome_variation(s: pd.DataFrame, cfg: dict[str, Any], path: str) -> None:
+    """A symptom score that never varies is a mapping or export error, not an outcome.
+
+    Stopping here (rather than skipping models) keeps baseline-based outcomes such as
+    symptom_change = constant - baseline from being fitted as if they were measured change.
+    """
+    values = s["symptom"].dropna() if "symptom" in s else pd.Series(dtype=float)
+    if values.empty or values.nunique() > 1:
+        return
+    sym = cfg["symptoms"]
+    raise InputError(
+        f"symptom scores do not vary: all {len(values)} non-missing session scores are equal, "
+        "so no outcome can be analysed; check symptoms.column / symptoms.items",
+        file=path,
+        column=sym["column"] or sym["items"],
+        value=float(values.iloc[0]),
+        check="constant_outcome",
+    )
+
+
+_COLUMN_NOTE = re.compile(r"^column '(?P<column>.*)': (?P<n>\d+) (?P<what>.+)$")
+
+
+def record_read_notes(sources: list[Source | None], problems: Problems) -> None:
+    """How each file was read (encoding fallback, missing codes, value labels) as `read_note`
+    rows of validation.csv, so no reinterpretation of the user's data goes unrecorded.
+
+    Per-column notes of one kind are merged into one row per file: a wide export with
+    hundreds of item columns still gives a readable validation.csv.
+    """
+    notes = list(dict.fromkeys(n for src in sources if src is not None for n in src.notes))
+    # Which sheet was read is provenance, not a reinterpretation of values.
+    notes = [(path, note) for path, note in notes if not note.startswith("read sheet ")]
+    grouped: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for path, note in notes:
+        m = _COLUMN_NOTE.match(note)
+        if m is None:
+            problems.add("read_note", note, file=path, action="note")
+        else:
+            grouped.setdefault((path, m["what"]), []).append((m["column"], int(m["n"])))
+    for (path, what), hits in grouped.items():
+        total = sum(n for _, n in hits)
+        if len(hits) == 1:
+            column, message = hits[0][0], f"{total} {what}"
+        else:
+            names = ", ".join(c for c, _ in hits[:5]) + (", ..." if len(hits) > 5 else "")
+            column, message = None, f"{total} {what} ({len(hits)} columns: {names})"
+        problems.add("read_note", message, file=path, column=column, value=total, action="note")
+
+
 def _pseudonymise(s: pd.DataFrame, p: pd.DataFrame, key: bytes) -> tuple[pd.DataFrame, ...]:
     s = s.drop(columns=[ROW, FILE], errors="ignore").copy()
     p = p.drop(columns=[ROW, FILE], errors="ignore").copy()
@@ -804,7 +982,8 @@ def _pseudonymise_problems(v: pd.DataFrame, cols: dict[str, Any], key: bytes) ->
     """Problems that quote a patient or therapist ID quote its pseudonym instead."""
     v = v.copy()
     for role in ("patient", "therapist"):
-        hit = v["column"].eq(cols[role]) | v["column"].eq(role)
+        # read_note values are counts, not IDs, even when the note is about an ID column.
+        hit = (v["column"].eq(cols[role]) | v["column"].eq(role)) & v["check"].ne("read_note")
         if cols[role] and hit.any():
             v.loc[hit, "value"] = pseudonymise(v.loc[hit, "value"], role, key).astype(object)
     return v

@@ -66,7 +66,9 @@ def provenance(
         "platform": platform.platform(),
         "packages": _versions(),
         "config": safe,
-        "config_sha256": config_hash(config),
+        # Hash of the config as recorded (key redacted): anyone can recompute it from this file,
+        # and it cannot serve to brute-force the pseudonymisation key offline.
+        "config_sha256": config_hash(safe),
         "seed": config.get("seed"),
         "inputs": {str(p): sha256(p) for p in sorted(inputs)},
         "pipeline": _git(code_root),

@@ -207,6 +207,7 @@ def detect_layout(
             f"columns ({', '.join(token_cols[:5])}); use one layout",
             file=source,
             column=token_cols[0],
+            check="mixed_layout",
         )
     if has_session:
         return "long"
@@ -226,4 +227,6 @@ def detect_layout(
         f"cannot tell the layout: no session column {session_column!r} and no column matches "
         f"the session token {session_token!r}",
         file=source,
+        column=session_column,
+        check="missing_column",
     )

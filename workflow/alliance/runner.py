@@ -6,6 +6,7 @@ import atexit
 import datetime as dt
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -46,4 +47,6 @@ def script_logger(smk: Any, name: str) -> logging.Logger:
         (TIMING_DIR / f"{stamp['job']}.json").write_text(json.dumps(stamp, indent=2) + "\n")
 
     atexit.register(record)
+    # Snakemake stops jobs with SIGTERM: exit normally so context managers remove temp files.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     return log

@@ -5,6 +5,7 @@ rule provenance:
     input:
         unpack(data_inputs),
         outputs=stage_outputs(),
+        render=[*rules.tables.output, *rules.figures.output, *rules.overview.output],
         instruments=instrument_files,
     output:
         f"{RESULTS}/provenance.json",

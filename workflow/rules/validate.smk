@@ -4,7 +4,8 @@
 # whatever the number of shards).
 from alliance.recovery import load_study
 
-VALIDATE_CONFIG = "config/validate.yaml"
+# Relative to the repository, so runs with --directory elsewhere still find it.
+VALIDATE_CONFIG = str(Path(workflow.basedir) / "config" / "validate.yaml")
 VALIDATION = load_study(VALIDATE_CONFIG)
 VALIDATION_DIR = f"{RESULTS}/validation"
 
