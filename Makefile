@@ -5,14 +5,15 @@ BIN       := $(VENV)/bin
 UV_VERSION := 0.13.8
 CONFIG    ?= config/config.yaml
 CORES     ?= 2
-SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --show-failed-logs
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) \
+  --workflow-profile workflow/profiles/default --show-failed-logs
 
-.PHONY: install run report test lint format lock clean demo validate
+.PHONY: install run report test lint format lock clean demo validate bench test-cluster
 
-$(BIN)/.installed: requirements.lock pyproject.toml
+$(BIN)/.installed: requirements.lock pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
@@ -29,6 +30,14 @@ report: install
 # Parameter-recovery study (config/validate.yaml: 200 simulated trials, sharded; ~5 min on 2 free cores).
 validate: install
 	$(SNAKEMAKE) results/validation/recovery.csv
+
+# Benchmarks: per-stage time and memory on the demo and simulated 10k / 120k / 600k-row trials.
+bench: install
+	$(BIN)/python -m alliance.bench --out results/bench
+
+# A real single-node SLURM (Debian slurm-wlm + munge) running the demo DAG through the executor plugin.
+test-cluster: install
+	bash tests/cluster/run.sh
 
 test: install
 	$(BIN)/python -m pytest -q

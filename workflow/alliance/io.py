@@ -187,6 +187,9 @@ def _read_text(
     text = _decode(data, source, encoding, result)
     delim = _choose_delimiter(text, source, fmt, delimiter)
     result.delimiter = delim
+    fast = _fast_text_frame(text, source, delim, keep)
+    if fast is not None:
+        return fast
     header, columns, n = _parse_text(text, source, delim, keep)
     return _frame_from_cells(header, columns, n, source)
 
@@ -227,13 +230,17 @@ def _decode(data: bytes, source: str, encoding: str, result: TableRead) -> str:
 
 
 def _sample_lines(text: str) -> list[str]:
-    lines = []
-    for line in text.splitlines():
-        if line.strip():
-            lines.append(line)
-        if len(lines) >= _SNIFF_LINES:
-            break
-    return lines
+    """The first non-blank lines, splitting only as much of the text as needed (big files)."""
+    size = 1 << 16
+    while True:
+        complete = size >= len(text)
+        parts = text[:size].splitlines()
+        if not complete:
+            parts = parts[:-1]  # the last piece may be cut mid-line
+        lines = [line for line in parts if line.strip()][:_SNIFF_LINES]
+        if len(lines) >= _SNIFF_LINES or complete:
+            return lines
+        size *= 4
 
 
 def _sniff(lines: list[str]) -> str | None:
@@ -362,6 +369,135 @@ def _infer_column(values: list[str]) -> pd.Series:
         if all(math.isfinite(f) for f in floats if f == f):
             return pd.Series(floats, dtype="float64")
     return pd.Series(cells, dtype="str")
+
+
+# Fast path for well-formed text files: pyarrow's C++ CSV parser reads every cell as text, then
+# the typing rules of `_infer_column` run column-wise in Arrow compute. The per-cell Python path
+# above stays the reference: it runs whenever the fast path cannot be sure to agree with it
+# (quotes or odd line breaks in the header, NUL bytes, ragged or whitespace-only lines), so
+# every error message and edge case comes from one place. Both must give identical frames
+# (tests/test_io_fastpath.py compares them).
+# Python's str.strip() removes exactly these characters (every c with c.isspace()).
+_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+def _fast_text_frame(
+    text: str, source: str, delim: str, keep: list[str] | None
+) -> pd.DataFrame | None:
+    """The frame `_parse_text` + `_frame_from_cells` would build, or None to use them instead."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    start = re.search(r"[^\r\n]", text)
+    if start is None or "\x00" in text:
+        return None
+    brk = _LINE_BREAK.search(text, start.start())
+    first = text[start.start() : brk.start() if brk else len(text)]
+    if delim not in first or '"' in first or not first.strip() or first != first.splitlines()[0]:
+        return None
+    width = first.count(delim) + 1
+    try:
+        table = pacsv.read_csv(
+            _io.BytesIO(text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delim, quote_char='"', double_quote=True, escape_char=False,
+                newlines_in_values=True, ignore_empty_lines=True,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={f"f{j}": pa.string() for j in range(width)},
+                null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False,
+            ),
+        )  # fmt: skip
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None  # ragged or odd lines: the Python reader explains exactly where
+    if table.num_columns != width:
+        return None
+    header = [str(table.column(j)[0]).strip() for j in range(width)]
+    n = table.num_rows - 1
+    if n == 0:
+        return None  # header only: the Python reader reports it
+    data: dict[str, pd.Series] = {}
+    seen: set[str] = set()
+    for j, name in enumerate(header):
+        cells = _arrow_strip(table.column(j).slice(1))
+        if name == "":
+            if _arrow_missing(cells).false_count == 0:
+                continue  # unnamed and empty: a trailing delimiter
+            raise InputError(f"column {j + 1} has data but no header name", file=source)
+        if name in seen:
+            raise InputError("duplicate column name", file=source, column=name)
+        seen.add(name)
+        if keep is None or name in keep:
+            data[name] = _infer_arrow(cells)
+    return pd.DataFrame(data, index=pd.RangeIndex(n))
+
+
+def _arrow_strip(column: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.utf8_trim(column.combine_chunks(), characters=_WHITESPACE)
+
+
+def _arrow_missing(cells: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.is_in(cells, value_set=pa.array(sorted(MISSING_TOKENS)))
+
+
+def _infer_arrow(cells: Any) -> pd.Series:
+    """`_infer_column` on stripped Arrow strings, column-wise.
+
+    Arrow's float parser accepts exactly the ASCII strings `_NUMBER` matches, plus spellings of
+    inf and nan (which the finiteness check turns back into text, as the Python rules do), so a
+    successful cast replaces the per-cell regex; its rounding is exact (fast_float).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pc.all(pc.string_is_ascii(cells)).as_py():
+        return _infer_column(cells.to_pylist())  # Unicode digits: Python's rules decide
+    missing = _arrow_missing(cells)
+    n_missing = missing.true_count
+    if n_missing == len(cells):
+        return pd.Series(np.full(len(cells), np.nan), dtype="float64")
+    present = pc.filter(cells, pc.invert(missing)) if n_missing else cells
+    try:
+        floats = pc.cast(present, pa.float64()).to_numpy()
+    except pa.ArrowInvalid:
+        floats = None
+    if floats is not None and np.isfinite(floats).all() and not _leading_zero(present):
+        if n_missing == 0:
+            try:
+                return pd.Series(pc.cast(present, pa.int64()).to_numpy(), dtype="int64")
+            except pa.ArrowInvalid:
+                if not pc.any(pc.match_substring_regex(present, "[.eE]")).as_py():
+                    try:  # '+5' or beyond int64: Python's int() decides, as `_infer_column`
+                        ints = present.to_numpy(zero_copy_only=False).astype(np.int64)
+                        return pd.Series(ints, dtype="int64")
+                    except OverflowError:
+                        pass
+        if n_missing == 0:
+            return pd.Series(floats, dtype="float64")
+        out = np.full(len(cells), np.nan)
+        out[~missing.to_numpy(zero_copy_only=False)] = floats
+        return pd.Series(out, dtype="float64")
+    kept = pc.if_else(missing, pa.scalar(None, pa.string()), cells) if n_missing else cells
+    return pd.Series(pd.array(kept, dtype="str"))
+
+
+def _leading_zero(numbers: Any) -> bool:
+    """Whether any number string starts like `_LEADING_ZERO` ('007', '-01'): such cells are IDs."""
+    import pyarrow.compute as pc
+
+    unsigned = pc.utf8_ltrim(numbers, characters="+-")  # at most one sign: they parsed
+    second = pc.utf8_slice_codeunits(unsigned, 1, 2)
+    return bool(pc.any(pc.and_(pc.starts_with(unsigned, "0"), pc.ascii_is_decimal(second))).as_py())
 
 
 # --- parquet -------------------------------------------------------------------------------

@@ -56,8 +56,3 @@ rule bootstrap_gather:
         model="{model}",
     script:
         "../scripts/bootstrap_gather.py"
-
-
-def bootstrap_outputs():
-    """ci.csv of every model listed in bootstrap.models (none by default)."""
-    return expand(f"{RESULTS}/bootstrap/{{model}}/ci.csv", model=BOOTSTRAP["models"])

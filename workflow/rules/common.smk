@@ -46,6 +46,11 @@ wildcard_constraints:
     model="|".join(MODEL_IDS) or "no-models",
 
 
+def bootstrap_outputs():
+    """ci.csv of every model listed in bootstrap.models (none by default)."""
+    return expand(f"{RESULTS}/bootstrap/{{model}}/ci.csv", model=BOOTSTRAP["models"])
+
+
 def all_outputs():
     """Every final output of the pipeline (the default target)."""
     return [
@@ -54,4 +59,5 @@ def all_outputs():
         *rules.figures.output,
         *rules.overview.output,
         *rules.provenance.output,
+        *bootstrap_outputs(),
     ]

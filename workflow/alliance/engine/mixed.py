@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special  # not scipy.stats: its import costs ~1 s per model job
 
 from alliance.engine.tidy import coef_table
 from alliance.errors import InputError
@@ -64,7 +64,10 @@ class MixedFit:
     coefficients: term, estimate, std_error, statistic, df, p_value, ci_low, ci_high (R names).
     variance_components: group, term1, term2, variance, sd, corr; a row with term2 set is a
     covariance (variance column) and its correlation; the last LMM row is the residual.
-    random_effects: group, level, term, estimate (conditional mode), cond_sd.
+    random_effects: group, level, term, estimate (conditional mode), cond_sd; computed on first
+    use, and `random_effects_of(groups)` computes only some grouping factors: the conditional
+    SDs take one sparse solve per 64 levels, which dominates the fit with tens of thousands of
+    patients (7 s of an 11 s fit at 120k session rows).
     icc: per grouping factor, only when every random term is an intercept.
     """
 
@@ -73,7 +76,6 @@ class MixedFit:
     coefficients: pd.DataFrame
     vcov: pd.DataFrame
     variance_components: pd.DataFrame
-    random_effects: pd.DataFrame
     n_obs: int
     n_groups: dict[str, int]
     loglik: float
@@ -92,6 +94,28 @@ class MixedFit:
     fit_seconds: float = 0.0
     _result: Any = field(default=None, repr=False)
     _levels: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    _re_cache: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    @property
+    def random_effects(self) -> pd.DataFrame:
+        """Conditional modes and SDs of every grouping factor (see the class docstring)."""
+        return self.random_effects_of(
+            str(st.grouping_factor) for st in self._result.matrices.random_structures
+        )
+
+    def random_effects_of(self, groups: Any) -> pd.DataFrame:
+        """`random_effects` rows of the named grouping factors only (cheap for few levels)."""
+        wanted = [str(g) for g in groups]
+        missing = [g for g in wanted if g not in self._re_cache]
+        if missing:
+            self._re_cache.update(_random_effects(self._result, missing))
+        order = dict.fromkeys(
+            str(st.grouping_factor) for st in self._result.matrices.random_structures
+        )
+        parts = [self._re_cache[g] for g in order if g in wanted and g in self._re_cache]
+        if not parts:
+            return pd.DataFrame(columns=_RE_COLUMNS)
+        return pd.concat(parts, ignore_index=True)
 
     def predict(
         self, newdata: pd.DataFrame, re_form: str | None = "NA", *, level: float = 0.95
@@ -110,7 +134,7 @@ class MixedFit:
             fit = x @ beta
             v = self.vcov.to_numpy()
             se = np.sqrt(np.einsum("ij,jk,ik->i", x, v, x))
-            q = stats.norm.ppf(0.5 + level / 2.0)
+            q = special.ndtri(0.5 + level / 2.0)  # norm.ppf
         elif re_form is None:
             kwargs = {"type": "link"} if self.family != "gaussian" else {}
             fit = np.asarray(self._result.predict(nd, re_form=None, **kwargs), dtype=float)
@@ -168,7 +192,6 @@ def fit_lmm(
         coefficients=coefs,
         vcov=pd.DataFrame(vcov, index=terms, columns=terms),
         variance_components=vc,
-        random_effects=_random_effects(result),
         n_obs=int(result.nobs()),
         n_groups={str(k): int(v) for k, v in result.ngrps().items()},
         loglik=float(result.logLik()),
@@ -240,7 +263,6 @@ def fit_glmm(
         coefficients=coefs,
         vcov=pd.DataFrame(vcov, index=terms, columns=terms),
         variance_components=vc,
-        random_effects=_random_effects(result),
         n_obs=int(result.nobs()),
         n_groups={str(k): int(v) for k, v in result.ngrps().items()},
         loglik=float(result.logLik()),
@@ -502,20 +524,69 @@ def _variance_components(result: Any, *, residual: bool) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "term1", "term2", "variance", "sd", "corr"])
 
 
-def _random_effects(result: Any) -> pd.DataFrame:
-    """Conditional modes per group level with conditional SDs (lme4 ranef(condVar = TRUE))."""
-    import mixedlm
+_RE_COLUMNS = ["group", "level", "term", "estimate", "cond_sd"]
 
-    rv = mixedlm.tidy(result, "ran_vals")
-    return pd.DataFrame(
-        {
-            "group": rv["group"].astype(str).to_numpy(),
-            "level": rv["level"].astype(str).to_numpy(),
-            "term": rv["term"].astype(str).to_numpy(),
-            "estimate": rv["estimate"].to_numpy(dtype=float),
-            "cond_sd": rv["std.error"].to_numpy(dtype=float),
-        }
-    )
+
+def _random_effects(result: Any, groups: list[str]) -> dict[str, pd.DataFrame]:
+    """Conditional modes with conditional SDs (lme4 ranef(condVar = TRUE)) of `groups`.
+
+    The rows and order of `mixedlm.tidy(result, "ran_vals")`, built column-wise (tidy makes one
+    dict per level and imports scipy.stats), and the conditional variances only of the groups
+    asked for: the engine's `_conditional_variance_blocks` runs on those groups' rows of Lambda
+    (its offsets count only the structures passed). Engine internals used here: the random
+    structures' level_map, the conditional-variance helper and the factor it takes (lmer:
+    `_weighted_projection`; glmer: `_working_random_system`), covered by the lme4 reference tests
+    like the internals named in the module docstring.
+    """
+    from mixedlm.utils.variance import _conditional_variance_blocks
+    from scipy import sparse
+
+    structures = list(result.matrices.random_structures)
+    values = result.ranef(condVar=False)
+    kept, rows, offset = [], [], 0
+    for struct in structures:
+        width = struct.n_levels * struct.n_terms
+        if struct.grouping_factor in groups:
+            kept.append(struct)
+            rows.append(np.arange(offset, offset + width))
+        offset += width
+    cond_var: dict[str, dict[str, np.ndarray]] = {}
+    if kept:
+        if hasattr(result, "_working_random_system"):  # glmer: scale fixed at 1
+            system = result._working_random_system
+            factor, lam, scale = system.precision, system.Lambda, 1.0
+        else:
+            projection = result._weighted_projection
+            factor, lam = projection.random_factor, projection.lambda_matrix
+            scale = float(result.sigma) ** 2
+        lam_rows = sparse.csc_matrix(lam)[np.concatenate(rows), :]
+        cond_var = _conditional_variance_blocks(factor, lam_rows, kept, scale=scale)
+    out = {}
+    for group, terms in values.items():
+        if group not in groups:
+            continue
+        struct = next(s for s in structures if s.grouping_factor == group)
+        ordered = sorted(struct.level_map.items(), key=lambda kv: kv[1])
+        labels = pd.Series([lv for lv, _ in ordered], dtype=object).astype(str).to_numpy()
+        parts = []
+        for term, estimates in terms.items():
+            est = np.asarray(estimates, dtype=np.float64)
+            if len(est) != len(labels):
+                raise ValueError(f"random-effect levels of '{group}' do not match the estimates")
+            var = cond_var.get(group, {}).get(term)
+            sd = (
+                np.full(len(est), np.nan)
+                if var is None
+                else np.sqrt(np.maximum(np.asarray(var, dtype=np.float64), 0.0))
+            )
+            parts.append(
+                pd.DataFrame(
+                    {"group": str(group), "level": labels, "term": str(term), "estimate": est,
+                     "cond_sd": sd}
+                )
+            )  # fmt: skip
+        out[str(group)] = pd.concat(parts, ignore_index=True)[_RE_COLUMNS]
+    return out
 
 
 def _icc(vc: pd.DataFrame, residual_var: float | None) -> dict[str, float] | None:
@@ -663,6 +734,9 @@ def _laplace_hessian_vcov(
         return None, f"Hessian of the Laplace deviance failed ({exc}); RX-based SEs reported"
     v = inv + inv.T  # = 2 H^-1, symmetrised as lme4's calc.vcov.hess
     vb = v[len(theta) :, len(theta) :]
+    if not np.all(np.isfinite(vb)):
+        # a deviance evaluation near the optimum failed (NaN); seen on 120k-row GLMMs
+        return None, "Hessian of the Laplace deviance not finite; RX-based SEs reported"
     if np.any(np.linalg.eigvalsh(vb) <= 0):
         return None, "Hessian of the Laplace deviance not positive definite; RX-based SEs reported"
     return vb, ""

@@ -118,8 +118,8 @@ def fit_mixed(
         )
     groups = opts.get("random_effects") or []
     if groups:
-        re = mf.random_effects
-        extras["random_effects"] = re[re["group"].isin(groups)].reset_index(drop=True)
+        # only the listed factors: conditional SDs of every patient cost more than the fit
+        extras["random_effects"] = mf.random_effects_of(groups)
 
     fit_facts = {
         "kind": spec.kind,

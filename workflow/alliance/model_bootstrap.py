@@ -1,0 +1,168 @@
+"""Cluster-bootstrap CIs for any model's coefficients, as shard jobs gathered into one table.
+
+Config `bootstrap:` (all optional): `models` (model ids; none by default, since each replicate
+refits the model), `n_boot` (1000), `shards` (1: jobs per model), `cluster` (therapist: the
+resampled unit), `level` (0.95). Replicate r resamples whole clusters with the stream
+`default_rng([seed, r])`, seed = derive_seed(config seed, model id) (alliance.bootstrap), so the
+gathered draws are identical whatever `shards` is, and for a mediation model they equal the
+model's own `boot.csv` when n_boot is the same (its statistic is the same path_estimates).
+
+Any other kind is refitted per replicate on the resampled frame (its extras switched off), and the
+replicate keeps the terms of the model's coefficients.csv; a replicate whose fit fails (singular,
+a factor level not drawn) gives NaN for it. Patients of a therapist drawn twice are relabelled
+per copy, so a random patient effect sees two patients, not one with doubled sessions.
+
+Outputs per model (results/bootstrap/<id>/): shards/<i>.parquet, draws.parquet (gathered) and
+ci.csv: term, estimate (the model's), boot_se, pct_low/high, bc_low/high, boot_p, n_ok.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alliance.bootstrap import (
+    bc_ci,
+    bootstrap_p,
+    cluster_bootstrap,
+    derive_seed,
+    gather,
+    percentile_ci,
+)
+from alliance.errors import ConfigError
+from alliance.models.base import ModelSpec, Skipped, kind_function
+from alliance.models.frames import model_frame
+
+DEFAULTS = {"models": [], "n_boot": 1000, "shards": 1, "cluster": "therapist", "level": 0.95}
+# Options that only add extra tables: a replicate needs the coefficients alone.
+EXTRA_OPTIONS = ("predictions", "random_effects", "simple_slopes", "contrasts", "tertile_of")
+CI_COLUMNS = [
+    "term", "estimate", "boot_se", "pct_low", "pct_high", "bc_low", "bc_high", "boot_p", "n_ok",
+]  # fmt: skip
+
+
+def settings(cfg: Mapping[str, Any], model_ids: Sequence[str] = ()) -> dict[str, Any]:
+    """The `bootstrap:` block with defaults; unknown model ids are a ConfigError."""
+    out = {**DEFAULTS, **(cfg.get("bootstrap") or {})}
+    unknown = [m for m in out["models"] if model_ids and m not in model_ids]
+    if unknown:
+        raise ConfigError(
+            f"config key bootstrap.models: unknown model id(s) {unknown}; models are "
+            f"{', '.join(model_ids)}"
+        )
+    if int(out["shards"]) < 1 or int(out["n_boot"]) < 1:
+        raise ConfigError("config keys bootstrap.shards and bootstrap.n_boot must be >= 1")
+    return out
+
+
+def seed(spec: ModelSpec, cfg: Mapping[str, Any]) -> int:
+    """The model's bootstrap seed (the mediation kind's own: same id, same config seed)."""
+    if cfg.get("seed") is None:
+        raise ConfigError("config key seed: needed for the bootstrap")
+    return derive_seed(int(cfg["seed"]), spec.id)
+
+
+def statistic(
+    spec: ModelSpec, cfg: Mapping[str, Any], terms: Sequence[str], cluster: str
+) -> Callable[[pd.DataFrame], dict[str, float]]:
+    """frame -> {term: estimate} for one replicate (NaN for a term the refit lacks)."""
+    from alliance.models.run import FIT_FAILURES
+
+    if spec.kind == "mediation":
+        from alliance.models.mediation import path_estimates, setup
+
+        def mediation(frame: pd.DataFrame) -> dict[str, float]:
+            roles = setup(spec, frame)
+            est = path_estimates(
+                frame, roles["predictors"], roles["mediator"], roles["outcome"], roles["covariates"]
+            )
+            return {t: est.get(t, np.nan) for t in terms}
+
+        return mediation
+
+    fit = kind_function(spec.kind)
+    lean = dataclasses.replace(
+        spec, options={k: v for k, v in spec.options.items() if k not in EXTRA_OPTIONS}
+    )
+
+    def refit(frame: pd.DataFrame) -> dict[str, float]:
+        if "patient" in frame.columns and cluster != "patient":
+            frame = frame.assign(patient=frame[cluster].astype(str) + ":" + frame["patient"])
+        try:
+            coefs = fit(lean, frame, dict(cfg)).coefficients
+        except Skipped:
+            return dict.fromkeys(terms, np.nan)
+        except FIT_FAILURES:
+            return dict.fromkeys(terms, np.nan)
+        est = dict(zip(coefs["term"], coefs["estimate"], strict=True))
+        return {t: float(est.get(t, np.nan)) for t in terms}
+
+    return refit
+
+
+def shard_draws(
+    spec: ModelSpec,
+    sessions: pd.DataFrame | None,
+    patients: pd.DataFrame | None,
+    availability: Mapping[str, Any],
+    cfg: Mapping[str, Any],
+    terms: Sequence[str],
+    shard: tuple[int, int],
+) -> pd.DataFrame:
+    """Replicates of shard (i, n) for `spec`: one row per replicate, one column per term.
+
+    A model that is skipped on these data, or has no coefficients, gives an empty table.
+    """
+    boot = settings(cfg)
+    if not terms:
+        return pd.DataFrame(columns=["replicate"])
+    try:
+        frame, meta = model_frame(spec, sessions, patients, availability, cfg)
+    except Skipped:
+        return pd.DataFrame(columns=["replicate", *terms])
+    cluster = spec.options.get("cluster") or boot["cluster"]
+    draws = cluster_bootstrap(
+        frame,
+        statistic(meta.spec, cfg, terms, cluster),
+        cluster,
+        int(boot["n_boot"]),
+        seed(spec, cfg),
+        shard=shard,
+    )
+    return draws.reindex(columns=["replicate", *terms])
+
+
+def gather_draws(shards: Sequence[pd.DataFrame], terms: Sequence[str]) -> pd.DataFrame:
+    """Shards in replicate order (alliance.bootstrap.gather checks for gaps and overlaps)."""
+    parts = [s for s in shards if len(s)]
+    if not parts:
+        return pd.DataFrame(columns=["replicate", *terms])
+    return gather(parts).reindex(columns=["replicate", *terms])
+
+
+def intervals(draws: pd.DataFrame, coefficients: pd.DataFrame, level: float) -> pd.DataFrame:
+    """ci.csv: each coefficient's estimate with bootstrap SE, percentile and BC intervals, p."""
+    rows = []
+    for term, estimate in zip(coefficients["term"], coefficients["estimate"], strict=True):
+        d = draws[term].to_numpy(dtype=float) if term in draws else np.array([])
+        ok = d[np.isfinite(d)]
+        pct = percentile_ci(d, level)
+        bc = bc_ci(d, float(estimate), level)
+        rows.append(
+            {
+                "term": term,
+                "estimate": float(estimate),
+                "boot_se": float(np.std(ok, ddof=1)) if ok.size > 1 else np.nan,
+                "pct_low": pct[0],
+                "pct_high": pct[1],
+                "bc_low": bc[0],
+                "bc_high": bc[1],
+                "boot_p": bootstrap_p(d),
+                "n_ok": int(ok.size),
+            }
+        )
+    return pd.DataFrame(rows, columns=CI_COLUMNS)

@@ -1,0 +1,22 @@
+"""Snakemake entry: gather a model's bootstrap shards into draws.parquet and ci.csv."""
+
+import pandas as pd
+
+from alliance import io
+from alliance.model_bootstrap import gather_draws, intervals, settings
+from alliance.runner import script_logger
+
+
+def main(smk) -> None:
+    log = script_logger(smk, "bootstrap_gather")
+    coefficients = pd.read_csv(smk.input.coefficients)
+    terms = coefficients["term"].tolist()
+    draws = gather_draws([pd.read_parquet(p) for p in smk.input.shards], terms)
+    ci = intervals(draws, coefficients, float(settings(dict(smk.config))["level"]))
+    io.write_parquet(draws, smk.output.draws)
+    io.write_csv(ci, smk.output.ci)
+    log.info("%s: %d replicates from %d shard(s)", smk.params.model, len(draws),
+             len(smk.input.shards))  # fmt: skip
+
+
+main(snakemake)  # noqa: F821

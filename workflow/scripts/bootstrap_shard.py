@@ -1,0 +1,35 @@
+"""Snakemake entry: one shard of a model's cluster bootstrap (results/bootstrap/<id>/shards/)."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from alliance import io
+from alliance.model_bootstrap import shard_draws
+from alliance.models.spec import load_specs
+from alliance.runner import script_logger
+
+
+def main(smk) -> None:
+    log = script_logger(smk, "bootstrap_shard")
+    cfg = dict(smk.config)
+    spec = {s.id: s for s in load_specs(cfg)}[smk.params.model]
+    terms = pd.read_csv(smk.input.coefficients)["term"].tolist()
+    shard = (int(smk.params.shard), int(smk.params.n_shards))
+    draws = shard_draws(
+        spec,
+        pd.read_parquet(smk.input.sessions),
+        pd.read_parquet(smk.input.patients),
+        json.loads(Path(smk.input.availability).read_text()),
+        cfg,
+        terms,
+        shard,
+    )
+    io.write_parquet(draws, smk.output[0])
+    failed = int(draws.drop(columns="replicate").isna().any(axis=1).sum()) if len(draws) else 0
+    log.info("%s shard %d of %d: %d replicates, %d with a failed refit", spec.id, *shard,
+             len(draws), failed)  # fmt: skip
+
+
+main(snakemake)  # noqa: F821
