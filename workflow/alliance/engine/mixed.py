@@ -186,29 +186,42 @@ def fit_lmm(
     beta = np.asarray(result.beta, dtype=float)
     coefs = coef_table(terms, beta, np.sqrt(np.diag(vcov)), df, level=level)
     vc = _variance_components(result, residual=True)
+    return _mixed_fit(
+        result, levels, formula=formula, family="gaussian", coefs=coefs, vcov=vcov, vc=vc,
+        reml=reml, warnings=caught, seconds=seconds, df_method="Satterthwaite",
+        vcov_method="sigma^2 (X'V^-1 X)^-1 at the optimum (lme4 vcov)",
+        icc=_icc(vc, residual_var=None),
+        formula_r=f"lmer({formula}, data = data, REML = {'TRUE' if reml else 'FALSE'})",
+    )  # fmt: skip
+
+
+def _mixed_fit(
+    result: Any,
+    levels: dict[str, list[Any]],
+    *,
+    coefs: pd.DataFrame,
+    vcov: np.ndarray,
+    seconds: float,
+    **facts: Any,
+) -> MixedFit:
+    """A MixedFit from an engine result plus what differs between LMM and GLMM (`facts`)."""
+    terms = list(coefs["term"])
     return MixedFit(
-        formula=formula,
-        family="gaussian",
         coefficients=coefs,
         vcov=pd.DataFrame(vcov, index=terms, columns=terms),
-        variance_components=vc,
+        variance_components=facts.pop("vc"),
         n_obs=int(result.nobs()),
         n_groups={str(k): int(v) for k, v in result.ngrps().items()},
         loglik=float(result.logLik()),
         aic=float(result.AIC()),
         bic=float(result.BIC()),
-        reml=reml,
         converged=bool(result.converged),
         singular=bool(result.isSingular()),
-        warnings=caught,
-        df_method="Satterthwaite",
-        vcov_method="sigma^2 (X'V^-1 X)^-1 at the optimum (lme4 vcov)",
-        icc=_icc(vc, residual_var=None),
-        formula_r=f"lmer({formula}, data = data, REML = {'TRUE' if reml else 'FALSE'})",
         engine_version=engine_version(),
         fit_seconds=seconds,
         _result=result,
         _levels=levels,
+        **facts,
     )
 
 
@@ -257,30 +270,12 @@ def fit_glmm(
         vcov_method = "finite-difference Hessian of the Laplace deviance over (theta, beta), lme4"
     coefs = coef_table(terms, beta, np.sqrt(np.diag(vcov)), np.inf, level=level)
     vc = _variance_components(result, residual=False)
-    return MixedFit(
-        formula=formula,
-        family="binomial",
-        coefficients=coefs,
-        vcov=pd.DataFrame(vcov, index=terms, columns=terms),
-        variance_components=vc,
-        n_obs=int(result.nobs()),
-        n_groups={str(k): int(v) for k, v in result.ngrps().items()},
-        loglik=float(result.logLik()),
-        aic=float(result.AIC()),
-        bic=float(result.BIC()),
-        reml=False,
-        converged=bool(result.converged),
-        singular=bool(result.isSingular()),
-        warnings=caught,
-        df_method="Wald z (df = Inf)",
-        vcov_method=vcov_method,
-        icc=_icc(vc, residual_var=math.pi**2 / 3.0),
+    return _mixed_fit(
+        result, levels, formula=formula, family="binomial", coefs=coefs, vcov=vcov, vc=vc,
+        reml=False, warnings=caught, seconds=seconds, df_method="Wald z (df = Inf)",
+        vcov_method=vcov_method, icc=_icc(vc, residual_var=math.pi**2 / 3.0),
         formula_r=_glmer_call(formula, weights),
-        engine_version=engine_version(),
-        fit_seconds=seconds,
-        _result=result,
-        _levels=levels,
-    )
+    )  # fmt: skip
 
 
 # ---- data preparation -------------------------------------------------------------------------
