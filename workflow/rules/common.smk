@@ -51,6 +51,13 @@ def bootstrap_outputs():
     return expand(f"{RESULTS}/bootstrap/{{model}}/ci.csv", model=BOOTSTRAP["models"])
 
 
+def sensitivity_outputs():
+    """The sensitivity grid, when models are listed for it (none by default)."""
+    return (
+        [f"{RESULTS}/sensitivity/grid.csv"] if config["sensitivity"]["models"] else []
+    )
+
+
 def all_outputs():
     """Every final output of the pipeline (the default target)."""
     return [
@@ -60,4 +67,5 @@ def all_outputs():
         *rules.overview.output,
         *rules.provenance.output,
         *bootstrap_outputs(),
+        *sensitivity_outputs(),
     ]

@@ -1,0 +1,44 @@
+# Sensitivity grid (config `sensitivity`): score settings x chosen models, in shards, gathered into
+# results/sensitivity/grid.csv. Nothing runs while `sensitivity.models` is empty (the default).
+
+
+rule sensitivity_shard:
+    input:
+        sessions=rules.clean.output.sessions,
+        patients=rules.clean.output.patients,
+        availability=rules.clean.output.availability,
+        instruments=instrument_files,
+    output:
+        f"{RESULTS}/sensitivity/shards/{{shard}}.parquet",
+    log:
+        f"{LOGS}/sensitivity_{{shard}}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        shard="{shard}",
+    script:
+        "../scripts/sensitivity_shard.py"
+
+
+rule sensitivity_gather:
+    input:
+        expand(
+            f"{RESULTS}/sensitivity/shards/{{shard}}.parquet",
+            shard=range(config["sensitivity"]["shards"]),
+        ),
+    output:
+        f"{RESULTS}/sensitivity/grid.csv",
+    log:
+        f"{LOGS}/sensitivity_gather.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/sensitivity_gather.py"

@@ -1,0 +1,28 @@
+"""Snakemake entry: one shard of the sensitivity grid."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from alliance import io
+from alliance.runner import script_logger
+from alliance.sensitivity import run_cells
+
+
+def main(smk) -> None:
+    log = script_logger(smk, "sensitivity")
+    cfg = dict(smk.config)
+    shard = (int(smk.params.shard), cfg["sensitivity"]["shards"])
+    rows = run_cells(
+        pd.read_parquet(smk.input.sessions),
+        pd.read_parquet(smk.input.patients),
+        json.loads(Path(smk.input.availability).read_text()),
+        cfg,
+        shard,
+    )
+    io.write_parquet(rows, smk.output[0])
+    log.info("shard %s: %d rows", shard, len(rows))
+
+
+main(snakemake)  # noqa: F821
