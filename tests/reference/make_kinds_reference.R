@@ -20,14 +20,7 @@ suppressPackageStartupMessages({
 
 out_dir <- "tests/reference/kinds"
 dir.create(out_dir, showWarnings = FALSE, recursive = TRUE)
-rows <- list()
-add <- function(case, section, term, stat, value) {
-  rows[[length(rows) + 1]] <<- data.frame(
-    case = case, section = section, term = term, stat = stat,
-    value = trimws(formatC(as.numeric(value), digits = 17, format = "g")),
-    stringsAsFactors = FALSE
-  )
-}
+source("tests/reference/common.R")  # rows, add(), write_rows()
 write_data <- function(df, file) {
   write.csv(df, file.path(out_dir, file), row.names = FALSE)
 }
@@ -235,8 +228,7 @@ for (m in c("DL", "REML")) {
   add(case, "fit", "", "p_value", res$pval)
 }
 
-tab <- do.call(rbind, rows)
-write.csv(tab, file.path(out_dir, "kinds_reference.csv"), row.names = FALSE, quote = TRUE)
+write_rows(file.path(out_dir, "kinds_reference.csv"))
 writeLines(c(
   R.version.string,
   paste("survival", packageVersion("survival")),

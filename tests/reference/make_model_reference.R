@@ -26,14 +26,7 @@ suppressPackageStartupMessages({
 })
 
 dir <- "tests/reference/models"
-rows <- list()
-add <- function(case, section, term, stat, value) {
-  rows[[length(rows) + 1]] <<- data.frame(
-    case = case, section = section, term = term, stat = stat,
-    value = trimws(formatC(as.numeric(value), digits = 17, format = "g")),
-    stringsAsFactors = FALSE
-  )
-}
+source("tests/reference/common.R")  # rows, add(), write_rows()
 
 # Class of each demo arm (config/config.yaml codings.arm).
 arm_class <- c("CBT" = "psychotherapy", "IPT" = "psychotherapy", "IMI-CM" = "drug",
@@ -236,8 +229,7 @@ for (i in seq_len(nrow(specs))) {
   cat(s$case, ": done\n", sep = "")
 }
 
-tab <- do.call(rbind, rows)
-write.csv(tab, file.path(dir, "reference.csv"), row.names = FALSE, quote = TRUE)
+write_rows(file.path(dir, "reference.csv"))
 writeLines(c(R.version.string,
              paste("lme4", packageVersion("lme4")),
              paste("lmerTest", packageVersion("lmerTest")),

@@ -23,17 +23,9 @@ suppressPackageStartupMessages({
 })
 
 out_dir <- "tests/reference"
-rows <- list()
-add <- function(case, section, term, stat, value) {
-  rows[[length(rows) + 1]] <<- data.frame(
-    case = case, section = section, term = term, stat = stat,
-    value = trimws(formatC(as.numeric(value), digits = 17, format = "g")),
-    stringsAsFactors = FALSE
-  )
-}
+source("tests/reference/common.R")  # rows, add(), write_rows()
 flush_rows <- function(file) {
-  tab <- do.call(rbind, rows)
-  write.csv(tab, file.path(out_dir, file), row.names = FALSE, quote = TRUE)
+  write_rows(file.path(out_dir, file))
   rows <<- list()
 }
 write_data <- function(df, file) {

@@ -94,9 +94,7 @@ def statistic(
             frame = frame.assign(patient=frame[cluster].astype(str) + ":" + frame["patient"])
         try:
             coefs = fit(lean, frame, dict(cfg)).coefficients
-        except Skipped:
-            return dict.fromkeys(terms, np.nan)
-        except FIT_FAILURES:
+        except (Skipped, *FIT_FAILURES):
             return dict.fromkeys(terms, np.nan)
         est = dict(zip(coefs["term"], coefs["estimate"], strict=True))
         return {t: float(est.get(t, np.nan)) for t in terms}
