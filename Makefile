@@ -33,7 +33,7 @@ validate: install
 
 # Benchmarks: per-stage time and memory on the demo and simulated 10k / 120k / 600k-row trials.
 bench: install
-	$(BIN)/python -m alliance.bench --out results/bench
+	$(BIN)/python -m alliance.studies.bench --out results/bench
 
 # A real single-node SLURM (Debian slurm-wlm + munge) running the demo DAG through the executor plugin.
 test-cluster: install

@@ -8,8 +8,8 @@ import pingouin as pg
 import pytest
 from scipy import stats
 
-from alliance.agreement import agreement, icc_two_raters
 from alliance.errors import InputError
+from alliance.score.agreement import agreement, icc_two_raters
 
 # Shrout & Fleiss (1979, Psychol Bull 86:420) Table 2, judges 1 and 2 only: 6 targets x 2 raters.
 SF_PATIENT = [9, 6, 8, 7, 10, 6]

@@ -27,13 +27,13 @@ import pytest
 import yaml
 from workflow_helpers import ROOT, run_snakemake
 
-from alliance.clean import CleanResult, clean_trial, write_clean
+from alliance.clean.problems import ValidationFailed
+from alliance.clean.stage import CleanResult, clean_trial, write_clean
 from alliance.config import validate_config
 from alliance.errors import ConfigError, InputError
 from alliance.models.run import fit_model
 from alliance.models.spec import load_specs
-from alliance.problems import ValidationFailed
-from alliance.score_stage import run_score
+from alliance.score.stage import run_score
 
 CASES_DIR = ROOT / "tests" / "bad_inputs"
 BASE = CASES_DIR / "_base"

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark code (alliance.bench) on a ~10k-row simulated trial.
+"""Smoke test of the benchmark code (alliance.studies.bench) on a ~10k-row simulated trial.
 
 No timing is asserted: only that every measurement is taken, recorded and tabulated.
 """
@@ -13,7 +13,7 @@ import sys
 import pandas as pd
 import pytest
 
-from alliance import bench
+from alliance.studies import bench
 
 
 @pytest.fixture(scope="module")

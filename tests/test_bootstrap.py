@@ -1,4 +1,4 @@
-"""alliance.bootstrap: shard invariance, cluster resampling, intervals."""
+"""alliance.engine.bootstrap: shard invariance, cluster resampling, intervals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from alliance.bootstrap import (
+from alliance.engine.bootstrap import (
     bc_ci,
     bootstrap_p,
     cluster_bootstrap,

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from conftest import small_trial
 
-from alliance.clean import clean_trial, write_clean
+from alliance.clean.problems import ValidationFailed
+from alliance.clean.pseudonym import pseudonym
+from alliance.clean.stage import clean_trial, write_clean
 from alliance.config import validate_config
 from alliance.errors import ConfigError, InputError
-from alliance.problems import ValidationFailed
-from alliance.pseudonym import pseudonym
 
 KEY = b"demo-key-not-secret"
 

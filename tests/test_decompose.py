@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from alliance.decompose import decompose, score_stem, select_score, variance_decomposition
 from alliance.errors import InputError
+from alliance.models.icc import variance_decomposition
+from alliance.score.levels import decompose, score_stem, select_score
 
 
 def sessions_and_scores(plan: dict[str, tuple[str | None, dict[int, float | None]]]):

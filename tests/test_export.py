@@ -12,8 +12,8 @@ import pyreadstat
 import pytest
 
 from alliance.errors import ConfigError
-from alliance.export import FORMATS, VALUE_CODES, from_wide, to_wide, write_trial
-from alliance.simulate import WAI_P, WAI_T, simulate_trial
+from alliance.simulate.export import FORMATS, VALUE_CODES, from_wide, to_wide, write_trial
+from alliance.simulate.trial import WAI_P, WAI_T, simulate_trial
 
 SMALL = {"n_patients": 60, "n_therapists": 8, "seed": 7}
 TEXT = ("subject", "therapist", "site", "arm", "modality", "sex", "status")

@@ -25,7 +25,7 @@ from alliance.render.figures.ruptures import choose_examples
 from alliance.render.figures.survival import at_risk_table
 from alliance.render.figures.therapists import outcome_icc
 from alliance.render.figures.trajectories import draw_symptom_trajectories
-from alliance.ruptures import rupture_table
+from alliance.score.ruptures import rupture_table
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {"CBT": "psychotherapy", "IPT": "psychotherapy", "IMI": "drug", "PLA": "placebo"}

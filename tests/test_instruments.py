@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alliance.errors import ConfigError
-from alliance.instruments import Instrument, load_instrument, parse_instrument
-from alliance.scores import score_alliance
-from alliance.scoring import reverse_key
+from alliance.instruments.definition import Instrument, load_instrument, parse_instrument
+from alliance.instruments.items import reverse_key
+from alliance.score.scales import score_alliance
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUMENTS = ROOT / "config" / "instruments"

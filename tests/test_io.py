@@ -15,15 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alliance.clean.readers import read_columns, read_table
 from alliance.errors import InputError
-from alliance.io import (
-    atomic_path,
-    read_columns,
-    read_table,
-    write_csv,
-    write_json,
-    write_parquet,
-)
+from alliance.files import atomic_path, write_csv, write_json, write_parquet
 
 # --- helpers ---------------------------------------------------------------------------------
 

@@ -10,31 +10,31 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alliance import io
+from alliance.clean import readers
 from alliance.errors import InputError
 
 
 def _both(path, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(fast, reference) frames of one file; the reference has the fast path switched off."""
-    fast = io.read_table(path, **kwargs).frame
-    original = io._fast_text_frame
-    io._fast_text_frame = lambda *args: None
+    fast = readers.read_table(path, **kwargs).frame
+    original = readers._fast_text_frame
+    readers._fast_text_frame = lambda *args: None
     try:
-        reference = io.read_table(path, **kwargs).frame
+        reference = readers.read_table(path, **kwargs).frame
     finally:
-        io._fast_text_frame = original
+        readers._fast_text_frame = original
     return fast, reference
 
 
 def test_whitespace_set_is_exactly_what_str_strip_removes():
     expected = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
-    assert expected == io._WHITESPACE
+    assert expected == readers._WHITESPACE
 
 
 def test_fast_path_is_taken_for_a_plain_file(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("id,x\n007,1\n010,2\n")
-    assert io._fast_text_frame(path.read_text(), str(path), ",", None) is not None
+    assert readers._fast_text_frame(path.read_text(), str(path), ",", None) is not None
 
 
 # Cells chosen to sit on every boundary of the typing rules: signs, exponents, leading zeros,
@@ -92,13 +92,13 @@ def test_edge_files_agree_or_fail_alike(tmp_path, text):
     try:
         fast, reference = _both(path)
     except InputError as fast_error:
-        original = io._fast_text_frame
-        io._fast_text_frame = lambda *args: None
+        original = readers._fast_text_frame
+        readers._fast_text_frame = lambda *args: None
         try:
             with pytest.raises(InputError) as ref_error:
-                io.read_table(path)
+                readers.read_table(path)
         finally:
-            io._fast_text_frame = original
+            readers._fast_text_frame = original
         assert str(fast_error) == str(ref_error.value)
         return
     pd.testing.assert_frame_equal(fast, reference)

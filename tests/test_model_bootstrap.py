@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from conftest import ROOT, demo_config
 
-from alliance import model_bootstrap as mb
-from alliance.clean import clean_trial
+from alliance.clean.stage import clean_trial
 from alliance.config import validate_config
 from alliance.errors import ConfigError
-from alliance.export import write_trial
 from alliance.models.run import fit_model
 from alliance.models.spec import load_specs
-from alliance.score_stage import run_score
-from alliance.simulate import simulate_trial
+from alliance.score.stage import run_score
+from alliance.simulate.export import write_trial
+from alliance.simulate.trial import simulate_trial
+from alliance.studies import bootstrap as mb
 
 N_BOOT = 6
 

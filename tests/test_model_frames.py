@@ -9,7 +9,7 @@ import pytest
 from alliance.errors import ConfigError, InputError
 from alliance.models.base import ModelSpec, Skipped
 from alliance.models.frames import factor_columns, make_name, model_frame
-from alliance.models.hazard import person_period
+from alliance.models.person_period import person_period
 
 ARMS = {"CBT": "psychotherapy", "IPT": "psychotherapy", "IMI-CM": "drug", "PLA-CM": "placebo"}
 CFG = {"codings": {"arm": ARMS, "arm_reference": "PLA-CM"}}

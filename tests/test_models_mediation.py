@@ -9,7 +9,7 @@ import pandas as pd
 import pingouin as pg
 import pytest
 
-from alliance.bootstrap import gather
+from alliance.engine.bootstrap import gather
 from alliance.errors import ConfigError
 from alliance.models.base import COEF_COLUMNS, ModelSpec, Skipped
 from alliance.models.mediation import bootstrap_draws, fit

@@ -218,9 +218,9 @@ def demo_tables():
     """Demo analysis tables through the clean and score stages (as the pipeline makes them)."""
     import warnings
 
-    from alliance.clean import clean_trial
+    from alliance.clean.stage import clean_trial
     from alliance.config import load_config
-    from alliance.score_stage import run_score
+    from alliance.score.stage import run_score
 
     cfg = load_config(ROOT / "config" / "config.yaml")
     cfg["data"]["sessions"] = str(ROOT / cfg["data"]["sessions"])
@@ -277,7 +277,7 @@ def demo_frames() -> dict[str, tuple[pd.DataFrame, str, dict]]:
 
 def write_fixtures() -> None:
     """Frames + specs.csv (formula_r from a fit, so it is exactly what the pipeline records)."""
-    from alliance.io import write_csv
+    from alliance.files import write_csv
 
     REF.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from alliance import onboard
-from alliance.clean import clean_trial, item_columns
+from alliance.clean.stage import clean_trial, item_columns
 from alliance.config import load_config, validate_config
 from alliance.errors import ConfigError
+from alliance.onboard import starter as onboard
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUMENTS = ROOT / "config" / "instruments"

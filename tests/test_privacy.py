@@ -22,15 +22,15 @@ from pipeline_runs import offline_prefix, reference_run, with_report
 from test_bad_inputs import BASE, load_case
 from workflow_helpers import ROOT
 
-from alliance import io
-from alliance.clean import clean_trial, write_clean
+from alliance import files
+from alliance.clean.pseudonym import pseudonym, pseudonymise
+from alliance.clean.stage import clean_trial, write_clean
 from alliance.config import validate_config
 from alliance.errors import ConfigError
 from alliance.models.run import fit_model, summarise, write_result
 from alliance.models.spec import load_specs
-from alliance.pseudonym import pseudonym, pseudonymise
 from alliance.render.stage import build_tables
-from alliance.score_stage import run_score, write_score
+from alliance.score.stage import run_score, write_score
 
 DEMO = ROOT / "data" / "demo"
 DEMO_KEY = "demo-key-not-secret"  # config/config.yaml privacy.key
@@ -214,7 +214,7 @@ def test_every_descriptive_table_suppresses_small_cells(no_key_env, tmp_path):
     clean = clean_trial(cfg)
     write_clean(clean, results / "clean")
     write_score(run_score(clean.sessions, clean.patients, cfg), results / "scores")
-    io.write_csv(summarise({}), results / "models" / "summary.csv")
+    files.write_csv(summarise({}), results / "models" / "summary.csv")
     build_tables(results, cfg, results / "tables")
     tables = sorted((results / "tables").glob("*.csv"))
     assert any(t.name.startswith("table1") for t in tables)

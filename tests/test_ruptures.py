@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from alliance.errors import InputError
-from alliance.ruptures import detect_ruptures, rupture_table, series_from_scores
+from alliance.score.ruptures import detect_ruptures, rupture_table, series_from_scores
 
 
 def table(series: dict[str, dict[int, float]], background: int = 40) -> pd.DataFrame:

@@ -12,8 +12,8 @@ import pytest
 from conftest import demo_config
 
 from alliance.errors import ConfigError
-from alliance.instruments import load_instrument
-from alliance.scores import (
+from alliance.instruments.definition import load_instrument
+from alliance.score.scales import (
     SCORE_COLUMNS,
     load_raters,
     patient_alliance,

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from alliance.clean import clean_trial
+from alliance.clean.stage import clean_trial
 from alliance.config import load_config
 from alliance.errors import ConfigError
-from alliance.sensitivity import gather, grid_cells, run_cells
+from alliance.studies.sensitivity import gather, grid_cells, run_cells
 
 
 def test_grid_cells_are_every_combination_in_fixed_order():

@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 
 from alliance.errors import ConfigError
-from alliance.simulate import (
+from alliance.simulate.cli import main
+from alliance.simulate.trial import (
     PATIENT_COLUMNS,
     SESSION_COLUMNS,
     WAI_P,
     WAI_T,
-    main,
     simulate_trial,
     therapist_rating_sessions,
 )

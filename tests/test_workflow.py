@@ -10,7 +10,7 @@ import pytest
 from pipeline_runs import reference_run
 from workflow_helpers import ROOT, absolute_config, run_snakemake
 
-from alliance.pseudonym import pseudonym
+from alliance.clean.pseudonym import pseudonym
 
 pytestmark = pytest.mark.slow
 CLEAN = ["sessions.parquet", "patients.parquet", "flow.csv", "validation.csv", "availability.json"]

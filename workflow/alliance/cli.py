@@ -10,9 +10,9 @@ from alliance.errors import ConfigError, InputError
 
 def _validate(argv: list[str]) -> int:
     """Read, map and validate only; print a summary and every problem found."""
-    from alliance.clean import clean_trial
+    from alliance.clean.problems import ValidationFailed
+    from alliance.clean.stage import clean_trial
     from alliance.config import load_config
-    from alliance.problems import ValidationFailed
 
     parser = argparse.ArgumentParser(prog="alliance validate", description=_validate.__doc__)
     parser.add_argument("--configfile", default="config/config.yaml")
@@ -70,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     command, rest = argv[0], argv[1:]
     if command == "simulate":
-        from alliance.simulate import main as simulate_main
+        from alliance.simulate.cli import main as simulate_main
 
         return simulate_main(rest)
     if command == "init":
-        from alliance.onboard import main as init_main
+        from alliance.onboard.starter import main as init_main
 
         return init_main(rest)
     return _validate(rest)

@@ -1,7 +1,7 @@
 # Cluster-bootstrap CIs for the models listed in config `bootstrap.models`, each split into
 # `bootstrap.shards` jobs and gathered (results/bootstrap/<id>/); identical whatever the number
-# of shards (see alliance.model_bootstrap). Nothing runs while the list is empty (the default).
-from alliance.model_bootstrap import settings as bootstrap_settings
+# of shards (see alliance.studies.bootstrap). Nothing runs while the list is empty (the default).
+from alliance.studies.bootstrap import settings as bootstrap_settings
 
 BOOTSTRAP = bootstrap_settings(config, MODEL_IDS)
 

@@ -2,15 +2,15 @@
 
 import pandas as pd
 
-from alliance import io
+from alliance import files
+from alliance.models.icc import alliance_icc
 from alliance.runner import script_logger
-from alliance.score_stage import alliance_icc
 
 
 def main(smk) -> None:
     log = script_logger(smk, "alliance_icc")
     icc = alliance_icc(pd.read_parquet(smk.input.analysis))
-    io.write_csv(icc, smk.output.icc)
+    files.write_csv(icc, smk.output.icc)
     log.info("shares: %s", dict(zip(icc["level"], icc["share"].round(4), strict=True)))
 
 

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from alliance import io
-from alliance.model_bootstrap import gather_draws, intervals, settings
+from alliance import files
 from alliance.runner import script_logger
+from alliance.studies.bootstrap import gather_draws, intervals, settings
 
 
 def main(smk) -> None:
@@ -13,8 +13,8 @@ def main(smk) -> None:
     terms = coefficients["term"].tolist()
     draws = gather_draws([pd.read_parquet(p) for p in smk.input.shards], terms)
     ci = intervals(draws, coefficients, float(settings(dict(smk.config))["level"]))
-    io.write_parquet(draws, smk.output.draws)
-    io.write_csv(ci, smk.output.ci)
+    files.write_parquet(draws, smk.output.draws)
+    files.write_csv(ci, smk.output.ci)
     log.info("%s: %d replicates from %d shard(s)", smk.params.model, len(draws),
              len(smk.input.shards))  # fmt: skip
 

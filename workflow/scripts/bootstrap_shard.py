@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliance import io
-from alliance.model_bootstrap import shard_draws
+from alliance import files
 from alliance.models.spec import load_specs
 from alliance.runner import script_logger
+from alliance.studies.bootstrap import shard_draws
 
 
 def main(smk) -> None:
@@ -26,7 +26,7 @@ def main(smk) -> None:
         terms,
         shard,
     )
-    io.write_parquet(draws, smk.output[0])
+    files.write_parquet(draws, smk.output[0])
     failed = int(draws.drop(columns="replicate").isna().any(axis=1).sum()) if len(draws) else 0
     log.info("%s shard %d of %d: %d replicates, %d with a failed refit", spec.id, *shard,
              len(draws), failed)  # fmt: skip

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance.clean import clean_trial, write_clean
+from alliance.clean.stage import clean_trial, write_clean
 from alliance.runner import script_logger
 
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance import io
+from alliance import files
 from alliance.render.figures import draw_all
 from alliance.runner import script_logger
 
@@ -11,7 +11,7 @@ def main(smk) -> None:
     log = script_logger(smk, "figures")
     drawn = draw_all(Path(smk.input.flow).parents[1], dict(smk.config), Path(smk.output.figures))
     status = {k: v if isinstance(v, str) else [Path(p).name for p in v] for k, v in drawn.items()}
-    io.write_json(status, smk.output.status)
+    files.write_json(status, smk.output.status)
     for name, state in sorted(status.items()):
         log.info("%s: %s", name, state)
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance import io
+from alliance import files
 from alliance.models.run import load_result, summarise
 from alliance.models.spec import load_specs
 from alliance.runner import script_logger
@@ -13,7 +13,7 @@ def main(smk) -> None:
     specs = {s.id: s for s in load_specs(dict(smk.config))}
     results = {Path(fit).parent.name: load_result(Path(fit).parent) for fit in smk.input.fits}
     summary = summarise(results, specs)
-    io.write_csv(summary, smk.output.summary)
+    files.write_csv(summary, smk.output.summary)
     log.info("%d rows; statuses: %s", len(summary), summary["status"].value_counts().to_dict())
 
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alliance import io
+from alliance import files
 from alliance.provenance import provenance
 from alliance.runner import TIMING_DIR, script_logger
 
@@ -13,7 +13,7 @@ def main(smk) -> None:
     inputs += list(smk.input.instruments)
     code_root = Path(smk.scriptdir).parents[1]
     record = provenance(dict(smk.config), inputs, code_root, TIMING_DIR)
-    io.write_json(record, smk.output[0])
+    files.write_json(record, smk.output[0])
     log.info("pipeline commit %s", record["pipeline"].get("commit"))
 
 

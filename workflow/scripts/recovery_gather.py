@@ -1,7 +1,8 @@
 """Snakemake entry: gather the recovery shards; write replicates, targets, summary and table."""
 
-from alliance import io
-from alliance.recovery import (
+from alliance import files
+from alliance.runner import script_logger
+from alliance.studies.recovery import (
     gather,
     load_study,
     read_shards,
@@ -9,7 +10,6 @@ from alliance.recovery import (
     target_table,
     to_markdown,
 )
-from alliance.runner import script_logger
 
 
 def main(smk) -> None:
@@ -20,10 +20,10 @@ def main(smk) -> None:
     )
     target = target_table(target_rows, study)
     summary = summarise(replicates, target)
-    io.write_csv(replicates, smk.output.replicates)
-    io.write_csv(target, smk.output.target)
-    io.write_csv(summary, smk.output.recovery)
-    with io.atomic_path(smk.output.markdown) as tmp:
+    files.write_csv(replicates, smk.output.replicates)
+    files.write_csv(target, smk.output.target)
+    files.write_csv(summary, smk.output.recovery)
+    with files.atomic_path(smk.output.markdown) as tmp:
         tmp.write_text(to_markdown(summary, study), encoding="utf-8")
     for r in summary.itertuples():
         log.info(

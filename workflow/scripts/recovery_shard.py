@@ -1,8 +1,8 @@
 """Snakemake entry: one shard of the parameter-recovery study (replicates and target trials)."""
 
-from alliance import io
-from alliance.recovery import load_study, run_shard
+from alliance import files
 from alliance.runner import script_logger
+from alliance.studies.recovery import load_study, run_shard
 
 
 def main(smk) -> None:
@@ -10,7 +10,7 @@ def main(smk) -> None:
     study = load_study(smk.input.study)
     shard, n_shards = int(smk.params.shard), int(smk.params.n_shards)
     table = run_shard(study, shard, n_shards)
-    io.write_parquet(table, smk.output[0])
+    files.write_parquet(table, smk.output[0])
     failed = table[table["status"] != "fitted"]
     counts = table.groupby("kind")["replicate"].nunique().to_dict()
     log.info("shard %d of %d: trials %s, %d not fitted", shard, n_shards, counts, len(failed))

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from alliance.runner import script_logger
-from alliance.score_stage import run_score, write_score
+from alliance.score.stage import run_score, write_score
 
 
 def main(smk) -> None:

@@ -2,15 +2,15 @@
 
 import pandas as pd
 
-from alliance import io
+from alliance import files
 from alliance.runner import script_logger
-from alliance.sensitivity import gather
+from alliance.studies.sensitivity import gather
 
 
 def main(smk) -> None:
     log = script_logger(smk, "sensitivity_gather")
     table = gather([pd.read_parquet(p) for p in smk.input])
-    io.write_csv(table, smk.output[0])
+    files.write_csv(table, smk.output[0])
     log.info("%d rows from %d shards", len(table), len(smk.input))
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliance import io
+from alliance import files
 from alliance.runner import script_logger
-from alliance.sensitivity import run_cells
+from alliance.studies.sensitivity import run_cells
 
 
 def main(smk) -> None:
@@ -21,7 +21,7 @@ def main(smk) -> None:
         cfg,
         shard,
     )
-    io.write_parquet(rows, smk.output[0])
+    files.write_parquet(rows, smk.output[0])
     log.info("shard %s: %d rows", shard, len(rows))
 
 

@@ -4,4 +4,5 @@
 - `survival`: Cox models (Efron ties, cluster-robust SEs), cox.zph, Kaplan-Meier, log-rank.
 - `meta`: random-effects pooling of correlations (Fisher z; REML or DerSimonian-Laird).
 - `tidy`: the coefficient-table layout they all share.
+- `bootstrap`: replicate seeds, shard ranges and percentile intervals for resampling studies.
 """

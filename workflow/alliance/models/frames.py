@@ -13,7 +13,7 @@ What happens, in order (each step recorded in the meta for fit.json):
    table -> else ConfigError naming the model, the term and the table's columns. Exception: a
    column that is absent because its measure is unavailable (`arm` in a single-arm export) drops
    the terms using it, with the availability reason; an absent outcome -> Skipped.
-3. hazard only: person-period rows (alliance.models.hazard.person_period).
+3. hazard only: person-period rows (alliance.models.person_period.person_period).
 4. `subset` (pandas query).
 5. Terms whose variable is all-missing, or (after dropping incomplete rows) constant / a factor
    with one level, are dropped; so is a random term whose grouping factor has < 2 levels. A
@@ -42,6 +42,7 @@ import pandas as pd
 
 from alliance.errors import ConfigError
 from alliance.models.base import ModelSpec, Skipped
+from alliance.models.person_period import person_period_terms
 from alliance.models.spec import parse_random
 
 TABLES = {"sessions": "analysis.parquet", "patients": "patient_analysis.parquet"}
@@ -273,8 +274,6 @@ def model_frame(
     _check_columns(spec, terms, table, table_file, availability, cfg, dropped)
     extra: dict[str, Any] = {}
     if spec.kind == "hazard":
-        from alliance.models.hazard import person_period_terms
-
         table, terms, extra = person_period_terms(spec, terms, table)
 
     n_table = len(table)

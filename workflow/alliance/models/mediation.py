@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.bootstrap import (
+from alliance.engine.bootstrap import (
     bc_ci,
     bootstrap_p,
     cluster_bootstrap,

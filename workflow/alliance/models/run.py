@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance import io
+from alliance import files
 from alliance.errors import ConfigError, InputError
 from alliance.models.base import COEF_COLUMNS, ModelResult, ModelSpec, Skipped, kind_function
 from alliance.models.frames import FrameMeta, model_frame
@@ -114,15 +114,15 @@ def write_result(
     frame = result.frame.copy()
     frame.attrs = {}
     paths = {
-        "coefficients": io.write_csv(coefs, out / "coefficients.csv"),
-        "fit": io.write_json(result.fit, out / "fit.json"),
-        "timing": io.write_json(dict(timing), out / "timing.json"),
-        "frame": io.write_parquet(frame, out / "frame.parquet"),
+        "coefficients": files.write_csv(coefs, out / "coefficients.csv"),
+        "fit": files.write_json(result.fit, out / "fit.json"),
+        "timing": files.write_json(dict(timing), out / "timing.json"),
+        "frame": files.write_parquet(frame, out / "frame.parquet"),
     }
     for name, table in sorted(result.extras.items()):
         if f"{name}.csv" in FIXED_OUTPUTS or "/" in name:
             raise ValueError(f"extra name {name!r} collides with a fixed output or is not a name")
-        paths[name] = io.write_csv(table, out / f"{name}.csv")
+        paths[name] = files.write_csv(table, out / f"{name}.csv")
     keep = {p.name for p in paths.values()}
     for old in out.glob("*.csv"):
         if old.name not in keep:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from alliance.io import atomic_path
+from alliance.files import atomic_path
 from alliance.render.tables import (
     model_table,
     reliability_table,

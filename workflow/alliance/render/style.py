@@ -22,7 +22,7 @@ from cycler import cycler  # noqa: E402  (matplotlib.use must run before backend
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from alliance.io import atomic_path  # noqa: E402
+from alliance.files import atomic_path  # noqa: E402
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision
 # deficiencies. Order is the conventional one, black last so it is used after the hues.

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alliance import io
+from alliance import files
 from alliance.errors import InputError
 from alliance.render import apa
 
@@ -247,7 +247,7 @@ def to_html(table: Table) -> str:
 
 
 def _write_text(text: str, path: Path) -> Path:
-    with io.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         tmp.write_bytes(text.encode("utf-8"))
     return path
 
@@ -256,7 +256,7 @@ def write_table(table: Table, stem: Path) -> list[Path]:
     """Write `stem.csv`, `stem.md`, `stem.tex` and `stem.html` atomically; return the paths."""
     stem = Path(stem)
     paths = [stem.parent / f"{stem.name}.{ext}" for ext in ("csv", "md", "tex", "html")]
-    io.write_csv(table.flat(), paths[0])
+    files.write_csv(table.flat(), paths[0])
     _write_text(to_markdown(table), paths[1])
     _write_text(to_latex(table, label=stem.name), paths[2])
     _write_text(to_html(table), paths[3])

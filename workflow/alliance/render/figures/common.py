@@ -94,7 +94,7 @@ def symptom_label(cfg: Mapping[str, Any]) -> str:
 @functools.lru_cache(maxsize=32)
 def _instrument(name: str, directory: str) -> tuple[str, float, float] | None:
     from alliance.errors import ConfigError
-    from alliance.instruments import load_instrument
+    from alliance.instruments.definition import load_instrument
 
     try:
         inst = load_instrument(name, directory)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from alliance.instruments import Instrument
+from alliance.instruments.definition import Instrument
 
 
 def reverse_key(values: pd.Series | np.ndarray, low: float, high: float) -> pd.Series | np.ndarray:

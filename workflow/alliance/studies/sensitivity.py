@@ -19,7 +19,7 @@ import pandas as pd
 from alliance.errors import ConfigError
 from alliance.models.run import fit_model
 from alliance.models.spec import load_specs
-from alliance.score_stage import run_score
+from alliance.score.stage import run_score
 
 GRID_KEYS = ("early_window", "detrend", "rater", "scale")
 ROW_COLUMNS = [

@@ -14,13 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from alliance import io
-from alliance.agreement import agreement
-from alliance.decompose import decompose, select_score, variance_decomposition
 from alliance.errors import ConfigError
-from alliance.reliability import reliability_table
-from alliance.ruptures import rupture_table
-from alliance.scores import load_raters, patient_alliance, prorating_counts, score_alliance
+from alliance.score.agreement import agreement
+from alliance.score.levels import decompose, select_score
+from alliance.score.reliability import reliability_table
+from alliance.score.ruptures import rupture_table
+from alliance.score.scales import load_raters, patient_alliance, prorating_counts, score_alliance
 
 STEM = "alliance"
 # Short names for the decomposition columns the models use.
@@ -186,13 +185,8 @@ def write_score(result: ScoreResult, outdir: str | Path) -> dict[str, Path]:
     paths = {}
     for key, (frame, name) in files.items():
         path = out / name
-        writer = io.write_parquet if name.endswith(".parquet") else io.write_csv
+        writer = files.write_parquet if name.endswith(".parquet") else files.write_csv
         writer(frame, path)
         paths[key] = path
-    paths["notes"] = io.write_json(result.notes, out / "score_notes.json")
+    paths["notes"] = files.write_json(result.notes, out / "score_notes.json")
     return paths
-
-
-def alliance_icc(analysis: pd.DataFrame) -> pd.DataFrame:
-    """Therapist / patient / session shares of the primary alliance score (null 3-level model)."""
-    return variance_decomposition(analysis, column=STEM)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alliance.decompose import select_score
+from alliance.score.levels import select_score
 
 K_RATERS = 2
 # Scores are item means; two ratings closer than this are a tie (float noise, not a difference).

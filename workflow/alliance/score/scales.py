@@ -1,8 +1,8 @@
 """Alliance scale scores per session, prorating counts, and patient-level summaries.
 
-Scoring itself (reverse keying, the prorating rule, mean or sum) lives in `alliance.scoring` so the
-clean stage's symptom totals and the alliance scores follow one rule. Everything here is vectorised
-over session rows: a 600k-row trial scores in seconds.
+Scoring itself (reverse keying, the prorating rule, mean or sum) lives in
+`alliance.instruments.items` so the clean stage's symptom totals and the alliance scores follow
+one rule. Everything here is vectorised over session rows: a 600k-row trial scores in seconds.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from alliance.errors import ConfigError
-from alliance.instruments import Instrument, load_instrument
-from alliance.scoring import keyed_items, score_items
+from alliance.instruments.definition import Instrument, load_instrument
+from alliance.instruments.items import keyed_items, score_items
 
 SCORE_COLUMNS = ["patient", "session", "rater", "instrument", "scale", "score", "n_items"]
 

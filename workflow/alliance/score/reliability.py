@@ -11,9 +11,9 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.stats import f as f_dist
 
-from alliance.instruments import Instrument
-from alliance.scores import rater_item_columns
-from alliance.scoring import keyed_items
+from alliance.instruments.definition import Instrument
+from alliance.instruments.items import keyed_items
+from alliance.score.scales import rater_item_columns
 
 POOLED = "pooled"
 POOLING_NOTE = (

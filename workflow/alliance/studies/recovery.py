@@ -1,7 +1,7 @@
 """Parameter-recovery study: simulate trials with a known truth, run the pipeline, compare.
 
 Why: a model stage that runs is not yet a model stage that is right. Each replicate r simulates a
-trial (`alliance.simulate`) from its own seed `derive_seed(study seed, "recovery:r")`, so its
+trial (`alliance.simulate.trial`) from its own seed `derive_seed(study seed, "recovery:r")`, so its
 result never depends on how replicates are split into shards; runs the clean stage, the score
 stage's analysis tables and the checked models in memory; and keeps, per checked term, the
 estimate, SE and 95 % CI. `summarise` reports bias, RMSE, SE calibration and CI coverage.
@@ -38,17 +38,17 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from alliance.bootstrap import derive_seed, shard_replicates
-from alliance.clean import clean_trial
+from alliance.clean.stage import clean_trial
 from alliance.config import fill_defaults, format_schema_error, load_config, load_yaml_mapping
+from alliance.engine.bootstrap import derive_seed, shard_replicates
 from alliance.errors import ConfigError, InputError
-from alliance.export import write_trial
 from alliance.models.base import ModelResult, ModelSpec
 from alliance.models.run import fit_model
 from alliance.models.spec import load_specs
-from alliance.score_stage import build_analysis
-from alliance.scores import load_raters, patient_alliance, score_alliance
-from alliance.simulate import ARMS, DEFAULT_PARAMS, simulate_trial
+from alliance.score.scales import load_raters, patient_alliance, score_alliance
+from alliance.score.stage import build_analysis
+from alliance.simulate.export import write_trial
+from alliance.simulate.trial import ARMS, DEFAULT_PARAMS, simulate_trial
 
 OUTCOME_MODELS = ("growth", "lagged")
 # beta_P and beta_tP enter the simulator multiplied by beta_P_arm_multiplier[arm] *

@@ -37,8 +37,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from alliance.decompose import select_score
 from alliance.errors import InputError
+from alliance.score.levels import select_score
 
 SD_METHODS = ("sample_change", "patient")
 # Relative slack on "drop >= k SD" and "score >= pre-drop": scores are item means, and a drop of

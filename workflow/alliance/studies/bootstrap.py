@@ -3,7 +3,8 @@
 Config `bootstrap:` (all optional): `models` (model ids; none by default, since each replicate
 refits the model), `n_boot` (1000), `shards` (1: jobs per model), `cluster` (therapist: the
 resampled unit), `level` (0.95). Replicate r resamples whole clusters with the stream
-`default_rng([seed, r])`, seed = derive_seed(config seed, model id) (alliance.bootstrap), so the
+`default_rng([seed, r])`, seed = derive_seed(config seed, model id)
+(alliance.engine.bootstrap), so the
 gathered draws are identical whatever `shards` is, and for a mediation model they equal the
 model's own `boot.csv` when n_boot is the same (its statistic is the same path_estimates).
 
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.bootstrap import (
+from alliance.engine.bootstrap import (
     bc_ci,
     bootstrap_p,
     cluster_bootstrap,

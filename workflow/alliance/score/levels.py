@@ -38,7 +38,7 @@ def score_stem(instrument: str, rater: str, scale: str) -> str:
     return f"{instrument}_{rater[:1]}_{scale}"
 
 
-def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(
@@ -56,7 +56,7 @@ def select_score(
     A missing score (too few items answered) is not a rating and is dropped. When the rater has
     the scale on several instruments, `instrument` must say which one.
     """
-    _require_columns(scores, SCORE_COLUMNS, "score table")
+    require_columns(scores, SCORE_COLUMNS, "score table")
     rows = scores[(scores["rater"] == rater) & (scores["scale"] == scale)]
     if instrument is not None:
         rows = rows[rows["instrument"] == instrument]
@@ -93,7 +93,7 @@ def select_score(
     return out.reset_index(drop=True)
 
 
-def _therapist_column(sessions: pd.DataFrame) -> pd.Series | None:
+def therapist_column(sessions: pd.DataFrame) -> pd.Series | None:
     """The therapist column when the trial has therapist IDs, else None."""
     if "therapist" not in sessions.columns or sessions["therapist"].isna().all():
         return None
@@ -144,11 +144,11 @@ def decompose(
     Patient-level parts (`_pmean`, `_ther`, `_pat`) are filled on every row of the patient,
     rated or not. `attrs["decomposition"]` records the definitions used.
     """
-    _require_columns(sessions, ("patient", "session"), "session table")
+    require_columns(sessions, ("patient", "session"), "session table")
     if lag_gap < 1:
         raise InputError("lag_gap must be a whole number >= 1", value=lag_gap, check="lag_gap")
     if detrend:
-        _require_columns(sessions, (time,), "session table (detrending time)")
+        require_columns(sessions, (time,), "session table (detrending time)")
     dup = sessions.duplicated(["patient", "session"])
     if dup.any():
         first = sessions.loc[dup].iloc[0]
@@ -267,7 +267,7 @@ def _therapist_means(
     base: pd.DataFrame, codes: np.ndarray, n_pat: int, pmean: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Per patient: therapist mean (NaN if none), the centre for the patient part, and notes."""
-    ther = _therapist_column(base)
+    ther = therapist_column(base)
     if ther is None:
         grand = float(np.nanmean(pmean)) if np.isfinite(pmean).any() else np.nan
         info = {
@@ -329,93 +329,3 @@ def _detrend(
     fallback = rated & ~usable[codes]
     detrended = np.where(usable[codes], within - slope[codes] * dx, within)
     return np.where(rated, detrended, np.nan), fallback
-
-
-# ---------------------------------------------------------------------------------- variances
-LEVELS = {"therapist": "therapist", "therapist:patient": "patient", "patient": "patient"}
-
-
-def variance_decomposition(
-    table: pd.DataFrame, *, column: str = "a", reml: bool = True
-) -> pd.DataFrame:
-    """Null model variance components and shares: therapist / patient / session (residual).
-
-    Three levels `column ~ 1 + (1 | therapist) + (1 | therapist:patient)` when the table has at
-    least two therapists; otherwise two levels `column ~ 1 + (1 | patient)`, with the reason in
-    `note`. Rows with the score missing are left out; patients without a therapist are left out
-    of the three-level fit (counted in `note`). One row per level; model-wide columns repeat.
-    """
-    from alliance.engine.mixed import fit_lmm
-
-    _require_columns(table, ("patient", column), "analysis table")
-    data = table.loc[table[column].notna()]
-    if data["patient"].nunique() < 2:
-        raise InputError(
-            "variance decomposition needs at least two patients with a rated session",
-            column=column,
-            check="too_few_patients",
-        )
-    notes: list[str] = []
-    ther = _therapist_column(data)
-    n_ther = 0 if ther is None else int(ther.nunique())
-    if n_ther >= 2:
-        no_ther = data["therapist"].isna()
-        if no_ther.any():
-            notes.append(
-                f"{data.loc[no_ther, 'patient'].nunique()} patient(s) without a therapist left out"
-            )
-            data = data.loc[~no_ther]
-        if n_ther < FEW_THERAPISTS:
-            notes.append(
-                f"only {n_ther} therapists: the therapist variance is imprecise and three-level "
-                "SEs are biased; prefer two-level models with cluster-robust SEs"
-            )
-        model = "three-level"
-        formula = f"{column} ~ 1 + (1 | therapist) + (1 | therapist:patient)"
-        frame = data[["therapist", "patient", column]].astype(
-            {"therapist": str, "patient": str, column: float}
-        )
-    else:
-        notes.append(
-            "no therapist IDs: two-level model (patient only)"
-            if n_ther == 0
-            else "one therapist only: two-level model (patient only)"
-        )
-        model = "two-level"
-        formula = f"{column} ~ 1 + (1 | patient)"
-        frame = data[["patient", column]].astype({"patient": str, column: float})
-    fit = fit_lmm(formula, frame, reml=reml)
-    vc = fit.variance_components
-    vc = vc[vc["term2"] == ""]
-    total = float(vc["variance"].sum())
-    counts = {
-        "therapist": int(frame["therapist"].nunique()) if "therapist" in frame else 0,
-        "patient": int(frame["patient"].nunique()),
-        "session": int(len(frame)),
-    }
-    rows = []
-    for group, variance in zip(vc["group"], vc["variance"], strict=True):
-        level = "session" if group == "Residual" else LEVELS[str(group)]
-        rows.append(
-            {
-                "level": level,
-                "group": str(group),
-                "variance": float(variance),
-                "sd": float(np.sqrt(max(variance, 0.0))),
-                "share": float(variance) / total if total > 0 else np.nan,
-                "n": counts[level],
-            }
-        )
-    out = pd.DataFrame(rows)
-    order = {"therapist": 0, "patient": 1, "session": 2}
-    out = out.sort_values("level", key=lambda s: s.map(order)).reset_index(drop=True)
-    out.insert(0, "column", column)
-    out.insert(1, "model", model)
-    out["grand_mean"] = float(fit.coefficients["estimate"].iloc[0])
-    out["formula"] = formula
-    out["reml"] = reml
-    out["converged"] = fit.converged
-    out["singular"] = fit.singular
-    out["warnings"] = "; ".join(fit.warnings)
-    out["note"] = "; ".join(notes)
-    return out

@@ -1,6 +1,6 @@
 """Benchmarks: pipeline wall time and peak memory per stage, fit time per model, engines.
 
-`make bench` (python -m alliance.bench) writes `results/bench/bench.json` and `bench.md`:
+`make bench` (python -m alliance.studies.bench) writes `results/bench/bench.json` and `bench.md`:
 
 - pipeline: the real Snakefile run fresh, then re-run as a no-op, on the demo trial and on
   simulated trials of about 10k / 120k / 600k session rows (`alliance simulate`, fixed seed,
@@ -164,8 +164,8 @@ def _stage(cmdline: Sequence[str]) -> str:
 
 def simulate(name: str, data_root: Path, patients: int, therapists: int) -> Path:
     """The simulated trial `name` in data_root/name (reused when the same parameters made it)."""
-    from alliance.export import write_trial
-    from alliance.simulate import simulate_trial
+    from alliance.simulate.export import write_trial
+    from alliance.simulate.trial import simulate_trial
 
     out = data_root / name
     stamp = {"seed": SEED, "patients": patients, "therapists": therapists}
@@ -581,14 +581,14 @@ def markdown(record: Mapping[str, Any]) -> str:
 
 def write_report(record: Mapping[str, Any], out: Path) -> tuple[Path, Path]:
     """bench.json (everything) and bench.md (the tables)."""
-    from alliance import io
+    from alliance import files
 
     record = {**record, "targets": _targets(record)}
     out.mkdir(parents=True, exist_ok=True)
     md = out / "bench.md"
-    with io.atomic_path(md) as tmp:
+    with files.atomic_path(md) as tmp:
         tmp.write_text(markdown(record), encoding="utf-8")
-    return io.write_json(record, out / "bench.json"), md
+    return files.write_json(record, out / "bench.json"), md
 
 
 # ---- driver ---------------------------------------------------------------------------------
@@ -640,7 +640,7 @@ def run_bench(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m alliance.bench`: see the module docstring."""
+    """`python -m alliance.studies.bench`: see the module docstring."""
     ap = argparse.ArgumentParser(prog="alliance-bench", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("results/bench"))
     ap.add_argument(

@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from alliance import io, reshape
+from alliance import files
+from alliance.clean import readers, reshape
 from alliance.errors import InputError
 
 DEFAULT_OUT = "alliance.yaml"
@@ -590,7 +591,9 @@ def inspect_export(data_file: str | Path, patients_file: str | Path | None = Non
     """Read an export (and optional patient table) and guess the role of every column."""
     data_file = str(data_file)
     patients_path = None if patients_file is None else str(patients_file)
-    reads = [io.read_table(data_file)] + ([io.read_table(patients_path)] if patients_path else [])
+    reads = [readers.read_table(data_file)] + (
+        [readers.read_table(patients_path)] if patients_path else []
+    )
     # Per-column masking notes are summarised from user_missing instead.
     notes = [
         n for r in reads for n in r.notes if "user-missing" not in n and "missing code" not in n
@@ -1102,7 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     text = starter_config(ins)
     print(summary(ins))
-    with io.atomic_path(out) as tmp:
+    with files.atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
     n_todo = sum("TODO" in line.split("#")[0] for line in text.splitlines())
     print(f"\nwrote {out}: review every `guessed` line", end="")

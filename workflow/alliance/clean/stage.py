@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance import io, reshape
+from alliance import files
+from alliance.clean import readers, reshape
+from alliance.clean.problems import FILE, ROW, Problems
+from alliance.clean.pseudonym import pseudonymise, resolve_key
 from alliance.config import ROLE_KEYS_PATIENT, ROLE_KEYS_SESSION
 from alliance.errors import ConfigError, InputError
-from alliance.instruments import Instrument, load_instrument
-from alliance.problems import FILE, ROW, Problems
-from alliance.pseudonym import pseudonymise, resolve_key
-from alliance.scoring import keyed_items, score_items
+from alliance.instruments.definition import Instrument, load_instrument
+from alliance.instruments.items import keyed_items, score_items
 
 # Values that look like missing-data codes: named in the out-of-range message as a hint.
 LIKELY_MISSING_CODES = {9, 99, 999, -9, -99, -999, -1, 8, 98, 998}
@@ -62,7 +63,7 @@ def _read(path: str, cfg: dict[str, Any]) -> Source:
     data_cfg, cols = cfg["data"], cfg["columns"]
     if not Path(path).exists():
         raise InputError("input file not found (check data.sessions / data.patients)", file=path)
-    header = io.read_columns(
+    header = readers.read_columns(
         path,
         sheet=data_cfg["sheet"],
         encoding=data_cfg["encoding"],
@@ -81,7 +82,7 @@ def _read(path: str, cfg: dict[str, Any]) -> Source:
             )))  # fmt: skip
     categorical = {cols[r] for r in ("arm", "modality", "status", "site", "therapist") if cols[r]}
     categorical |= set(cols["covariates"])
-    table = io.read_table(
+    table = readers.read_table(
         path,
         sheet=data_cfg["sheet"],
         encoding=data_cfg["encoding"],
@@ -999,9 +1000,9 @@ def write_clean(result: CleanResult, outdir: str | Path) -> dict[str, Path]:
         "validation": out / "validation.csv",
         "availability": out / "availability.json",
     }
-    io.write_parquet(result.sessions, paths["sessions"])
-    io.write_parquet(result.patients, paths["patients"])
-    io.write_csv(result.flow, paths["flow"])
-    io.write_csv(result.validation, paths["validation"])
-    io.write_json(result.availability | {"summary": result.summary}, paths["availability"])
+    files.write_parquet(result.sessions, paths["sessions"])
+    files.write_parquet(result.patients, paths["patients"])
+    files.write_csv(result.flow, paths["flow"])
+    files.write_csv(result.validation, paths["validation"])
+    files.write_json(result.availability | {"summary": result.summary}, paths["availability"])
     return paths

@@ -16,7 +16,7 @@ import pandas as pd
 import pyreadstat
 
 from alliance.errors import ConfigError
-from alliance.simulate import SimulatedTrial
+from alliance.simulate.trial import SimulatedTrial
 
 FORMATS = ("csv", "tsv", "parquet", "xlsx", "sav", "dta")
 LAYOUTS = ("long", "wide")

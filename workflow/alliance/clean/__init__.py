@@ -1,0 +1,1 @@
+"""Clean stage: read a trial export, map its columns, validate, derive outcomes, pseudonymise."""

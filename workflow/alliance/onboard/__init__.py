@@ -1,0 +1,1 @@
+"""`alliance init`: inspect a foreign export and write a starter config."""

@@ -1,0 +1,1 @@
+"""Score stage: alliance scales per rater, reliability, agreement, levels, ruptures."""

@@ -1,0 +1,374 @@
+"""The validated config as frozen, typed sections, and the per-stage views the rules pass on.
+
+`load_config` / `validate_config` (alliance.config) fill defaults from the JSON schema and check
+it; `Settings.from_config` then parses that dict once. Field names equal the schema's keys (a
+test walks the schema), and no default is repeated here: every value comes from the filled
+config. Each stage entry point takes only its own view (`CleanSettings`, `ScoreSettings`,
+`ModelSettings`, `RenderSettings`); its canonical JSON is what a rule passes as a param, so an
+edit to a section reruns exactly the jobs that read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import typing
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Self
+
+from alliance.config import validate_config
+
+
+def _freeze(value: Any) -> Any:
+    """Lists -> tuples and dicts -> read-only mappings, recursively."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """The inverse of `_freeze`: JSON-ready dicts and lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """Field name -> resolved type hint, in field order."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+class Section:
+    """Base of every config section: built from its (defaults-filled) mapping, dumped back."""
+
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Self:
+        """The section from its mapping; nested sections are parsed by their own class."""
+        values = {}
+        for name, hint in _field_types(cls).items():
+            value = raw[name]
+            nested = isinstance(hint, type) and issubclass(hint, Section)
+            values[name] = hint.from_mapping(value) if nested else _freeze(value)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready) of the section, keys as in the config file."""
+        return _plain(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings(Section):
+    """`data`: where the export is and how to read it."""
+
+    sessions: str
+    patients: str | None
+    layout: str
+    session_token: str
+    sheet: str | int | None
+    encoding: str
+    delimiter: str
+    missing_codes: tuple[float, ...]
+    keep_columns: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnSettings(Section):
+    """`columns`: the source column of each role (None when the export lacks it)."""
+
+    patient: str
+    session: str | None
+    date: str | None
+    week: str | None
+    therapist: str | None
+    site: str | None
+    arm: str | None
+    modality: str | None
+    status: str | None
+    dropout_session: str | None
+    consent_date: str | None
+    baseline_symptom: str | None
+    suicidality: str | None
+    relapse_time: str | None
+    relapse_event: str | None
+    agency: str | None
+    covariates: tuple[str, ...]
+    personality: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class CodingSettings(Section):
+    """`codings`: how the export codes arms, modality and status."""
+
+    arm: Mapping[str, str]
+    arm_reference: str | None
+    modality: Mapping[str, str]
+    status: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class SymptomSettings(Section):
+    """`symptoms`: the session-wise symptom measure and its cut-offs."""
+
+    label: str
+    column: str | None
+    items: str | None
+    instrument: str | None
+    min: float
+    max: float
+    higher_is_worse: bool
+    response_reduction: float
+    remission_cutoff: float | None
+    suicidality_threshold: float
+    suicidality_max: float
+
+
+@dataclasses.dataclass(frozen=True)
+class AllianceSettings(Section):
+    """`alliance`: instrument folder and, per rater, instrument and item-column regex."""
+
+    instruments_dir: str
+    raters: Mapping[str, Mapping[str, str] | None]
+
+    def rater_specs(self) -> dict[str, Mapping[str, str]]:
+        """Configured raters only (a rater set to null or absent is left out)."""
+        return {name: spec for name, spec in self.raters.items() if spec}
+
+
+@dataclasses.dataclass(frozen=True)
+class RuptureSettings(Section):
+    """`score.ruptures`: rupture-repair detection."""
+
+    ks: tuple[float, ...]
+    m: int
+    sd: str
+    min_sessions: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreOptions(Section):
+    """`score`: which alliance score the models use and how it is decomposed."""
+
+    rater: str
+    scale: str
+    detrend: bool
+    early_window: tuple[int, int]
+    early_session: int | None
+    ruptures: RuptureSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class BootstrapSettings(Section):
+    """`bootstrap`: cluster-bootstrap CIs for chosen models."""
+
+    models: tuple[str, ...]
+    n_boot: int
+    shards: int
+    cluster: str
+    level: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SensitivityGrid(Section):
+    """`sensitivity.grid`: alternative score settings, every combination one cell."""
+
+    early_window: tuple[tuple[int, int], ...]
+    detrend: tuple[bool, ...]
+    rater: tuple[str, ...]
+    scale: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SensitivitySettings(Section):
+    """`sensitivity`: models refitted over the grid, in `shards` jobs."""
+
+    models: tuple[str, ...]
+    shards: int
+    grid: SensitivityGrid
+
+
+@dataclasses.dataclass(frozen=True)
+class DropoutSettings(Section):
+    """`dropout`: how dropout is defined."""
+
+    rule: str
+    min_sessions: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckSettings(Section):
+    """`checks`: the policy of each data check (error, drop_row, set_missing, warn)."""
+
+    out_of_range: str
+    non_numeric: str
+    bad_session: str
+    duplicate_session: str
+    session_order: str
+    repeated_date: str
+    bad_date: str
+    future_date: str
+    before_consent: str
+    after_dropout: str
+    therapist_conflict: str
+    arm_conflict: str
+    unknown_arm: str
+    unknown_code: str
+    unknown_patient: str
+    relapse_time: str
+    single_patient_therapist: str
+    empty_rating: str
+
+    def policies(self) -> dict[str, str]:
+        """Check name -> policy."""
+        return self.to_dict()
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelsSettings(Section):
+    """`models`: default set on/off, disabled defaults, custom specs (parsed by models.spec)."""
+
+    use_defaults: bool
+    disable: tuple[str, ...]
+    custom: tuple[Mapping[str, Any], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacySettings(Section):
+    """`privacy`: pseudonym key source and the smallest cell shown in descriptive tables."""
+
+    key_env: str
+    key: str | None
+    min_cell: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(Section):
+    """The whole validated config, one typed section per top-level key."""
+
+    trial_name: str
+    seed: int
+    data: DataSettings
+    columns: ColumnSettings
+    codings: CodingSettings
+    symptoms: SymptomSettings
+    alliance: AllianceSettings
+    score: ScoreOptions
+    bootstrap: BootstrapSettings
+    sensitivity: SensitivitySettings
+    dropout: DropoutSettings
+    checks: CheckSettings
+    models: ModelsSettings
+    privacy: PrivacySettings
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Validate `config` (filling schema defaults) and parse it into typed sections."""
+        return cls.from_mapping(validate_config(dict(config)))
+
+    def clean(self) -> CleanSettings:
+        """What the clean stage reads."""
+        return CleanSettings(
+            data=self.data,
+            columns=self.columns,
+            codings=self.codings,
+            symptoms=self.symptoms,
+            alliance=self.alliance,
+            dropout=self.dropout,
+            checks=self.checks,
+            privacy=self.privacy,
+        )
+
+    def score_stage(self) -> ScoreSettings:
+        """What the score stage reads."""
+        return ScoreSettings(alliance=self.alliance, score=self.score)
+
+    def model_stage(self) -> ModelSettings:
+        """What the model stage reads."""
+        return ModelSettings(
+            seed=self.seed, codings=self.codings, symptoms=self.symptoms, models=self.models
+        )
+
+    def render(self) -> RenderSettings:
+        """What the render stage reads."""
+        return RenderSettings(
+            trial_name=self.trial_name,
+            seed=self.seed,
+            symptoms=self.symptoms,
+            alliance=self.alliance,
+            codings=self.codings,
+            score=self.score,
+            privacy=self.privacy,
+        )
+
+
+class StageSettings(Section):
+    """A stage's view: a few sections, serialised canonically for the rule's params."""
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): equal settings give equal strings."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        """The view back from `to_json` output (what a Snakemake script receives)."""
+        return cls.from_mapping(json.loads(text))
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class CleanSettings(StageSettings):
+    """Everything the clean stage reads: read, map, check, derive, pseudonymise."""
+
+    data: DataSettings
+    columns: ColumnSettings
+    codings: CodingSettings
+    symptoms: SymptomSettings
+    alliance: AllianceSettings
+    dropout: DropoutSettings
+    checks: CheckSettings
+    privacy: PrivacySettings
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreSettings(StageSettings):
+    """Everything the score stage reads: instruments per rater and the score options."""
+
+    alliance: AllianceSettings
+    score: ScoreOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings(StageSettings):
+    """Everything the model stage reads: seed, arm codings, symptom direction, model specs."""
+
+    seed: int
+    codings: CodingSettings
+    symptoms: SymptomSettings
+    models: ModelsSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderSettings(StageSettings):
+    """Everything figures, tables and the overview read from config."""
+
+    trial_name: str
+    seed: int
+    symptoms: SymptomSettings
+    alliance: AllianceSettings
+    codings: CodingSettings
+    score: ScoreOptions
+    privacy: PrivacySettings

@@ -1,0 +1,1 @@
+"""Simulated trials with known truth (the demo, recovery and power studies) and their export."""

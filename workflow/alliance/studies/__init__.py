@@ -1,0 +1,1 @@
+"""Replicated studies over the stages: recovery, sensitivity grid, model bootstrap, bench."""
