@@ -52,7 +52,6 @@ def _field_types(cls: type) -> dict[str, Any]:
 class Section:
     """Base of every config section: built from its (defaults-filled) mapping, dumped back."""
 
-
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Self:
         """The section from its mapping; nested sections are parsed by their own class."""
@@ -252,8 +251,25 @@ class PrivacySettings(Section):
     min_cell: int
 
 
+class StageSettings(Section):
+    """A stage's view: a few sections, serialised canonically for the rule's params."""
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): equal settings give equal strings."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        """The view back from `to_json` output (what a Snakemake script receives)."""
+        return cls.from_mapping(json.loads(text))
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
 @dataclasses.dataclass(frozen=True)
-class Settings(Section):
+class Settings(StageSettings):
     """The whole validated config, one typed section per top-level key."""
 
     trial_name: str
@@ -299,6 +315,28 @@ class Settings(Section):
             seed=self.seed, codings=self.codings, symptoms=self.symptoms, models=self.models
         )
 
+    def bootstrap_study(self) -> BootstrapRun:
+        """What the model bootstrap reads (the model stage's view plus `bootstrap`)."""
+        return BootstrapRun(
+            seed=self.seed,
+            codings=self.codings,
+            symptoms=self.symptoms,
+            models=self.models,
+            bootstrap=self.bootstrap,
+        )
+
+    def sensitivity_study(self) -> SensitivityRun:
+        """What the sensitivity grid reads (score and model views plus `sensitivity`)."""
+        return SensitivityRun(
+            seed=self.seed,
+            codings=self.codings,
+            symptoms=self.symptoms,
+            models=self.models,
+            alliance=self.alliance,
+            score=self.score,
+            sensitivity=self.sensitivity,
+        )
+
     def render(self) -> RenderSettings:
         """What the render stage reads."""
         return RenderSettings(
@@ -310,23 +348,6 @@ class Settings(Section):
             score=self.score,
             privacy=self.privacy,
         )
-
-
-class StageSettings(Section):
-    """A stage's view: a few sections, serialised canonically for the rule's params."""
-
-    def to_json(self) -> str:
-        """Canonical JSON (sorted keys): equal settings give equal strings."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> Self:
-        """The view back from `to_json` output (what a Snakemake script receives)."""
-        return cls.from_mapping(json.loads(text))
-
-    def digest(self) -> str:
-        """SHA-256 of the canonical JSON."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,3 +393,43 @@ class RenderSettings(StageSettings):
     codings: CodingSettings
     score: ScoreOptions
     privacy: PrivacySettings
+
+
+@dataclasses.dataclass(frozen=True)
+class BootstrapRun(StageSettings):
+    """Everything the model bootstrap reads."""
+
+    seed: int
+    codings: CodingSettings
+    symptoms: SymptomSettings
+    models: ModelsSettings
+    bootstrap: BootstrapSettings
+
+    def model_stage(self) -> ModelSettings:
+        """The model stage's view, for refitting."""
+        return ModelSettings(
+            seed=self.seed, codings=self.codings, symptoms=self.symptoms, models=self.models
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SensitivityRun(StageSettings):
+    """Everything the sensitivity grid reads."""
+
+    seed: int
+    codings: CodingSettings
+    symptoms: SymptomSettings
+    models: ModelsSettings
+    alliance: AllianceSettings
+    score: ScoreOptions
+    sensitivity: SensitivitySettings
+
+    def score_stage(self) -> ScoreSettings:
+        """The score stage's view, before the grid overrides score options."""
+        return ScoreSettings(alliance=self.alliance, score=self.score)
+
+    def model_stage(self) -> ModelSettings:
+        """The model stage's view, for refitting."""
+        return ModelSettings(
+            seed=self.seed, codings=self.codings, symptoms=self.symptoms, models=self.models
+        )

@@ -3,9 +3,14 @@ from pathlib import Path
 
 from alliance.config import load_config, validate_config
 from alliance.models.spec import load_specs
+from alliance.settings import Settings
 
 # An explicit --configfile replaces the demo config wholesale (no silent merge with demo values).
 config.update(validate_config(config) if config else load_config("config/config.yaml"))
+# Typed, frozen sections. Each rule passes its stage's view as a JSON param (SETTINGS.clean()
+# .to_json(), ...): the script rebuilds the view from it, and an edit to a section the stage
+# reads changes the param, so Snakemake reruns exactly the jobs that read it.
+SETTINGS = Settings.from_config(config)
 
 MODEL_IDS = [spec.id for spec in load_specs(config)]
 
