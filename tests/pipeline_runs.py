@@ -21,6 +21,7 @@ from workflow_helpers import ROOT, SNAKEMAKE, absolute_config
 
 from alliance.config import load_config
 from alliance.models.spec import load_specs
+from alliance.settings import Settings
 
 # Files that legitimately differ between runs: wall-clock times and absolute paths (the
 # Snakemake report, written by `make report` after a run, embeds both).
@@ -143,7 +144,7 @@ def interrupted_run(factory: pytest.TempPathFactory) -> Run:
     if "interrupted" in _RUNS:
         return _RUNS["interrupted"]
     workdir, config = _fresh(factory, "interrupted")
-    n_models = len(load_specs(load_config(config)))
+    n_models = len(load_specs(Settings.from_config(load_config(config)).models))
     proc = subprocess.Popen(
         command(workdir, config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=environment(), start_new_session=True,

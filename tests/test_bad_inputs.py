@@ -29,11 +29,11 @@ from workflow_helpers import ROOT, run_snakemake
 
 from alliance.clean.problems import ValidationFailed
 from alliance.clean.stage import CleanResult, clean_trial, write_clean
-from alliance.config import validate_config
 from alliance.errors import ConfigError, InputError
 from alliance.models.run import fit_model
 from alliance.models.spec import load_specs
 from alliance.score.stage import run_score
+from alliance.settings import Settings
 
 CASES_DIR = ROOT / "tests" / "bad_inputs"
 BASE = CASES_DIR / "_base"
@@ -83,12 +83,13 @@ def load_case(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def run_case(cfg: dict[str, Any], case: dict[str, Any]) -> CleanResult:
     """What the pipeline does with this input, in memory: validate config, clean (and models)."""
-    cfg = validate_config(cfg)
-    result = clean_trial(cfg)
+    settings = Settings.from_config(cfg)
+    result = clean_trial(settings.clean())
     if case.get("stage") == "model":
-        score = run_score(result.sessions, result.patients, cfg)
-        for spec in load_specs(cfg):
-            fit_model(spec, score.analysis, score.patient_analysis, result.availability, cfg)
+        score = run_score(result.sessions, result.patients, settings.score_stage())
+        model_view = settings.model_stage()
+        for spec in load_specs(settings.models):
+            fit_model(spec, score.analysis, score.patient_analysis, result.availability, model_view)
     return result
 
 

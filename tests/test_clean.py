@@ -9,14 +9,14 @@ from conftest import small_trial
 from alliance.clean.problems import ValidationFailed
 from alliance.clean.pseudonym import pseudonym
 from alliance.clean.stage import clean_trial, write_clean
-from alliance.config import validate_config
 from alliance.errors import ConfigError, InputError
+from alliance.settings import Settings
 
 KEY = b"demo-key-not-secret"
 
 
 def run(cfg: dict):
-    return clean_trial(validate_config(cfg))
+    return clean_trial(Settings.from_config(cfg).clean())
 
 
 def write(cfg: dict, sessions: pd.DataFrame | None = None, patients: pd.DataFrame | None = None):

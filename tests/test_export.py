@@ -13,7 +13,8 @@ import pytest
 
 from alliance.errors import ConfigError
 from alliance.simulate.export import FORMATS, VALUE_CODES, from_wide, to_wide, write_trial
-from alliance.simulate.trial import WAI_P, WAI_T, simulate_trial
+from alliance.simulate.params import WAI_P, WAI_T
+from alliance.simulate.trial import simulate_trial
 
 SMALL = {"n_patients": 60, "n_therapists": 8, "seed": 7}
 TEXT = ("subject", "therapist", "site", "arm", "modality", "sex", "status")

@@ -17,7 +17,13 @@ from matplotlib.figure import Figure
 from alliance.engine.survival import kaplan_meier, logrank
 from alliance.render import style
 from alliance.render.figures import FIGURES, draw_all, draw_figure, load_inputs
-from alliance.render.figures.common import NothingToDraw, tertiles, wilson_ci
+from alliance.render.figures.common import (
+    NothingToDraw,
+    arm_classes,
+    arm_order,
+    tertiles,
+    wilson_ci,
+)
 from alliance.render.figures.dropout import observed_bins, population_curve
 from alliance.render.figures.forest import conditional_note, forest_rows, term_text
 from alliance.render.figures.predict import held_values
@@ -26,6 +32,7 @@ from alliance.render.figures.survival import at_risk_table
 from alliance.render.figures.therapists import outcome_icc
 from alliance.render.figures.trajectories import draw_symptom_trajectories
 from alliance.score.ruptures import rupture_table
+from alliance.settings import RenderSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {"CBT": "psychotherapy", "IPT": "psychotherapy", "IMI": "drug", "PLA": "placebo"}
@@ -35,10 +42,14 @@ PATIENTS = [f"P-secret{i:03d}" for i in range(N_PAT)]
 THERAPISTS = [f"T-hidden{j:02d}" for j in range(N_THER)]
 
 
-def config() -> dict[str, Any]:
-    return {
+@functools.cache
+def config() -> RenderSettings:
+    """The render settings of the synthetic trial (schema defaults for the rest)."""
+    return Settings.from_config({
         "seed": 11,
-        "symptoms": {"label": "HAM-D 17", "min": 0, "max": 52},
+        "data": {"sessions": "sessions.csv"},
+        "columns": {"patient": "patient"},
+        "symptoms": {"column": "symptom", "label": "HAM-D 17", "min": 0, "max": 52},
         "codings": {"arm": dict(ARMS), "arm_reference": "PLA"},
         "alliance": {
             "instruments_dir": str(ROOT / "config" / "instruments"),
@@ -50,7 +61,7 @@ def config() -> dict[str, Any]:
         "score": {"rater": "patient", "scale": "total", "early_window": [1, 3],
                   "ruptures": {"m": 3}},
         "privacy": {"min_cell": 5},
-    }  # fmt: skip
+    }).render()  # fmt: skip
 
 
 # ---- synthetic results -----------------------------------------------------------------------
@@ -300,14 +311,14 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("name", list(FIGURES))
 def test_figure_draws_saves_and_is_reproducible(name: str, results: Path, tmp_path: Path) -> None:
-    cfg = config()
-    fig = draw_figure(FIGURES[name], results, cfg)
+    settings = config()
+    fig = draw_figure(FIGURES[name], results, settings)
     assert isinstance(fig, Figure), fig
     width, height = fig.get_size_inches()
     assert width in (style.WIDTHS["single"], style.WIDTHS["double"])
     assert 0 < height <= style.MAX_HEIGHT
     first = style.save_figure(fig, tmp_path / "a" / name)
-    second = style.save_figure(draw_figure(FIGURES[name], results, cfg), tmp_path / "b" / name)
+    second = style.save_figure(draw_figure(FIGURES[name], results, settings), tmp_path / "b" / name)
     assert [p.suffix for p in first] == [".png", ".svg"]
     for a, b in zip(first, second, strict=True):
         assert a.stat().st_size > 1000
@@ -348,23 +359,23 @@ def test_a_skipped_model_gives_none_and_its_reason(name: str, model: str, result
     inputs = load_inputs(spec, results)
     assert isinstance(inputs, dict)
     inputs["fit"] = {"status": "skipped", "reason": "needs therapist: no therapist column"}
-    assert spec.draw(**inputs, cfg=config()) is None
+    assert spec.draw(**inputs, settings=config()) is None
     with pytest.raises(NothingToDraw, match=f"model {model} skipped: needs therapist"):
-        spec.draw.__wrapped__(**inputs, cfg=config())
+        spec.draw.__wrapped__(**inputs, settings=config())
 
 
 def test_empty_inputs_skip_with_a_reason(results: Path) -> None:
     flow = pd.DataFrame(columns=["step", "arm", "n"])
-    assert FIGURES["flow"].draw(flow=flow, cfg=config()) is None
+    assert FIGURES["flow"].draw(flow=flow, settings=config()) is None
     with pytest.raises(NothingToDraw, match="flow.csv has no rows"):
-        FIGURES["flow"].draw.__wrapped__(flow=flow, cfg=config())
+        FIGURES["flow"].draw.__wrapped__(flow=flow, settings=config())
     no_ruptures = {**load_inputs(FIGURES["ruptures"], results), "ruptures": pd.DataFrame()}
     with pytest.raises(NothingToDraw, match="no rupture detected"):
-        FIGURES["ruptures"].draw.__wrapped__(**no_ruptures, cfg=config())
+        FIGURES["ruptures"].draw.__wrapped__(**no_ruptures, settings=config())
     summary = pd.read_csv(results / "models/summary.csv")
     only_skipped = summary[summary["status"] == "skipped"]
     with pytest.raises(NothingToDraw, match="no fitted model"):
-        FIGURES["forest"].draw.__wrapped__(only_skipped, None, None, None, cfg=config())
+        FIGURES["forest"].draw.__wrapped__(only_skipped, None, None, None, settings=config())
 
 
 def test_every_figure_documents_what_it_shows() -> None:
@@ -374,6 +385,13 @@ def test_every_figure_documents_what_it_shows() -> None:
 
 
 # ---- the pieces a reader relies on -------------------------------------------------------------
+
+
+def test_arms_keep_config_order_through_the_rule_params() -> None:
+    # the rules pass RenderSettings as JSON: panels and flow columns must still follow codings.arm
+    settings = RenderSettings.from_json(config().to_json())
+    got = arm_order(["PLA", "X", "IMI", "CBT", "IPT"], arm_classes(settings.codings.arm))
+    assert got == ["CBT", "IPT", "IMI", "PLA", "X"]
 
 
 def test_wilson_interval_matches_the_closed_form() -> None:
@@ -415,11 +433,11 @@ def test_trajectories_fall_back_to_the_reference_arm_without_a_covariance(result
     inputs = load_inputs(FIGURES["symptom_trajectories"], results)
     assert isinstance(inputs, dict)
     inputs["vcov"] = None
-    fig = draw_symptom_trajectories.__wrapped__(**inputs, cfg=config())
+    fig = draw_symptom_trajectories.__wrapped__(**inputs, settings=config())
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "Observed mean, PLA (thirds)" in labels
     inputs = load_inputs(FIGURES["symptom_trajectories"], results)
-    fig = draw_symptom_trajectories.__wrapped__(**inputs, cfg=config())
+    fig = draw_symptom_trajectories.__wrapped__(**inputs, settings=config())
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "Observed mean (thirds)" in labels
 
@@ -477,12 +495,12 @@ def test_numbers_at_risk_count_those_still_followed() -> None:
 def test_a_trial_without_arms_gets_one_column_and_one_panel(results: Path) -> None:
     flow = pd.DataFrame({"step": ["randomised", "started", "completed", "dropped out"],
                          "arm": "all", "n": [40, 38, 30, 8]})  # fmt: skip
-    fig = FIGURES["flow"].draw(flow=flow, cfg=config())
+    fig = FIGURES["flow"].draw(flow=flow, settings=config())
     assert fig is not None and fig.get_size_inches()[0] == style.WIDTHS["single"]
     texts = {t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))}
     assert "Completed n = 30\nDropped out n = 8" in texts
     alliance = pd.read_parquet(results / "scores/alliance.parquet")
     patients = pd.DataFrame({"patient": PATIENTS})  # no arm column
-    fig = FIGURES["alliance_sessions"].draw(alliance=alliance, patients=patients, cfg=config())
+    fig = FIGURES["alliance_sessions"].draw(alliance=alliance, patients=patients, settings=config())
     assert fig is not None
     assert [ax.get_title() for ax in fig.axes] == [f"All patients\nn = {N_PAT}"]

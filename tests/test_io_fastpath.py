@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
 
@@ -11,30 +12,38 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alliance.clean import readers
+from alliance.clean.readers import text as text_reader
 from alliance.errors import InputError
+
+
+@contextlib.contextmanager
+def _python_path_only():
+    """Switch the Arrow fast path off (it lives in readers.text), so the reference path runs."""
+    original = text_reader._fast_text_frame
+    text_reader._fast_text_frame = lambda *args: None
+    try:
+        yield
+    finally:
+        text_reader._fast_text_frame = original
 
 
 def _both(path, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(fast, reference) frames of one file; the reference has the fast path switched off."""
     fast = readers.read_table(path, **kwargs).frame
-    original = readers._fast_text_frame
-    readers._fast_text_frame = lambda *args: None
-    try:
+    with _python_path_only():
         reference = readers.read_table(path, **kwargs).frame
-    finally:
-        readers._fast_text_frame = original
     return fast, reference
 
 
 def test_whitespace_set_is_exactly_what_str_strip_removes():
     expected = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
-    assert expected == readers._WHITESPACE
+    assert expected == text_reader._WHITESPACE
 
 
 def test_fast_path_is_taken_for_a_plain_file(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("id,x\n007,1\n010,2\n")
-    assert readers._fast_text_frame(path.read_text(), str(path), ",", None) is not None
+    assert text_reader._fast_text_frame(path.read_text(), str(path), ",", None) is not None
 
 
 # Cells chosen to sit on every boundary of the typing rules: signs, exponents, leading zeros,
@@ -92,13 +101,8 @@ def test_edge_files_agree_or_fail_alike(tmp_path, text):
     try:
         fast, reference = _both(path)
     except InputError as fast_error:
-        original = readers._fast_text_frame
-        readers._fast_text_frame = lambda *args: None
-        try:
-            with pytest.raises(InputError) as ref_error:
-                readers.read_table(path)
-        finally:
-            readers._fast_text_frame = original
+        with _python_path_only(), pytest.raises(InputError) as ref_error:
+            readers.read_table(path)
         assert str(fast_error) == str(ref_error.value)
         return
     pd.testing.assert_frame_equal(fast, reference)

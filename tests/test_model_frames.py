@@ -8,11 +8,12 @@ import pytest
 
 from alliance.errors import ConfigError, InputError
 from alliance.models.base import ModelSpec, Skipped
-from alliance.models.frames import factor_columns, make_name, model_frame
+from alliance.models.coding import factor_columns, make_name
+from alliance.models.frames import model_frame
 from alliance.models.person_period import person_period
 
 ARMS = {"CBT": "psychotherapy", "IPT": "psychotherapy", "IMI-CM": "drug", "PLA-CM": "placebo"}
-CFG = {"codings": {"arm": ARMS, "arm_reference": "PLA-CM"}}
+CODINGS = {"arms": ARMS, "arm_reference": "PLA-CM"}  # model_frame's codings.arm / arm_reference
 
 
 def availability(**off: str) -> dict:
@@ -49,8 +50,10 @@ def spec(**kw) -> ModelSpec:
     return ModelSpec(**{**base, **kw})
 
 
-def frame_of(sp: ModelSpec, s: pd.DataFrame | None = None, avail: dict | None = None, cfg=CFG):
-    return model_frame(sp, sessions() if s is None else s, None, avail or availability(), cfg)
+def frame_of(sp: ModelSpec, s: pd.DataFrame | None = None, avail: dict | None = None,
+             codings=CODINGS):  # fmt: skip
+    return model_frame(sp, sessions() if s is None else s, None, avail or availability(),
+                       **codings)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -90,11 +93,11 @@ def test_factor_coding_names_reference_and_interaction_expansion():
 
 
 def test_reference_defaults_first_placebo_arm_then_sorted_first_and_override():
-    cfg = {"codings": {"arm": ARMS, "arm_reference": None}}
-    _, meta = frame_of(spec(fixed=("arm", "arm_class")), cfg=cfg)
+    codings = {"arms": ARMS, "arm_reference": None}
+    _, meta = frame_of(spec(fixed=("arm", "arm_class")), codings=codings)
     assert meta.factors["arm"]["reference"] == "PLA-CM"
     assert meta.factors["arm_class"]["reference"] == "placebo"
-    _, meta = frame_of(spec(fixed=("arm",)), cfg={})
+    _, meta = frame_of(spec(fixed=("arm",)), codings={})
     assert meta.factors["arm"]["reference"] == "CBT"  # no codings: first in sorted order
     _, meta = frame_of(spec(fixed=("arm",), options={"reference": {"arm": "IPT"}}))
     assert meta.factors["arm"]["columns"] == {"CBT": "armCBT", "IMI-CM": "armIMI.CM",
@@ -220,11 +223,11 @@ def test_column_valued_options_are_kept_and_dropped_when_unavailable():
     p = sessions().drop_duplicates("patient").reset_index(drop=True)
     sp = spec(kind="cox", data="patients", outcome="dropout", fixed=("alliance_pat",),
               random=None, options={"cluster": "therapist", "duration": "weeks"})  # fmt: skip
-    frame, meta = model_frame(sp, None, p, availability(), CFG)
+    frame, meta = model_frame(sp, None, p, availability(), **CODINGS)
     assert {"therapist", "weeks"} <= set(frame.columns)
     assert meta.table == "patient_analysis.parquet"
     p2 = p.drop(columns=["therapist"])
-    _, meta = model_frame(sp, None, p2, availability(therapist="no therapist IDs"), CFG)
+    _, meta = model_frame(sp, None, p2, availability(therapist="no therapist IDs"), **CODINGS)
     assert meta.spec.options["cluster"] is None
     assert meta.dropped_terms[0]["term"] == "options.cluster = therapist"
 
@@ -264,7 +267,7 @@ def test_person_period_unknown_dropout_gives_missing_event_and_varying_dropout_f
 def test_hazard_frame_lagged_alliance_drops_first_sessions_and_counts_events():
     sp = ModelSpec(id="h", kind="hazard", outcome="dropout", fixed=("alliance_lag1",),
                    random="(1 | therapist)", options={"time": "quadratic"})  # fmt: skip
-    frame, meta = model_frame(sp, three_patients(), None, availability(), CFG)
+    frame, meta = model_frame(sp, three_patients(), None, availability(), **CODINGS)
     # rows with a previous-session alliance: not A1, B1, C1, nor C3 (C2 was unrated)
     assert list(zip(frame["patient"], frame["period"], frame["event"], strict=True)) == [
         ("A", 2.0, 0.0), ("A", 3.0, 1.0), ("B", 2.0, 0.0), ("C", 2.0, 0.0), ("C", 4.0, 1.0),
@@ -285,6 +288,6 @@ def test_hazard_factor_time_codes_sessions_in_numeric_order():
     s = pd.concat([s, d])
     sp = ModelSpec(id="h", kind="hazard", outcome="dropout", fixed=(), random="(1 | therapist)",
                    options={"time": "factor"})  # fmt: skip
-    frame, meta = model_frame(sp, s, None, availability(), CFG)
+    frame, meta = model_frame(sp, s, None, availability(), **CODINGS)
     assert meta.factors["period"]["levels"] == [str(k) for k in range(1, 11)]
     assert meta.spec.fixed == tuple(f"period{k}" for k in range(2, 11))

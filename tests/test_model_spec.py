@@ -17,6 +17,7 @@ from alliance.models.spec import (
     spec_from_dict,
     validate_specs,
 )
+from alliance.settings import ModelsSettings
 
 DEFAULT_IDS = [
     "symptoms_growth", "symptoms_lagged", "symptoms_lagged_detrended", "symptoms_by_arm",
@@ -26,6 +27,11 @@ DEFAULT_IDS = [
 ]  # fmt: skip
 
 
+def models(**block) -> ModelsSettings:
+    """The config's `models` section: schema defaults, then `block`."""
+    return ModelsSettings.from_mapping({"use_defaults": True, "disable": [], "custom": [], **block})
+
+
 def custom(**kw) -> dict:
     base = {"id": "my_model", "kind": "lmm", "outcome": "symptom", "fixed": ["weeks"],
             "random": "(1 | patient)"}  # fmt: skip
@@ -33,7 +39,7 @@ def custom(**kw) -> dict:
 
 
 def test_default_set_is_the_issue_list_and_every_default_is_valid():
-    specs = load_specs({})
+    specs = load_specs(models())
     assert [s.id for s in specs] == DEFAULT_IDS
     assert {s.kind for s in specs} == set(KINDS)  # every kind has a default model
     assert all(s.label for s in specs)
@@ -46,7 +52,7 @@ def test_default_set_is_the_issue_list_and_every_default_is_valid():
 
 
 def test_lagged_defaults_carry_the_dynamic_panel_bias_note():
-    specs = {s.id: s for s in load_specs({})}
+    specs = {s.id: s for s in load_specs(models())}
     for model_id in ("symptoms_lagged", "symptoms_lagged_detrended"):
         note = specs[model_id].options["note"]
         assert "dynamic-panel" in note and "RI-CLPM" in note
@@ -65,7 +71,7 @@ def test_config_without_models_block_gets_schema_defaults():
 
 
 def test_disable_drops_a_default():
-    specs = load_specs({"models": {"disable": ["dropout_gee", "pooled_sites"]}})
+    specs = load_specs(models(disable=["dropout_gee", "pooled_sites"]))
     ids = [s.id for s in specs]
     assert "dropout_gee" not in ids and "pooled_sites" not in ids
     assert len(ids) == len(DEFAULT_IDS) - 2
@@ -73,13 +79,13 @@ def test_disable_drops_a_default():
 
 def test_disable_of_unknown_id_names_it():
     with pytest.raises(ConfigError, match=r"models.disable: 'symptom_growth' is not a default"):
-        load_specs({"models": {"disable": ["symptom_growth"]}})
+        load_specs(models(disable=["symptom_growth"]))
 
 
 def test_custom_with_default_id_replaces_it_in_place_and_new_ones_are_appended():
     mine = custom(id="suicidality", kind="glmm", outcome="ideation", label="mine")
     extra = custom(id="extra_model")
-    specs = load_specs({"models": {"custom": [extra, mine]}})
+    specs = load_specs(models(custom=[extra, mine]))
     ids = [s.id for s in specs]
     assert ids == [*DEFAULT_IDS, "extra_model"]
     replaced = specs[ids.index("suicidality")]
@@ -87,18 +93,18 @@ def test_custom_with_default_id_replaces_it_in_place_and_new_ones_are_appended()
 
 
 def test_use_defaults_false_keeps_only_custom():
-    specs = load_specs({"models": {"use_defaults": False, "custom": [custom()]}})
+    specs = load_specs(models(use_defaults=False, custom=[custom()]))
     assert [s.id for s in specs] == ["my_model"]
 
 
 def test_duplicate_custom_ids_name_the_model_and_key():
     with pytest.raises(ConfigError, match=r"model 'my_model', key id: .*more than one"):
-        load_specs({"models": {"custom": [custom(), custom()]}})
+        load_specs(models(custom=[custom(), custom()]))
 
 
 def test_unknown_kind_names_model_and_key():
     with pytest.raises(ConfigError, match=r"model 'my_model' .*key kind: 'lm' is not one of"):
-        load_specs({"models": {"custom": [custom(kind="lm")]}})
+        load_specs(models(custom=[custom(kind="lm")]))
     spec = ModelSpec(id="x", kind="anova", outcome="y")
     with pytest.raises(ConfigError, match=r"model 'x', key kind: unknown kind 'anova'"):
         validate_specs([spec])

@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 
 from alliance.errors import ConfigError
-from alliance.models.base import COEF_COLUMNS, ModelSpec, Skipped
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelSpec, Skipped
 from alliance.models.cox import at_risk_times, fit, tertiles
+
+CONTEXT = FitContext(seed=1, arms={}, higher_is_worse=True)  # the kind reads none of it
 
 KINDS = Path(__file__).parent / "reference" / "kinds"
 _REF = pd.read_csv(KINDS / "kinds_reference.csv", keep_default_na=False)
@@ -123,7 +125,7 @@ def test_without_cluster_se_is_model_based(data):
         id="c", kind="cox", outcome="relapse_event", fixed=SPEC.fixed,
         options={"duration": "relapse_time"},
     )  # fmt: skip
-    res = fit(spec, data, {})
+    res = fit(spec, data, CONTEXT)
     r = ref("coef")
     tab = res.coefficients.set_index("term").loc[r.index]
     assert rel(tab["std_error"], r["naive_se"]) < 1e-3
@@ -135,22 +137,26 @@ def test_too_few_events_is_skipped(data):
     events = np.flatnonzero(few["relapse_event"].to_numpy() == 1)
     few.loc[events[9:], "relapse_event"] = 0
     with pytest.raises(Skipped, match="only 9 events"):
-        fit(SPEC, few, {})
+        fit(SPEC, few, CONTEXT)
     few.loc[events[9], "relapse_event"] = 1
-    assert fit(SPEC, few, {}).fit["n_events"] == 10
+    assert fit(SPEC, few, CONTEXT).fit["n_events"] == 10
 
 
 def test_no_covariate_or_single_cluster_is_skipped(data):
     with pytest.raises(Skipped, match="no covariate"):
-        fit(ModelSpec(id="c", kind="cox", outcome="relapse_event", options=SPEC.options), data, {})
+        fit(
+            ModelSpec(id="c", kind="cox", outcome="relapse_event", options=SPEC.options),
+            data,
+            CONTEXT,
+        )
     one = data.assign(therapist="T01")
     with pytest.raises(Skipped, match="at least 2 levels"):
-        fit(SPEC, one, {})
+        fit(SPEC, one, CONTEXT)
 
 
 def test_missing_column_is_a_config_error(data):
     with pytest.raises(ConfigError, match="relapse_time"):
-        fit(SPEC, data.drop(columns="relapse_time"), {})
+        fit(SPEC, data.drop(columns="relapse_time"), CONTEXT)
 
 
 def test_tertiles_are_right_closed_like_r_cut():

@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 
 from alliance.errors import ConfigError, InputError
-from alliance.models.base import COEF_COLUMNS, ModelSpec, Skipped
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelSpec, Skipped
 from alliance.models.gee import fit
+
+CONTEXT = FitContext(seed=1, arms={}, higher_is_worse=True)  # the kind reads none of it
 
 KINDS = Path(__file__).parent / "reference" / "kinds"
 _REF = pd.read_csv(KINDS / "kinds_reference.csv", keep_default_na=False)
@@ -53,7 +55,7 @@ def data() -> pd.DataFrame:
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_geepack(data, case):
     terms, opts = CASES[case]
-    res = fit(ModelSpec(id="dropout_gee", kind="gee", options=opts, **terms), data, {})
+    res = fit(ModelSpec(id="dropout_gee", kind="gee", options=opts, **terms), data, CONTEXT)
     r = ref(case, "coef")
     tab = res.coefficients.set_index("term").loc[r.index]
     assert list(res.coefficients.columns) == COEF_COLUMNS
@@ -70,14 +72,18 @@ def test_matches_geepack(data, case):
 
 def test_default_geepack_tolerance_is_close_not_exact(data):
     """Documents why the tight cases are the reference: geepack's default stops early."""
-    res = fit(ModelSpec(id="g", kind="gee", options={"cluster": "therapist"}, **BINARY), data, {})
+    res = fit(
+        ModelSpec(id="g", kind="gee", options={"cluster": "therapist"}, **BINARY), data, CONTEXT
+    )
     loose = ref("gee_exchangeable", "coef")
     tab = res.coefficients.set_index("term").loc[loose.index]
     assert 1e-6 < rel(tab["estimate"], loose["estimate"]) < 1e-4
 
 
 def test_fit_facts(data):
-    res = fit(ModelSpec(id="g", kind="gee", options={"cluster": "therapist"}, **BINARY), data, {})
+    res = fit(
+        ModelSpec(id="g", kind="gee", options={"cluster": "therapist"}, **BINARY), data, CONTEXT
+    )
     f = res.fit
     assert f["n_obs"] == 320 and f["n_patients"] == 320
     assert f["n_clusters"] == data["therapist"].nunique() == 29  # one of 30 drew no patient
@@ -92,24 +98,24 @@ def test_fit_facts(data):
 
 
 def test_cluster_default_is_therapist(data):
-    res = fit(ModelSpec(id="g", kind="gee", **BINARY), data, {})
+    res = fit(ModelSpec(id="g", kind="gee", **BINARY), data, CONTEXT)
     assert res.fit["cluster"] == "therapist"
 
 
 def test_unusable_clusters_are_skipped(data):
     with pytest.raises(Skipped, match="cluster column"):
-        fit(ModelSpec(id="g", kind="gee", options={"cluster": None}, **BINARY), data, {})
+        fit(ModelSpec(id="g", kind="gee", options={"cluster": None}, **BINARY), data, CONTEXT)
     with pytest.raises(Skipped, match="at least 2 clusters"):
-        fit(ModelSpec(id="g", kind="gee", **BINARY), data.assign(therapist="T01"), {})
+        fit(ModelSpec(id="g", kind="gee", **BINARY), data.assign(therapist="T01"), CONTEXT)
 
 
 def test_bad_input(data):
     with pytest.raises(InputError, match="0/1 outcome"):
         fit(ModelSpec(id="g", kind="gee", outcome="baseline_symptom", fixed=BINARY["fixed"]),
-            data, {})  # fmt: skip
+            data, CONTEXT)  # fmt: skip
     with pytest.raises(ConfigError, match="family"):
-        fit(ModelSpec(id="g", kind="gee", options={"family": "poisson"}, **BINARY), data, {})
+        fit(ModelSpec(id="g", kind="gee", options={"family": "poisson"}, **BINARY), data, CONTEXT)
     collinear = data.assign(copy=data["alliance_early"] * 2)
     spec = ModelSpec(id="g", kind="gee", outcome="dropout", fixed=("alliance_early", "copy"))
     with pytest.raises(Skipped, match="collinear"):
-        fit(spec, collinear, {})
+        fit(spec, collinear, CONTEXT)

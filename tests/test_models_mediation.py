@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,11 +12,11 @@ import pytest
 
 from alliance.engine.bootstrap import gather
 from alliance.errors import ConfigError
-from alliance.models.base import COEF_COLUMNS, ModelSpec, Skipped
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelSpec, Skipped
 from alliance.models.mediation import bootstrap_draws, fit
 
 TRAITS = ["agreeableness", "extraversion", "openness"]
-CFG = {"seed": 20261127}
+CONTEXT = FitContext(seed=20261127, arms={}, higher_is_worse=True)
 
 
 def simulate(n: int = 240, n_ther: int = 30, icc: float = 0.5, seed: int = 7) -> pd.DataFrame:
@@ -55,14 +56,14 @@ def data() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def result(data):
-    return fit(spec(), data, CFG)
+    return fit(spec(), data, CONTEXT)
 
 
 def test_point_estimates_match_pingouin(data):
     """pingouin ignores clustering, so compare the non-clustered fit's point estimates and OLS
     SEs. pingouin's `Y ~ M` row regresses Y on M without X; its indirect effect uses the b of
     Y ~ M + X, so b = indirect / a there."""
-    res = fit(spec(cluster=None, n_boot=50), data, CFG)
+    res = fit(spec(cluster=None, n_boot=50), data, CONTEXT)
     tab = res.coefficients.set_index("term")
     for trait in TRAITS:
         pin = pg.mediation_analysis(
@@ -110,18 +111,18 @@ def test_table_layout_and_identity(result, data):
 
 
 def test_same_seed_same_extras_other_seed_or_id_differs(result, data):
-    again = fit(spec(), data, CFG)
+    again = fit(spec(), data, CONTEXT)
     for name in ("boot", "paths"):
         pd.testing.assert_frame_equal(again.extras[name], result.extras[name], check_exact=True)
     pd.testing.assert_frame_equal(again.coefficients, result.coefficients, check_exact=True)
-    other = fit(spec(), data, {"seed": 1})
+    other = fit(spec(), data, dataclasses.replace(CONTEXT, seed=1))
     assert not other.extras["boot"].equals(result.extras["boot"])
-    renamed = fit(ModelSpec(**{**spec().__dict__, "id": "other_id"}), data, CFG)
+    renamed = fit(ModelSpec(**{**spec().__dict__, "id": "other_id"}), data, CONTEXT)
     assert not renamed.extras["boot"].equals(result.extras["boot"])
 
 
 def test_shards_gather_to_the_fit_draws(result, data):
-    shards = [bootstrap_draws(spec(), data, CFG, shard=(i, 3)) for i in range(3)]
+    shards = [bootstrap_draws(spec(), data, CONTEXT.seed, shard=(i, 3)) for i in range(3)]
     pd.testing.assert_frame_equal(gather(shards), result.extras["boot"], check_exact=True)
 
 
@@ -129,15 +130,15 @@ def test_cluster_bootstrap_is_wider_than_ignoring_clusters():
     """With traits and alliance both strongly clustered by therapist, resampling patients
     understates the SE of path a (design effect); resampling therapists does not."""
     strong = simulate(icc=2.0)
-    clustered = fit(spec(n_boot=300), strong, CFG).extras["paths"]
-    naive = fit(spec(n_boot=300, cluster=None), strong, CFG).extras["paths"]
+    clustered = fit(spec(n_boot=300), strong, CONTEXT).extras["paths"]
+    naive = fit(spec(n_boot=300, cluster=None), strong, CONTEXT).extras["paths"]
     sel = clustered["path"] == "a"
     ratio = clustered.loc[sel, "boot_se"].to_numpy() / naive.loc[sel, "boot_se"].to_numpy()
     assert (ratio > 1.2).all(), ratio
 
 
 def test_bias_corrected_interval_in_table(data):
-    res = fit(spec(ci="bc"), data, CFG)
+    res = fit(spec(ci="bc"), data, CONTEXT)
     ind = res.coefficients.set_index("term").loc["indirect.extraversion"]
     row = res.extras["paths"].set_index(["predictor", "path"]).loc[("extraversion", "indirect")]
     assert (ind["ci_low"], ind["ci_high"]) == (row["bc_low"], row["bc_high"])
@@ -146,17 +147,15 @@ def test_bias_corrected_interval_in_table(data):
 
 def test_skips_and_errors(data):
     with pytest.raises(Skipped, match="predictor"):
-        fit(spec(predictors=[]), data, CFG)
+        fit(spec(predictors=[]), data, CONTEXT)
     with pytest.raises(Skipped, match="mediator"):
-        fit(spec(mediator=None), data, CFG)
+        fit(spec(mediator=None), data, CONTEXT)
     with pytest.raises(Skipped, match="2 levels"):
-        fit(spec(), data.assign(therapist="T00"), CFG)
+        fit(spec(), data.assign(therapist="T00"), CONTEXT)
     with pytest.raises(Skipped, match="too few"):
-        fit(spec(), data.head(4), CFG)
-    with pytest.raises(ConfigError, match="seed"):
-        fit(spec(), data, {})
+        fit(spec(), data.head(4), CONTEXT)
     with pytest.raises(ConfigError, match="ci"):
-        fit(spec(ci="bca"), data, CFG)
+        fit(spec(ci="bca"), data, CONTEXT)
     few = data.assign(therapist=data["therapist"].str[:2])  # T0, T1, T2: three clusters
-    res = fit(spec(n_boot=20), few, CFG)
+    res = fit(spec(n_boot=20), few, CONTEXT)
     assert any("only 3 clusters" in w for w in res.fit["warnings"])

@@ -18,9 +18,14 @@ from alliance.models.contrasts import (
     slope_weights,
 )
 from alliance.models.run import SUMMARY_COLUMNS, fit_model, load_result, run_model, summarise
+from alliance.settings import Settings
 
 ARMS = {"CBT": "psychotherapy", "IPT": "psychotherapy", "IMI-CM": "drug", "PLA-CM": "placebo"}
-CFG = {"codings": {"arm": ARMS, "arm_reference": "PLA-CM"}}
+# The model stage's view of a minimal config with these arm codings.
+MODEL = Settings.from_config(
+    {"data": {"sessions": "x.csv"}, "columns": {"patient": "id"}, "symptoms": {"column": "s"},
+     "codings": {"arm": ARMS, "arm_reference": "PLA-CM"}}
+).model_stage()  # fmt: skip
 AVAIL = {k: {"available": True, "reason": ""} for k in
          ("therapist", "arm", "dropout", "symptom", "suicidality", "modality")}  # fmt: skip
 
@@ -149,7 +154,7 @@ def sessions() -> pd.DataFrame:
 
 
 def test_lmm_recovers_effects_and_reports_fit_facts(sessions):
-    result, timing = fit_model(lmm(), sessions, None, AVAIL, CFG)
+    result, timing = fit_model(lmm(), sessions, None, AVAIL, MODEL)
     fit = result.fit
     assert fit["status"] == "fitted" and fit["kind"] == "lmm" and fit["engine"] == "mixedlm"
     assert (fit["n_obs"], fit["n_patients"], fit["n_therapists"]) == (360, 60, 12)
@@ -176,7 +181,7 @@ def test_lmm_recovers_effects_and_reports_fit_facts(sessions):
 
 def test_output_files_have_the_contract_columns_and_are_reproducible(sessions, tmp_path):
     out = tmp_path / "growth"
-    run_model(lmm(), sessions, None, AVAIL, CFG, out)
+    run_model(lmm(), sessions, None, AVAIL, MODEL, out)
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "coefficients.csv",
@@ -211,7 +216,7 @@ def test_output_files_have_the_contract_columns_and_are_reproducible(sessions, t
     frame = pd.read_parquet(out / "frame.parquet")
     assert {"armCBT", "armIMI.CM", "armIPT", "patient", "therapist"} <= set(frame.columns)
     first = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "timing.json"}
-    run_model(lmm(), sessions, None, AVAIL, CFG, out)
+    run_model(lmm(), sessions, None, AVAIL, MODEL, out)
     again = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "timing.json"}
     assert first == again  # byte-identical reruns
     back = load_result(out)
@@ -226,9 +231,9 @@ def test_output_files_have_the_contract_columns_and_are_reproducible(sessions, t
 
 def test_skipped_model_still_writes_its_outputs_and_clears_stale_extras(sessions, tmp_path):
     out = tmp_path / "growth"
-    run_model(lmm(), sessions, None, AVAIL, CFG, out)
+    run_model(lmm(), sessions, None, AVAIL, MODEL, out)
     avail = {**AVAIL, "arm": {"available": False, "reason": "fewer than two arms"}}
-    result = run_model(lmm(requires=("arm",)), sessions, None, avail, CFG, out)
+    result = run_model(lmm(requires=("arm",)), sessions, None, avail, MODEL, out)
     assert result.fit["status"] == "skipped"
     assert sorted(p.name for p in out.iterdir()) == [
         "coefficients.csv",
@@ -245,7 +250,7 @@ def test_failed_fit_is_written_with_its_reason(sessions, tmp_path):
     s = sessions.assign(ideation=sessions["ideation"] * 2)  # 0/2 is not a binary outcome
     spec = ModelSpec(id="bad", kind="glmm", outcome="ideation", fixed=("alliance_pat",),
                      random="(1 | patient)")  # fmt: skip
-    result = run_model(spec, s, None, AVAIL, CFG, tmp_path / "bad")
+    result = run_model(spec, s, None, AVAIL, MODEL, tmp_path / "bad")
     assert result.fit["status"] == "failed"
     assert "binary outcome must be 0/1" in result.fit["reason"]
     assert json.loads((tmp_path / "bad" / "fit.json").read_text())["formula"].startswith(
@@ -257,13 +262,13 @@ def test_glmm_and_summary(sessions):
     spec = ModelSpec(id="ide", kind="glmm", label="Ideation", outcome="ideation",
                      fixed=("alliance_pat", "weeks"), random="(1 | patient) + (1 | therapist)",
                      key_terms=("alliance_pat",))  # fmt: skip
-    glmm, _ = fit_model(spec, sessions, None, AVAIL, CFG)
+    glmm, _ = fit_model(spec, sessions, None, AVAIL, MODEL)
     assert glmm.fit["family"] == "binomial" and glmm.fit["df_method"] == "Wald z (df = Inf)"
     assert "tolPwrss = 1e-10" in glmm.fit["formula_r"]
-    growth, _ = fit_model(lmm(), sessions, None, AVAIL, CFG)
+    growth, _ = fit_model(lmm(), sessions, None, AVAIL, MODEL)
     failed, _ = fit_model(
         ModelSpec(id="bad", kind="glmm", outcome="symptom", fixed=("weeks",),
-                  random="(1 | patient)"), sessions, None, AVAIL, CFG,
+                  random="(1 | patient)"), sessions, None, AVAIL, MODEL,
     )  # fmt: skip
     table = summarise(
         {"growth": growth, "ide": glmm, "cox": Skipped("needs relapse: none"), "bad": failed},
@@ -279,20 +284,20 @@ def test_glmm_and_summary(sessions):
 
 def test_few_therapists_lmm_falls_back_and_glmm_keeps_with_a_warning():
     s = trial(seed=3, n_ther=5, per_ther=6)
-    res, _ = fit_model(lmm(options={}), s, None, AVAIL, CFG)
+    res, _ = fit_model(lmm(options={}), s, None, AVAIL, MODEL)
     assert res.fit["few_groups"] == {"group": "therapist", "clusters": 5, "se": "CR1"}
     assert res.fit["formula"].endswith("+ (1 | patient)")
     assert (res.coefficients["df"] == 4).all()
     assert "cluster-robust (CR1) by therapist" in res.fit["warnings"][0]
-    kept, _ = fit_model(lmm(options={"few_groups": "keep"}), s, None, AVAIL, CFG)
+    kept, _ = fit_model(lmm(options={"few_groups": "keep"}), s, None, AVAIL, MODEL)
     assert kept.fit["few_groups"]["action"] == "kept" and "(1 | therapist)" in kept.fit["formula"]
     spec = ModelSpec(id="ide", kind="glmm", outcome="ideation", fixed=("alliance_pat",),
                      random="(1 | patient) + (1 | therapist)")  # fmt: skip
-    g, _ = fit_model(spec, s, None, AVAIL, CFG)
+    g, _ = fit_model(spec, s, None, AVAIL, MODEL)
     assert g.fit["few_groups"]["action"] == "kept"
     assert "few upper-level units: therapist (5 levels)" in g.fit["warnings"][0]
     # an LMM whose only grouping factor is the sparse one has nothing to fall back to
-    alone, _ = fit_model(lmm(options={}, random="(1 | therapist)"), s, None, AVAIL, CFG)
+    alone, _ = fit_model(lmm(options={}, random="(1 | therapist)"), s, None, AVAIL, MODEL)
     assert alone.fit["few_groups"]["action"] == "kept"
     assert "needs exactly one remaining grouping factor" in alone.fit["warnings"][0]
 
@@ -300,7 +305,7 @@ def test_few_therapists_lmm_falls_back_and_glmm_keeps_with_a_warning():
 def test_rank_deficient_design_is_reported(sessions):
     s = sessions.assign(twice=2 * sessions["alliance_pat"])
     spec = lmm(fixed=("weeks", "alliance_pat", "twice"), options={})
-    res, _ = fit_model(spec, s, None, AVAIL, CFG)
+    res, _ = fit_model(spec, s, None, AVAIL, MODEL)
     # the engine drops one of the two aliased columns (R would drop the later one)
     warning = next(w for w in res.fit["warnings"] if "rank deficient" in w)
     dropped = {"alliance_pat", "twice"} - set(res.coefficients["term"])
@@ -316,7 +321,7 @@ def test_hazard_kind_fits_person_period_rows(sessions):
     spec = ModelSpec(id="hz", kind="hazard", outcome="dropout", fixed=("alliance_lag1",),
                      random="(1 | therapist)",
                      options={"predictions": {"x": "period", "by": "alliance_lag1"}})  # fmt: skip
-    res, _ = fit_model(spec, sessions, None, AVAIL, CFG)
+    res, _ = fit_model(spec, sessions, None, AVAIL, MODEL)
     events = int(sessions.groupby("patient")["dropout"].first().sum())
     assert res.fit["hazard"]["events"] == events  # each dropout's last row kept (lag present)
     assert res.fit["hazard"]["rows"] == len(sessions) - 60  # first sessions have no lag

@@ -10,6 +10,7 @@ r = .278 [.256, .299], k = 295.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,13 +19,13 @@ import pandas as pd
 import pytest
 
 from alliance.errors import ConfigError
-from alliance.models.base import COEF_COLUMNS, ModelSpec, Skipped
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelSpec, Skipped
 from alliance.models.pool import fit
 
 KINDS = Path(__file__).parent / "reference" / "kinds"
 _REF = pd.read_csv(KINDS / "kinds_reference.csv", keep_default_na=False)
 IDS = {"patient": str, "site": str}
-CFG = {"seed": 1, "symptoms": {"higher_is_worse": True}}
+CONTEXT = FitContext(seed=1, arms={}, higher_is_worse=True)
 
 
 def ref(case: str, section: str) -> pd.DataFrame:
@@ -46,7 +47,7 @@ def data() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def result(data):
-    return fit(spec(), data, CFG)
+    return fit(spec(), data, CONTEXT)
 
 
 def test_unit_correlations_match_r(result):
@@ -98,33 +99,33 @@ def test_benchmark_table(result):
     ]  # fmt: skip
     pooled = result.coefficients.set_index("term").loc["pooled_r_REML", "estimate"]
     assert b.loc["pooled (REML)", "r"] == pooled
-    custom = fit(spec(benchmark={"r": 0.29, "ci_low": 0.1, "ci_high": 0.47,
-                                 "source": "Eubanks et al. 2018"}), result.frame, CFG)  # fmt: skip
+    benchmark = {"r": 0.29, "ci_low": 0.1, "ci_high": 0.47, "source": "Eubanks et al. 2018"}
+    custom = fit(spec(benchmark=benchmark), result.frame, CONTEXT)
     cb = custom.fit["benchmark"]
     assert cb["r"] == 0.29 and cb["k"] is None and cb["source"] == "Eubanks et al. 2018"
 
 
 def test_sign_options(data):
-    plus = fit(spec(sign=1), data, CFG)
+    plus = fit(spec(sign=1), data, CONTEXT)
     assert np.allclose(plus.extras["units"]["r"], plus.extras["units"]["r_raw"])
-    better = fit(spec(), data, {"symptoms": {"higher_is_worse": False}})
+    better = fit(spec(), data, dataclasses.replace(CONTEXT, higher_is_worse=False))
     assert better.fit["sign"] == 1
-    other = fit(spec(y="alliance_mean", x="symptom_change"), data, CFG)
+    other = fit(spec(y="alliance_mean", x="symptom_change"), data, CONTEXT)
     assert other.fit["sign"] == 1 and "not a symptom column" in other.fit["sign_reason"]
     with pytest.raises(ConfigError, match="sign"):
-        fit(spec(sign=2), data, CFG)
+        fit(spec(sign=2), data, CONTEXT)
 
 
 def test_few_units_flagged_and_too_few_skipped(data):
     three = data[data["site"].isin(["S1", "S2", "S3"])]
-    res = fit(spec(), three, CFG)
+    res = fit(spec(), three, CONTEXT)
     assert res.fit["few_units"] and res.fit["k"] == 3
     assert any("unstable" in w for w in res.fit["warnings"])
     with pytest.raises(Skipped, match="at least 2 units"):
-        fit(spec(), data[data["site"] == "S1"], CFG)
+        fit(spec(), data[data["site"] == "S1"], CONTEXT)
     # a unit with 3 rows cannot give a Fisher z: left out with a warning
     tiny = pd.concat([three, data[data["site"] == "S4"].head(3)])
-    res = fit(spec(), tiny, CFG)
+    res = fit(spec(), tiny, CONTEXT)
     assert res.fit["k"] == 3 and any("S4: 3 rows" in w for w in res.fit["warnings"])
     flat = pd.concat([three, data[data["site"] == "S4"].assign(alliance_mean=4.0)])
-    assert any("does not vary" in w for w in fit(spec(), flat, CFG).fit["warnings"])
+    assert any("does not vary" in w for w in fit(spec(), flat, CONTEXT).fit["warnings"])

@@ -27,13 +27,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.models.base import ModelSpec, kind_function
+from alliance.models.base import FitContext, ModelSpec, kind_function
 from alliance.models.spec import load_specs
+from alliance.settings import ModelsSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "tests" / "reference" / "models"
 DEMO_CODINGS = {"arm": {"CBT": "psychotherapy", "IPT": "psychotherapy", "IMI-CM": "drug",
                         "PLA-CM": "placebo"}, "arm_reference": "PLA-CM"}  # fmt: skip
+CONTEXT = FitContext(seed=0, arms=DEMO_CODINGS["arm"], higher_is_worse=True)  # (G)LMMs: arms only
+DEFAULT_MODELS = ModelsSettings.from_mapping({"use_defaults": True, "disable": [], "custom": []})
 # Session-level frames keep every SUBSAMPLE-th patient (sorted pseudonyms) to stay small.
 SUBSAMPLE = 3
 FEW_THERAPISTS = 6
@@ -61,8 +64,7 @@ def _reference_cached() -> pd.DataFrame:
 
 
 def default_spec(model_id: str) -> ModelSpec:
-    cfg = {"codings": DEMO_CODINGS}
-    return next(s for s in load_specs(cfg) if s.id == model_id)
+    return next(s for s in load_specs(DEFAULT_MODELS) if s.id == model_id)
 
 
 def case_frame(row: pd.Series) -> pd.DataFrame:
@@ -91,7 +93,7 @@ def fitted(case: str):
     row = _specs_table().set_index("case").loc[case]
     row["case"] = case
     spec = case_spec(row)
-    return kind_function(spec.kind)(spec, case_frame(row), {"codings": DEMO_CODINGS})
+    return kind_function(spec.kind)(spec, case_frame(row), CONTEXT)
 
 
 CASES = list(_specs_table()["case"]) if (REF / "specs.csv").exists() else []
@@ -228,9 +230,10 @@ def demo_tables():
     cfg["alliance"]["instruments_dir"] = str(ROOT / cfg["alliance"]["instruments_dir"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the therapist key's UNVERIFIED notice
-        clean = clean_trial(cfg)
-        scored = run_score(clean.sessions, clean.patients, cfg)
-    return scored.analysis, scored.patient_analysis, clean.availability, cfg
+        settings = Settings.from_config(cfg)
+        clean = clean_trial(settings.clean())
+        scored = run_score(clean.sessions, clean.patients, settings.score_stage())
+    return scored.analysis, scored.patient_analysis, clean.availability, settings
 
 
 def _keep_patients(frame: pd.DataFrame) -> pd.DataFrame:
@@ -242,19 +245,20 @@ def demo_frames() -> dict[str, tuple[pd.DataFrame, str, dict]]:
     """case -> (frame, resolved fixed terms, row of specs.csv) for every default (G)LMM."""
     from alliance.models.frames import model_frame
 
-    sessions, patients, availability, cfg = demo_tables()
+    sessions, patients, availability, settings = demo_tables()
+    codings = {"arms": settings.codings.arm, "arm_reference": settings.codings.arm_reference}
     out = {}
-    for spec in load_specs(cfg):
+    for spec in load_specs(settings.models):
         if spec.kind not in ("lmm", "glmm", "hazard"):
             continue
-        frame, meta = model_frame(spec, sessions, patients, availability, cfg)
+        frame, meta = model_frame(spec, sessions, patients, availability, **codings)
         cases = {spec.id: (_keep_patients(frame) if spec.data == "sessions" else frame, meta)}
         if spec.id == "symptoms_growth":
             # a trial with few therapists: the first FEW_THERAPISTS therapists (sorted pseudonyms)
             ther = sorted(sessions["therapist"].dropna().unique())[:FEW_THERAPISTS]
             few = sessions[sessions["therapist"].isin(ther)]
             cases["symptoms_growth_few_therapists"] = model_frame(
-                spec, few, patients, availability, cfg
+                spec, few, patients, availability, **codings
             )
         for case, (f, meta) in cases.items():
             r = meta.spec
@@ -284,7 +288,7 @@ def write_fixtures() -> None:
     for case, (frame, _, row) in demo_frames().items():
         write_csv(frame, REF / f"{case}_frame.csv")
         spec = case_spec(pd.Series(row))
-        result = kind_function(spec.kind)(spec, frame, {"codings": DEMO_CODINGS})
+        result = kind_function(spec.kind)(spec, frame, CONTEXT)
         row["formula_r"] = result.fit["formula_r"]
         row["robust_cluster"] = (result.fit.get("few_groups") or {}).get("group", "")
         rows.append(row)

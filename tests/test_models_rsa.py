@@ -18,8 +18,10 @@ import pytest
 from scipy import stats
 
 from alliance.errors import ConfigError
-from alliance.models.base import COEF_COLUMNS, ModelSpec, Skipped
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelSpec, Skipped
 from alliance.models.rsa import GRID_SIZE, fit
+
+CONTEXT = FitContext(seed=1, arms={}, higher_is_worse=True)  # the kind reads none of it
 
 KINDS = Path(__file__).parent / "reference" / "kinds"
 _REF = pd.read_csv(KINDS / "kinds_reference.csv", keep_default_na=False)
@@ -50,7 +52,7 @@ def data() -> pd.DataFrame:
 
 @pytest.mark.parametrize(("case", "opts"), [("rsa", {}), ("rsa_cluster", {"cluster": "therapist"})])
 def test_b_and_surface_parameters_match_r(data, case, opts):
-    res = fit(spec(**opts), data, {})
+    res = fit(spec(**opts), data, CONTEXT)
     r = ref(case, "coef")
     tab = res.coefficients.set_index("term")
     assert list(res.coefficients.columns) == COEF_COLUMNS
@@ -65,7 +67,7 @@ def test_b_and_surface_parameters_match_r(data, case, opts):
 
 
 def test_order_and_fit_statistics(data):
-    res = fit(spec(), data, {})
+    res = fit(spec(), data, CONTEXT)
     terms = list(res.coefficients["term"])
     assert terms == ["(Intercept)", "P", "T", "I(P^2)", "P:T", "I(T^2)", "age",
                      "a1", "a2", "a3", "a4"]  # fmt: skip
@@ -86,7 +88,7 @@ def test_order_and_fit_statistics(data):
 
 
 def test_grid_is_the_fitted_surface(data):
-    res = fit(spec(), data, {})
+    res = fit(spec(), data, CONTEXT)
     grid = res.extras["grid"]
     assert len(grid) == GRID_SIZE**2
     lo = min(data["agree_p"].min(), data["agree_t"].min())
@@ -109,7 +111,7 @@ def test_grid_is_the_fitted_surface(data):
 
 
 def test_no_midpoint_centres_at_pooled_mean(data):
-    res = fit(spec(midpoint=None), data, {})
+    res = fit(spec(midpoint=None), data, CONTEXT)
     centre = np.r_[data["agree_p"], data["agree_t"]].mean()
     assert res.fit["centre"] == pytest.approx(centre)
     assert "pooled mean" in res.fit["centring"]
@@ -121,10 +123,14 @@ def test_no_midpoint_centres_at_pooled_mean(data):
 def test_degenerate_data(data):
     agree = data.assign(agree_t=data["agree_p"])
     with pytest.raises(Skipped, match="collinear"):
-        fit(spec(), agree, {})
+        fit(spec(), agree, CONTEXT)
     with pytest.raises(Skipped, match="too few"):
-        fit(spec(), data.head(7), {})
+        fit(spec(), data.head(7), CONTEXT)
     with pytest.raises(Skipped, match="2 levels"):
-        fit(spec(cluster="therapist"), data.assign(therapist="T01"), {})
+        fit(spec(cluster="therapist"), data.assign(therapist="T01"), CONTEXT)
     with pytest.raises(ConfigError, match="first two terms"):
-        fit(ModelSpec(id="r", kind="rsa", outcome="symptom_change", fixed=("agree_p",)), data, {})
+        fit(
+            ModelSpec(id="r", kind="rsa", outcome="symptom_change", fixed=("agree_p",)),
+            data,
+            CONTEXT,
+        )

@@ -10,10 +10,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from alliance.clean.stage import clean_trial, item_columns
+from alliance.clean.mapping import item_columns
+from alliance.clean.stage import clean_trial
 from alliance.config import load_config, validate_config
 from alliance.errors import ConfigError
-from alliance.onboard import starter as onboard
+from alliance.onboard.cli import main, summary
+from alliance.onboard.codings import guess_coding
+from alliance.onboard.inspection import inspect_export
+from alliance.onboard.starter import starter_config
+from alliance.onboard.vocabulary import tokens
+from alliance.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUMENTS = ROOT / "config" / "instruments"
@@ -75,7 +81,7 @@ def write(tmp_path: Path, sessions: pd.DataFrame, patients: pd.DataFrame | None 
 
 
 def guessed_config(sessions: Path, patients: Path | None = None) -> tuple[str, dict]:
-    text = onboard.starter_config(onboard.inspect_export(sessions, patients))
+    text = starter_config(inspect_export(sessions, patients))
     return text, yaml.safe_load(text)
 
 
@@ -116,13 +122,13 @@ def test_demo_like_export_validates_without_edits(tmp_path, monkeypatch):
     # The guessed config runs through the clean stage as is (bar machine-specific paths).
     monkeypatch.setenv("ALLIANCE_PSEUDONYM_KEY", "test-key")
     cfg["alliance"]["instruments_dir"] = str(INSTRUMENTS)
-    result = clean_trial(cfg)
+    result = clean_trial(Settings.from_config(cfg).clean())
     assert result.summary["patients"] == 16 and result.summary["therapists"] == 4
 
 
 def test_inspection_reports_candidates_groups_and_codes(tmp_path):
     s, p = write(tmp_path, *demo_like())
-    ins = onboard.inspect_export(s, p)
+    ins = inspect_export(s, p)
     assert (ins.layout, ins.n_patients, ins.n_patient_rows) == ("long", 16, 16)
     assert ins.n_rows == 12 * 6 + 4 * 3
     assert ins.chosen["patient"].column == "subject" and "ID-like" in ins.chosen["patient"].reason
@@ -133,7 +139,7 @@ def test_inspection_reports_candidates_groups_and_codes(tmp_path):
     assert ins.categorical["arm"] == ["CBT", "IMI-CM", "IPT", "PLA-CM"]
     assert ins.numeric_ranges["visit"] == (1.0, 6.0)
     assert ins.suspicious == {} and ins.user_missing == {}
-    assert "relapse_weeks" in onboard.summary(ins)
+    assert "relapse_weeks" in summary(ins)
 
 
 # ------------------------------------------------------------------------------------ TODOs
@@ -226,7 +232,7 @@ def test_renamed_variant_is_mapped_where_guessable(tmp_path):
 def test_session_column_with_unknown_name_found_from_its_values(tmp_path):
     s, _ = demo_like()
     s = s.rename(columns={"visit": "lfd_nr"})
-    ins = onboard.inspect_export(write(tmp_path, s)[0])
+    ins = inspect_export(write(tmp_path, s)[0])
     assert ins.chosen["session"].column == "lfd_nr"
     assert "increasing within every patient" in ins.chosen["session"].reason
 
@@ -250,11 +256,11 @@ def test_wide_spss_export_is_detected(tmp_path):
         variable_value_labels={"arm": {1: "CBT", 2: "Placebo"}},
         missing_ranges={c: [-9] for c in items},
     )
-    ins = onboard.inspect_export(path)
+    ins = inspect_export(path)
     assert (ins.layout, ins.session_token, ins.n_patients) == ("wide", r"_s(\d+)$", 8)
     assert ins.user_missing["wai_p_03_s1"] == [-9]
     assert "arm" in ins.value_labels
-    raw = yaml.safe_load(onboard.starter_config(ins))
+    raw = yaml.safe_load(starter_config(ins))
     assert raw["data"]["layout"] == "wide" and raw["data"]["session_token"] == r"_s(\d+)$"
     assert raw["data"]["missing_codes"] == []  # declared codes are honoured by the reader
     assert raw["columns"]["patient"] == "pid" and raw["columns"]["session"] is None
@@ -276,14 +282,14 @@ def _plant_nines(s: pd.DataFrame) -> pd.DataFrame:
 def test_suspicious_code_above_item_range_is_suggested(tmp_path):
     s, p = demo_like()
     path_s, path_p = write(tmp_path, _plant_nines(s), p)
-    ins = onboard.inspect_export(path_s, path_p)
+    ins = inspect_export(path_s, path_p)
     assert ins.suspicious == {r"^wai_p_(\d+)$": [9.0]}
     assert ins.suggested_missing_codes == [9.0]
     group = ins.item_groups[0]
     assert (group.low, group.high, group.instrument) == (1.0, 5.0, "wai_sr")
-    raw = yaml.safe_load(onboard.starter_config(ins))
+    raw = yaml.safe_load(starter_config(ins))
     assert raw["data"]["missing_codes"] == [9]
-    assert "suggested data.missing_codes: 9" in onboard.summary(ins)
+    assert "suggested data.missing_codes: 9" in summary(ins)
     validate_config(raw)
 
 
@@ -291,9 +297,9 @@ def test_suspicious_code_that_is_also_a_real_value_is_a_todo(tmp_path):
     s, p = demo_like()
     s = _plant_nines(s)
     s.loc[0, "hamd"] = 9  # a real HAM-D total of 9 would be blanked by missing_codes: [9]
-    ins = onboard.inspect_export(*write(tmp_path, s, p))
+    ins = inspect_export(*write(tmp_path, s, p))
     assert ins.missing_code_clashes == {9.0: ["hamd"]} and ins.suggested_missing_codes == []
-    raw = yaml.safe_load(onboard.starter_config(ins))
+    raw = yaml.safe_load(starter_config(ins))
     (entry,) = raw["data"]["missing_codes"]
     assert entry.startswith("TODO: 9") and "hamd" in entry
     with pytest.raises(ConfigError, match="TODO"):
@@ -303,10 +309,10 @@ def test_suspicious_code_that_is_also_a_real_value_is_a_todo(tmp_path):
 def test_negative_code_in_a_patient_column_is_suspicious(tmp_path):
     s, p = demo_like()
     p.loc[p["relapse"].isna(), ["relapse", "relapse_weeks"]] = -99
-    ins = onboard.inspect_export(*write(tmp_path, s, p))
+    ins = inspect_export(*write(tmp_path, s, p))
     assert ins.suspicious == {"relapse_weeks": [-99.0], "relapse": [-99.0]}
     assert ins.chosen["relapse_event"].column == "relapse"  # 0/1 once -99 is set aside
-    assert yaml.safe_load(onboard.starter_config(ins))["data"]["missing_codes"] == [-99]
+    assert yaml.safe_load(starter_config(ins))["data"]["missing_codes"] == [-99]
 
 
 # ------------------------------------------------------------------------------ rules, CLI
@@ -325,7 +331,7 @@ def test_negative_code_in_a_patient_column_is_suspicious(tmp_path):
     ],
 )  # fmt: skip
 def test_guess_coding(role, code, expected):
-    assert onboard.guess_coding(role, code) == expected
+    assert guess_coding(role, code) == expected
 
 
 @pytest.mark.parametrize(
@@ -334,27 +340,27 @@ def test_guess_coding(role, code, expected):
      ("visit_date", ["visit", "date"]), ("hamd17", ["hamd", "17"]), ("BDI-II", ["bdi", "ii"])],
 )  # fmt: skip
 def test_tokens(name, expected):
-    assert onboard.tokens(name) == expected
+    assert tokens(name) == expected
 
 
 def test_cli_writes_once_and_needs_force_to_overwrite(tmp_path, capsys):
     s, p = write(tmp_path, *demo_like())
     out = tmp_path / "my.yaml"
     argv = [str(s), "--patients", str(p), "--out", str(out)]
-    assert onboard.main(argv) == 0
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "wai_p_01..wai_p_12" in printed
     first = out.read_text()
     out.write_text("# edited by the user\n")
-    assert onboard.main(argv) == 1
+    assert main(argv) == 1
     assert "--force" in capsys.readouterr().err
     assert out.read_text() == "# edited by the user\n"
-    assert onboard.main([*argv, "--force"]) == 0
+    assert main([*argv, "--force"]) == 0
     assert out.read_text() == first
 
 
 def test_cli_reports_unreadable_input(tmp_path, capsys):
-    assert onboard.main([str(tmp_path / "absent.csv"), "--out", str(tmp_path / "x.yaml")]) == 1
+    assert main([str(tmp_path / "absent.csv"), "--out", str(tmp_path / "x.yaml")]) == 1
     assert "file not found" in capsys.readouterr().err
     assert not (tmp_path / "x.yaml").exists()
 
@@ -366,7 +372,7 @@ def test_init_on_demo_data_reproduces_the_demo_mapping(tmp_path, capsys):
     out = tmp_path / "demo.yaml"
     demo = ROOT / "data" / "demo"
     argv = [str(demo / "sessions.csv"), "--patients", str(demo / "patients.csv"), "--out", str(out)]
-    assert onboard.main(argv) == 0
+    assert main(argv) == 0
     cfg = load_config(out)
     assert cfg["columns"] == DEMO_COLUMNS
     if (ROOT / "config" / "config.yaml").exists():

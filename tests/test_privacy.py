@@ -31,6 +31,7 @@ from alliance.models.run import fit_model, summarise, write_result
 from alliance.models.spec import load_specs
 from alliance.render.stage import build_tables
 from alliance.score.stage import run_score, write_score
+from alliance.settings import Settings
 
 DEMO = ROOT / "data" / "demo"
 DEMO_KEY = "demo-key-not-secret"  # config/config.yaml privacy.key
@@ -183,26 +184,26 @@ def test_pseudonym_is_hmac_sha256_of_kind_and_id():
 
 def test_pseudonyms_stable_across_reruns_and_change_with_the_key(no_key_env, monkeypatch):
     cfg = validate_config(base_config())
-    first = clean_trial(cfg).patients["patient"].tolist()
-    assert clean_trial(cfg).patients["patient"].tolist() == first
+    first = clean_trial(Settings.from_config(cfg).clean()).patients["patient"].tolist()
+    assert clean_trial(Settings.from_config(cfg).clean()).patients["patient"].tolist() == first
     monkeypatch.setenv("ALLIANCE_PSEUDONYM_KEY", "another key")  # the environment wins
-    other = clean_trial(cfg).patients["patient"].tolist()
+    other = clean_trial(Settings.from_config(cfg).clean()).patients["patient"].tolist()
     assert set(first).isdisjoint(other)
 
 
 def test_free_text_dropped_at_read_time_unless_kept(no_key_env, tmp_path):
     cfg = validate_config(base_config())
-    result = clean_trial(cfg)
+    result = clean_trial(Settings.from_config(cfg).clean())
     assert "notes" not in result.patients and "notes" not in result.sessions
     paths = write_clean(result, tmp_path / "dropped")
     assert not leaks(tmp_path / "dropped", [FREE_TEXT, "BI-P0", "BI-T"]), paths
-    kept = clean_trial(validate_config(base_config(keep_columns=["notes"])))
+    kept = clean_trial(Settings.from_config(base_config(keep_columns=["notes"])).clean())
     assert FREE_TEXT in kept.patients["notes"].tolist()
 
 
 def test_keeping_an_id_column_is_refused(no_key_env):
     with pytest.raises(ConfigError, match="raw IDs"):
-        clean_trial(validate_config(base_config(keep_columns=["therapist"])))
+        clean_trial(Settings.from_config(base_config(keep_columns=["therapist"])).clean())
 
 
 def test_every_descriptive_table_suppresses_small_cells(no_key_env, tmp_path):
@@ -211,11 +212,12 @@ def test_every_descriptive_table_suppresses_small_cells(no_key_env, tmp_path):
     cfg["models"] = {"use_defaults": False}
     cfg = validate_config(cfg)
     results = tmp_path / "results"
-    clean = clean_trial(cfg)
+    clean = clean_trial(Settings.from_config(cfg).clean())
     write_clean(clean, results / "clean")
-    write_score(run_score(clean.sessions, clean.patients, cfg), results / "scores")
+    scores = run_score(clean.sessions, clean.patients, Settings.from_config(cfg).score_stage())
+    write_score(scores, results / "scores")
     files.write_csv(summarise({}), results / "models" / "summary.csv")
-    build_tables(results, cfg, results / "tables")
+    build_tables(results, Settings.from_config(cfg).render(), results / "tables")
     tables = sorted((results / "tables").glob("*.csv"))
     assert any(t.name.startswith("table1") for t in tables)
     table1 = (results / "tables" / "table1_baseline.csv").read_text()
@@ -233,11 +235,12 @@ def test_clean_score_and_models_open_no_socket(no_key_env, tmp_path, monkeypatch
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     cfg = validate_config(base_config())
-    clean = clean_trial(cfg)
-    score = run_score(clean.sessions, clean.patients, cfg)
-    specs = [s for s in load_specs(cfg) if s.kind in ("lmm", "glmm", "gee", "pool")][:3]
+    clean = clean_trial(Settings.from_config(cfg).clean())
+    settings = Settings.from_config(cfg)
+    score = run_score(clean.sessions, clean.patients, settings.score_stage())
+    specs = [s for s in load_specs(settings.models) if s.kind in ("lmm", "glmm", "gee", "pool")][:3]
     assert specs
     for spec in specs:
         result, timing = fit_model(spec, score.analysis, score.patient_analysis,
-                                   clean.availability, cfg)  # fmt: skip
+                                   clean.availability, settings.model_stage())  # fmt: skip
         write_result(result, timing, tmp_path / spec.id)

@@ -24,11 +24,11 @@ from alliance import files
 from alliance.clean import readers, reshape
 from alliance.clean.problems import ValidationFailed
 from alliance.clean.pseudonym import pseudonym
-from alliance.clean.stage import clean_trial, write_clean
-from alliance.config import validate_config
+from alliance.clean.stage import CleanResult, clean_trial, write_clean
 from alliance.errors import InputError
 from alliance.instruments.definition import parse_instrument
 from alliance.instruments.items import keyed_items, reverse_key, score_items
+from alliance.settings import Settings
 
 SETTINGS = {
     "derandomize": True,
@@ -247,6 +247,11 @@ def _base_config(folder: Path) -> dict:
     return cfg
 
 
+def _clean(folder: Path) -> CleanResult:
+    """The clean stage on the base case's config reading the tables in `folder`."""
+    return clean_trial(Settings.from_config(_base_config(folder)).clean())
+
+
 @pytest.fixture
 def no_key_env(monkeypatch):
     monkeypatch.delenv("ALLIANCE_PSEUDONYM_KEY", raising=False)
@@ -271,10 +276,10 @@ def test_clean_output_does_not_depend_on_patient_order(no_key_env, patient_order
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _write_base(folder, SESSIONS, PATIENTS)
-        ref = write_clean(clean_trial(validate_config(_base_config(folder))), folder / "a")
+        ref = write_clean(_clean(folder), folder / "a")
         blocks = [SESSIONS[SESSIONS["subject"] == p] for p in patient_order]
         _write_base(folder, pd.concat(blocks), PATIENTS.iloc[list(row_order)])
-        got = write_clean(clean_trial(validate_config(_base_config(folder))), folder / "b")
+        got = write_clean(_clean(folder), folder / "b")
         for key in ("sessions", "patients", "availability"):
             assert ref[key].read_bytes() == got[key].read_bytes(), key
 
@@ -293,7 +298,7 @@ def test_a_bad_item_is_reported_at_its_exact_place(no_key_env, row, item, value)
         folder = Path(tmp)
         _write_base(folder, sessions, PATIENTS)
         with pytest.raises(ValidationFailed) as err:
-            clean_trial(validate_config(_base_config(folder)))
+            _clean(folder)
     problems = err.value.problems
     assert len(problems) == 1
     p = problems[0]

@@ -7,7 +7,6 @@ probability < 1e-3 when the SEs are right, and that the same check rejects SEs h
 
 from __future__ import annotations
 
-import copy
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from alliance.errors import ConfigError, InputError
 from alliance.score.stage import run_score
 from alliance.simulate.export import write_trial
 from alliance.simulate.trial import simulate_trial
-from alliance.studies import recovery
+from alliance.studies import recovery, recovery_results, recovery_study
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILE = ROOT / "config" / "validate.yaml"
@@ -34,7 +33,7 @@ def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _study(**edits) -> dict:
-    study = recovery.load_study(STUDY_FILE)
+    study = recovery_study.load_study(STUDY_FILE)
     for key, value in edits.items():
         node = study
         *parents, last = key.split("__")
@@ -46,9 +45,9 @@ def _study(**edits) -> dict:
 
 # ----------------------------------------------------------------------------------------- config
 def test_shipped_study_config_is_valid_and_full_size() -> None:
-    study = recovery.load_study(STUDY_FILE)
+    study = recovery_study.load_study(STUDY_FILE)
     assert study["replicates"] >= 200
-    checks = {recovery.check_id(c): c for c in study["checks"]}
+    checks = {recovery_study.check_id(c): c for c in study["checks"]}
     for key in (
         "symptoms_growth:alliance_ther",
         "symptoms_growth:alliance_pat",
@@ -82,7 +81,7 @@ def test_shipped_study_config_is_valid_and_full_size() -> None:
 )
 def test_bad_study_config_names_the_key(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        recovery.validate_study(raw)
+        recovery_study.validate_study(raw)
 
 
 def test_check_of_unknown_model_is_a_config_error() -> None:
@@ -128,7 +127,8 @@ def _made_replicates(se_factor: float = 1.0, n: int = 20, seed: int = 3) -> pd.D
                  "std_error": se[r], "ci_low": est[r] - 1.96 * se[r],
                  "ci_high": est[r] + 1.96 * se[r], "scale": 1.0, "generating": true}
             )  # fmt: skip
-    return recovery.typed_rows(pd.DataFrame(rows, columns=recovery.REPLICATE_COLUMNS))
+    frame = pd.DataFrame(rows, columns=recovery_results.REPLICATE_COLUMNS)
+    return recovery_results.typed_rows(frame)
 
 
 def _made_target() -> pd.DataFrame:
@@ -141,28 +141,28 @@ def _made_target() -> pd.DataFrame:
 
 def test_coverage_floor_is_the_binomial_alpha_quantile() -> None:
     for n, alpha in ((20, 1e-3), (20, 1e-3 / 6), (200, 1e-3)):
-        k = recovery.coverage_floor(n, 0.95, alpha)
+        k = recovery_results.coverage_floor(n, 0.95, alpha)
         assert stats.binom.cdf(k - 1, n, 0.95) <= alpha < stats.binom.cdf(k, n, 0.95)
     # values quoted in the report: 20 replicates, 6 checks sharing alpha = 1e-3
-    assert recovery.coverage_floor(20, 0.95, 1e-3 / 6) == 14
-    assert recovery.coverage_floor(20, 0.95, 1e-3) == 15
+    assert recovery_results.coverage_floor(20, 0.95, 1e-3 / 6) == 14
+    assert recovery_results.coverage_floor(20, 0.95, 1e-3) == 15
 
 
 def test_calibration_passes_right_ses_and_rejects_halved_and_doubled_ses() -> None:
     target = _made_target()
-    assert recovery.calibration_problems(_made_replicates(1.0), target) == []
-    halved = recovery.calibration_problems(_made_replicates(0.5), target)
+    assert recovery_results.calibration_problems(_made_replicates(1.0), target) == []
+    halved = recovery_results.calibration_problems(_made_replicates(0.5), target)
     assert {p.split(":")[0] + ":" + p.split(":")[1] for p in halved} == {"m:a", "m:b"}
     assert any("mean z^2" in p for p in halved)
-    doubled = recovery.calibration_problems(_made_replicates(2.0, n=40), target)
+    doubled = recovery_results.calibration_problems(_made_replicates(2.0, n=40), target)
     assert doubled and all("mean z^2" in p for p in doubled)
 
 
 def test_calibration_reports_failed_replicates_beyond_the_allowed_share() -> None:
     reps = _made_replicates()
     reps.loc[0, ["status", "estimate"]] = ["failed", np.nan]
-    assert recovery.calibration_problems(reps, _made_target()) == []
-    problems = recovery.calibration_problems(reps, _made_target(), max_failed=0.0)
+    assert recovery_results.calibration_problems(reps, _made_target()) == []
+    problems = recovery_results.calibration_problems(reps, _made_target(), max_failed=0.0)
     assert problems == ["m:a: 1 of 20 replicates failed"]
 
 
@@ -176,7 +176,7 @@ def test_summarise_by_hand() -> None:
     reps.loc[reps.index[3], "converged"] = False
     target = _made_target().head(1)
     target = target.assign(target=-1.05, target_se=0.01, true_value=-1.05, true_value_se=0.01)
-    row = recovery.summarise(reps, target).iloc[0]
+    row = recovery_results.summarise(reps, target).iloc[0]
     assert row["mean_estimate"] == pytest.approx(-0.925)
     assert row["bias"] == pytest.approx(0.125)
     assert row["relative_bias"] == pytest.approx(0.125 / 1.05)
@@ -196,12 +196,12 @@ def test_summarise_by_hand() -> None:
 def test_gather_sorts_and_rejects_gaps_and_overlaps() -> None:
     reps = _made_replicates()
     shards = [reps[reps["replicate"] >= 10], reps[reps["replicate"] < 10]]
-    out, targets = recovery.gather(shards, 20, 0)
+    out, targets = recovery_results.gather(shards, 20, 0)
     assert out["replicate"].is_monotonic_increasing and len(out) == 40 and targets.empty
     with pytest.raises(InputError, match="overlap or leave gaps"):
-        recovery.gather([reps[reps["replicate"] != 5]], 20, 0)
+        recovery_results.gather([reps[reps["replicate"] != 5]], 20, 0)
     with pytest.raises(InputError, match="overlap or leave gaps"):
-        recovery.gather([reps, reps[reps["replicate"] == 5]], 20, 0)
+        recovery_results.gather([reps, reps[reps["replicate"] == 5]], 20, 0)
 
 
 # ----------------------------------------------------------------------------- pipeline pieces
@@ -210,15 +210,13 @@ def test_analysis_tables_equal_the_score_stage(tmp_path: Path) -> None:
     pipe = recovery.pipeline(study)
     trial = simulate_trial(n_patients=80, n_therapists=8, n_sessions=8, seed=11, mc_therapists=8)
     write_trial(trial, tmp_path, fmt="parquet")
-    cfg = copy.deepcopy(pipe.cfg)
-    cfg["data"].update(sessions=str(tmp_path / "sessions.parquet"),
-                       patients=str(tmp_path / "patients.parquet"))  # fmt: skip
-    cleaned = clean_trial(cfg)
+    settings = recovery.trial_settings(pipe.settings, tmp_path)
+    cleaned = clean_trial(settings.clean())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the therapist form's unverified key
-        full = run_score(cleaned.sessions, cleaned.patients, cfg)
-    analysis, patients = recovery.analysis_tables(cleaned.sessions, cleaned.patients, cfg,
-                                                  pipe.raters)  # fmt: skip
+        full = run_score(cleaned.sessions, cleaned.patients, settings.score_stage())
+    analysis, patients = recovery.analysis_tables(cleaned.sessions, cleaned.patients,
+                                                  settings.score, pipe.raters)  # fmt: skip
     pd.testing.assert_frame_equal(analysis, full.analysis)
     assert set(patients.columns) <= set(full.patient_analysis.columns)
     pd.testing.assert_frame_equal(patients, full.patient_analysis[patients.columns])
@@ -230,9 +228,9 @@ def test_gathered_results_identical_for_one_and_eight_shards() -> None:
     study = _study(replicates=3, design={"patients": 64, "therapists": 8, "sessions": 6},
                    target={"scale": 1, "trials": 2})  # fmt: skip
     pipe = recovery.pipeline(study)
-    one = recovery.gather([recovery.run_shard(study, 0, 1, pipe)], 3, 2)
+    one = recovery_results.gather([recovery.run_shard(study, 0, 1, pipe)], 3, 2)
     # more shards than trials: empty shards must gather to the same tables too
-    eight = recovery.gather([recovery.run_shard(study, i, 8, pipe) for i in range(8)], 3, 2)
+    eight = recovery_results.gather([recovery.run_shard(study, i, 8, pipe) for i in range(8)], 3, 2)
     for a, b in zip(one, eight, strict=True):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert one[0]["replicate"].tolist() == sorted(one[0]["replicate"].tolist())
@@ -253,14 +251,14 @@ def test_ci_sized_recovery_is_calibrated() -> None:
     study = _study(replicates=n, target={"scale": 10, "trials": 2})
     pipe = recovery.pipeline(study)
     shards = [recovery.run_shard(study, i, 4, pipe) for i in range(4)]
-    replicates, target_rows = recovery.gather(shards, n, 2)
-    target = recovery.target_table(target_rows, study)
+    replicates, target_rows = recovery_results.gather(shards, n, 2)
+    target = recovery_results.target_table(target_rows, study)
     assert target["n_fitted"].eq(2).all()
     asserted = target[~target["check"].isin(NOT_CALIBRATED)]
     assert len(asserted) >= 7
-    problems = recovery.calibration_problems(replicates, asserted)
+    problems = recovery_results.calibration_problems(replicates, asserted)
     assert problems == [], problems
-    summary = recovery.summarise(replicates, target).set_index("check")
+    summary = recovery_results.summarise(replicates, target).set_index("check")
     # replicate 17 has 9 relapses, too few for a Cox model: skipped and counted, not hidden
     assert summary["n_failed"].to_dict() == {
         c: int(c.startswith("recovery_relapse_cox")) for c in summary.index
@@ -276,5 +274,5 @@ def test_ci_sized_recovery_is_calibrated() -> None:
     halved["std_error"] /= 2
     halved["ci_low"] = mid - (mid - halved["ci_low"]) / 2
     halved["ci_high"] = mid + (halved["ci_high"] - mid) / 2
-    caught = {p.split(": ")[0] for p in recovery.calibration_problems(halved, asserted)}
+    caught = {p.split(": ")[0] for p in recovery_results.calibration_problems(halved, asserted)}
     assert caught == set(asserted["check"])

@@ -36,8 +36,9 @@ from test_bad_inputs import BASE
 from workflow_helpers import ROOT
 
 from alliance.clean.stage import clean_trial, write_clean
-from alliance.config import config_hash, load_config, validate_config
+from alliance.config import config_hash, load_config
 from alliance.models.spec import load_specs
+from alliance.settings import Settings
 
 pytestmark = pytest.mark.slow
 CLEAN = ["sessions.parquet", "patients.parquet", "flow.csv", "validation.csv", "availability.json"]
@@ -120,7 +121,7 @@ def test_provenance_records_versions_config_inputs_seed_code_and_stage_times(ref
         "them (workflow/rules/provenance.smk inputs)"
     )
     expected_jobs = {"clean", "score", "alliance_icc", "model_summary"}
-    expected_jobs |= {f"model_{s.id}" for s in load_specs(demo)}
+    expected_jobs |= {f"model_{s.id}" for s in load_specs(Settings.from_config(demo).models)}
     assert expected_jobs <= set(stages)
     for stage in stages.values():
         assert dt.datetime.fromisoformat(stage["start"]) <= dt.datetime.fromisoformat(stage["end"])
@@ -177,6 +178,6 @@ def test_incomplete_outputs_are_refused_until_rerun(tmp_path):
     # The same bytes as an uninterrupted clean stage (same library code, in memory here).
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("ALLIANCE_PSEUDONYM_KEY", raising=False)
-        fresh = write_clean(clean_trial(validate_config(cfg)), tmp_path / "fresh")
+        fresh = write_clean(clean_trial(Settings.from_config(cfg).clean()), tmp_path / "fresh")
     for name, path in fresh.items():
         assert (work / "results/clean" / path.name).read_bytes() == path.read_bytes(), name

@@ -20,6 +20,7 @@ from alliance.score.scales import (
     prorating_counts,
     score_alliance,
 )
+from alliance.settings import AllianceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUMENTS = ROOT / "config" / "instruments"
@@ -166,23 +167,23 @@ def test_pipeline_from_items_to_patient_level():
 
 
 def test_load_raters_warns_on_unverified_keys():
-    cfg = copy.deepcopy(demo_config())
-    cfg["alliance"]["instruments_dir"] = str(INSTRUMENTS)
+    block = copy.deepcopy(demo_config()["alliance"])
+    block["instruments_dir"] = str(INSTRUMENTS)
     with pytest.warns(UserWarning, match="therapist instrument 'wai_sr_t'.*UNVERIFIED"):
-        raters = load_raters(cfg)
+        raters = load_raters(AllianceSettings.from_mapping(block))
     assert set(raters) == {"patient", "therapist"} and raters["patient"].name == "wai_sr"
-    cfg["alliance"]["raters"]["therapist"] = None
-    assert set(load_raters(cfg)) == {"patient"}
+    block["raters"]["therapist"] = None
+    assert set(load_raters(AllianceSettings.from_mapping(block))) == {"patient"}
 
 
 def test_load_raters_rejects_an_instrument_with_nothing_to_score(tmp_path):
     (tmp_path / "empty.yaml").write_text(
         "name: empty\nitems: 3\nrange: [1, 5]\nsubscales: {}\ntotal: false\n"
     )
-    cfg = {"alliance": {"instruments_dir": str(tmp_path), "raters": {"patient": {
-        "instrument": "empty", "items": "^x_(\\d+)$"}}}}  # fmt: skip
+    block = {"instruments_dir": str(tmp_path), "raters": {"patient": {
+        "instrument": "empty", "items": "^x_(\\d+)$"}}}  # fmt: skip
     with pytest.raises(ConfigError, match="nothing to score"):
-        load_raters(cfg)
+        load_raters(AllianceSettings.from_mapping(block))
 
 
 @pytest.mark.slow

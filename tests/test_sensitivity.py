@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, demo_config
 
 from alliance.clean.stage import clean_trial
 from alliance.config import load_config
 from alliance.errors import ConfigError
+from alliance.settings import SensitivityGrid, Settings
 from alliance.studies.sensitivity import gather, grid_cells, run_cells
 
 
 def test_grid_cells_are_every_combination_in_fixed_order():
-    cells = grid_cells({"detrend": [True, False], "early_window": [[1, 3], [1, 4]]})
-    assert cells == [
-        {"early_window": [1, 3], "detrend": True},
-        {"early_window": [1, 3], "detrend": False},
-        {"early_window": [1, 4], "detrend": True},
-        {"early_window": [1, 4], "detrend": False},
+    grid = SensitivityGrid(early_window=((1, 3), (1, 4)), detrend=(True, False), rater=(), scale=())
+    assert grid_cells(grid) == [
+        {"early_window": (1, 3), "detrend": True},
+        {"early_window": (1, 3), "detrend": False},
+        {"early_window": (1, 4), "detrend": True},
+        {"early_window": (1, 4), "detrend": False},
     ]
     with pytest.raises(ConfigError, match="sensitivity.grid.window"):
-        grid_cells({"window": [1]})
+        Settings.from_config({**demo_config(), "sensitivity": {"grid": {"window": [1]}}})
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +36,17 @@ def demo():
         "shards": 1,
         "grid": {"early_window": [[1, 3], [1, 1]], "rater": ["patient", "therapist"]},
     }
-    result = clean_trial(cfg)
-    return cfg, result.sessions, result.patients, result.availability
+    settings = Settings.from_config(cfg)
+    result = clean_trial(settings.clean())
+    run = settings.sensitivity_study()
+    return run, result.sessions, result.patients, result.availability
 
 
 @pytest.mark.slow
 def test_grid_is_identical_whatever_the_shard_count_and_settings_matter(demo):
-    cfg, sessions, patients, avail = demo
-    one = gather([run_cells(sessions, patients, avail, cfg, (0, 1))])
-    three = gather([run_cells(sessions, patients, avail, cfg, (i, 3)) for i in range(3)])
+    run, sessions, patients, avail = demo
+    one = gather([run_cells(sessions, patients, avail, run, (0, 1))])
+    three = gather([run_cells(sessions, patients, avail, run, (i, 3)) for i in range(3)])
     pd.testing.assert_frame_equal(one, three, check_exact=True)
     assert sorted(one["cell"].unique()) == [0, 1, 2, 3]
     assert (one["status"] == "fitted").all()

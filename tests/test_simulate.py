@@ -18,14 +18,9 @@ import pytest
 
 from alliance.errors import ConfigError
 from alliance.simulate.cli import main
-from alliance.simulate.trial import (
-    PATIENT_COLUMNS,
-    SESSION_COLUMNS,
-    WAI_P,
-    WAI_T,
-    simulate_trial,
-    therapist_rating_sessions,
-)
+from alliance.simulate.design import therapist_rating_sessions
+from alliance.simulate.params import WAI_P, WAI_T
+from alliance.simulate.trial import PATIENT_COLUMNS, SESSION_COLUMNS, simulate_trial
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ def _validate(argv: list[str]) -> int:
     from alliance.clean.problems import ValidationFailed
     from alliance.clean.stage import clean_trial
     from alliance.config import load_config
+    from alliance.settings import Settings
 
     parser = argparse.ArgumentParser(prog="alliance validate", description=_validate.__doc__)
     parser.add_argument("--configfile", default="config/config.yaml")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.configfile)
-        result = clean_trial(cfg)
+        result = clean_trial(Settings.from_config(load_config(args.configfile)).clean())
     except ValidationFailed as exc:
         print(f"INVALID: {len(exc.problems)} problem(s) with policy 'error':")
         for problem in exc.problems:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return simulate_main(rest)
     if command == "init":
-        from alliance.onboard.starter import main as init_main
+        from alliance.onboard.cli import main as init_main
 
         return init_main(rest)
     return _validate(rest)

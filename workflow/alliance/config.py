@@ -142,13 +142,96 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return filled
 
 
+# Bounds on what a YAML file may ask of the reader (config and instrument files are small).
+MAX_YAML_BYTES = 1_000_000
+MAX_YAML_NODES = 200_000  # nodes after expanding aliases: an alias bomb stops here
+# Snakemake's YAML templating (yte) evaluates these; the project never templates a config.
+TEMPLATING_KEYS = frozenset({"__use_yte__", "__definitions__", "__variables__"})
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes in the document once every alias is expanded (recursive aliases count as too many)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = MAX_YAML_NODES + 1  # a node reached again while being sized is recursive
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[key] = min(size, MAX_YAML_NODES + 1)
+    return memo[key]
+
+
+def _templating(node: Any, path: str = "") -> Iterator[str]:
+    """Keys that would make a templating engine run code if anyone templated this file."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            name = str(k)
+            where = f"{path}.{name}" if path else name
+            if name in TEMPLATING_KEYS or name.startswith("?"):
+                yield where
+            yield from _templating(v, where)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _templating(v, f"{path}[{i}]")
+
+
+def safe_yaml(text: str, source: str, what: str = "config") -> Any:
+    """Parse untrusted YAML: plain values only, bounded size, no templating; errors name `source`.
+
+    PyYAML's safe loader already refuses Python tags; this also bounds the document and its
+    alias expansion (an alias bomb would otherwise exhaust memory in validation) and refuses
+    Snakemake templating markers, which must never reach a loader that evaluates them.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
+        raise ConfigError(f"{source}: {what} is larger than {MAX_YAML_BYTES:,} bytes; refused")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{source}: {what} expands to more than {MAX_YAML_NODES:,} values through YAML "
+                "aliases (&anchor / *alias); refused"
+            )
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.constructor.ConstructorError as exc:
+        tag = getattr(exc.problem_mark, "line", None)
+        where = f" (line {tag + 1})" if tag is not None else ""
+        raise ConfigError(
+            f"{source}: {what} uses a YAML tag that is not allowed{where}: {exc.problem}; "
+            "config files hold plain values only (no !!python or other tags)"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: cannot read {what}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: {what} is nested too deeply; refused") from None
+    finally:
+        loader.dispose()
+    marks = list(_templating(data))
+    if marks:
+        raise ConfigError(
+            f"{source}: {what} holds templating markers ({', '.join(marks[:5])}); this project "
+            "never evaluates expressions in config files — remove them"
+        )
+    return data
+
+
 def load_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping; errors name the file."""
+    """Read a YAML file that must hold a mapping, through `safe_yaml`; errors name the file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        with path.open("rb") as handle:
+            blob = handle.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc}") from exc
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text: {exc}") from None
+    raw = safe_yaml(text, str(path), what) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: {what} must be a mapping of keys to values")
     return raw

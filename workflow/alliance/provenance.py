@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from alliance.config import config_hash
+from alliance.settings import Settings
 
 PACKAGES = (
     "alliance-outcomes", "pandas", "numpy", "scipy", "statsmodels", "pingouin", "mixedlm",
@@ -55,9 +56,10 @@ def _timings(timing_dir: Path) -> list[dict[str, Any]]:
 
 
 def provenance(
-    config: dict[str, Any], inputs: list[str], code_root: Path, timing_dir: Path
+    settings: Settings, inputs: list[str], code_root: Path, timing_dir: Path
 ) -> dict[str, Any]:
     """Everything a reviewer needs to know what produced results/ (the key is never recorded)."""
+    config = settings.to_dict()
     safe = json.loads(json.dumps(config, default=str))
     if safe.get("privacy", {}).get("key"):
         safe["privacy"]["key"] = "<set in config; not recorded>"

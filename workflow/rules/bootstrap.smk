@@ -1,9 +1,9 @@
 # Cluster-bootstrap CIs for the models listed in config `bootstrap.models`, each split into
 # `bootstrap.shards` jobs and gathered (results/bootstrap/<id>/); identical whatever the number
 # of shards (see alliance.studies.bootstrap). Nothing runs while the list is empty (the default).
-from alliance.studies.bootstrap import settings as bootstrap_settings
+from alliance.studies.bootstrap import check_models
 
-BOOTSTRAP = bootstrap_settings(config, MODEL_IDS)
+BOOTSTRAP = check_models(SETTINGS.bootstrap, MODEL_IDS)
 
 
 wildcard_constraints:
@@ -29,7 +29,8 @@ rule bootstrap_shard:
     params:
         model="{model}",
         shard="{shard}",
-        n_shards=BOOTSTRAP["shards"],
+        n_shards=BOOTSTRAP.shards,
+        settings=SETTINGS.bootstrap_study().to_json(),
     script:
         "../scripts/bootstrap_shard.py"
 
@@ -38,7 +39,7 @@ rule bootstrap_gather:
     input:
         shards=expand(
             f"{RESULTS}/bootstrap/{{{{model}}}}/shards/{{shard}}.parquet",
-            shard=range(BOOTSTRAP["shards"]),
+            shard=range(BOOTSTRAP.shards),
         ),
         coefficients=f"{RESULTS}/models/{{model}}/coefficients.csv",
     output:
@@ -54,5 +55,6 @@ rule bootstrap_gather:
         runtime=10,
     params:
         model="{model}",
+        settings=SETTINGS.bootstrap_study().to_json(),
     script:
         "../scripts/bootstrap_gather.py"

@@ -1,4 +1,6 @@
 # Clean stage: read -> map -> validate -> derive -> pseudonymise (results/clean/).
+# The settings param carries only a fingerprint of the pseudonym key (report.html shows rule
+# params); the script takes the key itself from the config or the environment.
 
 
 rule clean:
@@ -27,5 +29,7 @@ rule clean:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        settings=SETTINGS.clean().to_json(),
     script:
         "../scripts/clean.py"

@@ -12,7 +12,7 @@ config.update(validate_config(config) if config else load_config("config/config.
 # reads changes the param, so Snakemake reruns exactly the jobs that read it.
 SETTINGS = Settings.from_config(config)
 
-MODEL_IDS = [spec.id for spec in load_specs(config)]
+MODEL_IDS = [spec.id for spec in load_specs(SETTINGS.models)]
 
 RESULTS = "results"
 # One pinned environment for every rule (same pins as requirements.lock); used with --sdm conda.
@@ -53,14 +53,12 @@ wildcard_constraints:
 
 def bootstrap_outputs():
     """ci.csv of every model listed in bootstrap.models (none by default)."""
-    return expand(f"{RESULTS}/bootstrap/{{model}}/ci.csv", model=BOOTSTRAP["models"])
+    return expand(f"{RESULTS}/bootstrap/{{model}}/ci.csv", model=BOOTSTRAP.models)
 
 
 def sensitivity_outputs():
     """The sensitivity grid, when models are listed for it (none by default)."""
-    return (
-        [f"{RESULTS}/sensitivity/grid.csv"] if config["sensitivity"]["models"] else []
-    )
+    return [f"{RESULTS}/sensitivity/grid.csv"] if SETTINGS.sensitivity.models else []
 
 
 def all_outputs():

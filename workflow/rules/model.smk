@@ -21,6 +21,7 @@ rule model:
         runtime=30,
     params:
         model="{model}",
+        settings=SETTINGS.model_stage().to_json(),
     script:
         "../scripts/model.py"
 
@@ -45,5 +46,7 @@ rule model_summary:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        settings=SETTINGS.model_stage().to_json(),
     script:
         "../scripts/model_summary.py"

@@ -17,5 +17,7 @@ rule provenance:
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        settings=SETTINGS.to_json(),
     script:
         "../scripts/provenance.py"

@@ -21,6 +21,8 @@ rule tables:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        settings=SETTINGS.render().to_json(),
     script:
         "../scripts/tables.py"
 
@@ -46,6 +48,8 @@ rule figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        settings=SETTINGS.render().to_json(),
     script:
         "../scripts/figures.py"
 
@@ -69,5 +73,7 @@ rule overview:
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        settings=SETTINGS.render().to_json(),
     script:
         "../scripts/overview.py"

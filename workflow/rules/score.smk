@@ -41,6 +41,8 @@ rule score:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        settings=SETTINGS.score_stage().to_json(),
     script:
         "../scripts/score.py"
 

@@ -20,6 +20,7 @@ rule sensitivity_shard:
         runtime=60,
     params:
         shard="{shard}",
+        settings=SETTINGS.sensitivity_study().to_json(),
     script:
         "../scripts/sensitivity_shard.py"
 
@@ -28,7 +29,7 @@ rule sensitivity_gather:
     input:
         expand(
             f"{RESULTS}/sensitivity/shards/{{shard}}.parquet",
-            shard=range(config["sensitivity"]["shards"]),
+            shard=range(SETTINGS.sensitivity.shards),
         ),
     output:
         f"{RESULTS}/sensitivity/grid.csv",

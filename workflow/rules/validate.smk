@@ -2,7 +2,7 @@
 # clean -> score -> checked models, split into config/validate.yaml `shards` jobs (each also runs
 # its share of the large target trials) and gathered into results/validation/ (identical
 # whatever the number of shards).
-from alliance.studies.recovery import load_study
+from alliance.studies.recovery_study import load_study
 
 # Relative to the repository, so runs with --directory elsewhere still find it.
 VALIDATE_CONFIG = str(Path(workflow.basedir) / "config" / "validate.yaml")

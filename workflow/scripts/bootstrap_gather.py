@@ -4,7 +4,8 @@ import pandas as pd
 
 from alliance import files
 from alliance.runner import script_logger
-from alliance.studies.bootstrap import gather_draws, intervals, settings
+from alliance.settings import BootstrapRun
+from alliance.studies.bootstrap import gather_draws, intervals
 
 
 def main(smk) -> None:
@@ -12,7 +13,8 @@ def main(smk) -> None:
     coefficients = pd.read_csv(smk.input.coefficients)
     terms = coefficients["term"].tolist()
     draws = gather_draws([pd.read_parquet(p) for p in smk.input.shards], terms)
-    ci = intervals(draws, coefficients, float(settings(dict(smk.config))["level"]))
+    level = BootstrapRun.from_json(smk.params.settings).bootstrap.level
+    ci = intervals(draws, coefficients, float(level))
     files.write_parquet(draws, smk.output.draws)
     files.write_csv(ci, smk.output.ci)
     log.info("%s: %d replicates from %d shard(s)", smk.params.model, len(draws),

@@ -8,13 +8,14 @@ import pandas as pd
 from alliance import files
 from alliance.models.spec import load_specs
 from alliance.runner import script_logger
+from alliance.settings import BootstrapRun
 from alliance.studies.bootstrap import shard_draws
 
 
 def main(smk) -> None:
     log = script_logger(smk, "bootstrap_shard")
-    cfg = dict(smk.config)
-    spec = {s.id: s for s in load_specs(cfg)}[smk.params.model]
+    run = BootstrapRun.from_json(smk.params.settings)
+    spec = {s.id: s for s in load_specs(run.models)}[smk.params.model]
     terms = pd.read_csv(smk.input.coefficients)["term"].tolist()
     shard = (int(smk.params.shard), int(smk.params.n_shards))
     draws = shard_draws(
@@ -22,7 +23,7 @@ def main(smk) -> None:
         pd.read_parquet(smk.input.sessions),
         pd.read_parquet(smk.input.patients),
         json.loads(Path(smk.input.availability).read_text()),
-        cfg,
+        run,
         terms,
         shard,
     )

@@ -5,11 +5,13 @@ from pathlib import Path
 from alliance import files
 from alliance.render.figures import draw_all
 from alliance.runner import script_logger
+from alliance.settings import RenderSettings
 
 
 def main(smk) -> None:
     log = script_logger(smk, "figures")
-    drawn = draw_all(Path(smk.input.flow).parents[1], dict(smk.config), Path(smk.output.figures))
+    settings = RenderSettings.from_json(smk.params.settings)
+    drawn = draw_all(Path(smk.input.flow).parents[1], settings, Path(smk.output.figures))
     status = {k: v if isinstance(v, str) else [Path(p).name for p in v] for k, v in drawn.items()}
     files.write_json(status, smk.output.status)
     for name, state in sorted(status.items()):

@@ -6,11 +6,13 @@ from alliance import files
 from alliance.models.run import load_result, summarise
 from alliance.models.spec import load_specs
 from alliance.runner import script_logger
+from alliance.settings import ModelSettings
 
 
 def main(smk) -> None:
     log = script_logger(smk, "model_summary")
-    specs = {s.id: s for s in load_specs(dict(smk.config))}
+    models = ModelSettings.from_json(smk.params.settings).models
+    specs = {s.id: s for s in load_specs(models)}
     results = {Path(fit).parent.name: load_result(Path(fit).parent) for fit in smk.input.fits}
     summary = summarise(results, specs)
     files.write_csv(summary, smk.output.summary)

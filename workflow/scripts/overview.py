@@ -5,12 +5,14 @@ from pathlib import Path
 
 from alliance.render.stage import overview_html, write_overview
 from alliance.runner import script_logger
+from alliance.settings import RenderSettings
 
 
 def main(smk) -> None:
     log = script_logger(smk, "overview")
     figures = json.loads(Path(smk.input.figures).read_text())
-    page = overview_html(Path(smk.input.flow).parents[1], dict(smk.config), figures)
+    settings = RenderSettings.from_json(smk.params.settings)
+    page = overview_html(Path(smk.input.flow).parents[1], settings, figures)
     write_overview(page, Path(smk.output[0]))
     log.info("overview written")
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from alliance import files
 from alliance.provenance import provenance
 from alliance.runner import TIMING_DIR, script_logger
+from alliance.settings import Settings
 
 
 def main(smk) -> None:
@@ -12,7 +13,7 @@ def main(smk) -> None:
     inputs = [smk.input.sessions, *([smk.input.patients] if hasattr(smk.input, "patients") else [])]
     inputs += list(smk.input.instruments)
     code_root = Path(smk.scriptdir).parents[1]
-    record = provenance(dict(smk.config), inputs, code_root, TIMING_DIR)
+    record = provenance(Settings.from_json(smk.params.settings), inputs, code_root, TIMING_DIR)
     files.write_json(record, smk.output[0])
     log.info("pipeline commit %s", record["pipeline"].get("commit"))
 

@@ -2,14 +2,14 @@
 
 from alliance import files
 from alliance.runner import script_logger
-from alliance.studies.recovery import (
+from alliance.studies.recovery_results import (
     gather,
-    load_study,
     read_shards,
     summarise,
     target_table,
     to_markdown,
 )
+from alliance.studies.recovery_study import load_study
 
 
 def main(smk) -> None:

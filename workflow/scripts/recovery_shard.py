@@ -2,7 +2,8 @@
 
 from alliance import files
 from alliance.runner import script_logger
-from alliance.studies.recovery import load_study, run_shard
+from alliance.studies.recovery import run_shard
+from alliance.studies.recovery_study import load_study
 
 
 def main(smk) -> None:

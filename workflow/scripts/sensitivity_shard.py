@@ -7,18 +7,19 @@ import pandas as pd
 
 from alliance import files
 from alliance.runner import script_logger
+from alliance.settings import SensitivityRun
 from alliance.studies.sensitivity import run_cells
 
 
 def main(smk) -> None:
     log = script_logger(smk, "sensitivity")
-    cfg = dict(smk.config)
-    shard = (int(smk.params.shard), cfg["sensitivity"]["shards"])
+    run = SensitivityRun.from_json(smk.params.settings)
+    shard = (int(smk.params.shard), run.sensitivity.shards)
     rows = run_cells(
         pd.read_parquet(smk.input.sessions),
         pd.read_parquet(smk.input.patients),
         json.loads(Path(smk.input.availability).read_text()),
-        cfg,
+        run,
         shard,
     )
     files.write_parquet(rows, smk.output[0])

@@ -4,11 +4,13 @@ from pathlib import Path
 
 from alliance.render.stage import build_tables
 from alliance.runner import script_logger
+from alliance.settings import RenderSettings
 
 
 def main(smk) -> None:
     log = script_logger(smk, "tables")
-    written = build_tables(Path(smk.input.flow).parents[1], dict(smk.config), Path(smk.output[0]))
+    settings = RenderSettings.from_json(smk.params.settings)
+    written = build_tables(Path(smk.input.flow).parents[1], settings, Path(smk.output[0]))
     log.info("tables: %s", ", ".join(written))
 
 

@@ -6,27 +6,37 @@ without it. No table linking pseudonyms to raw IDs is ever written under results
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import os
-from typing import Any
 
 import pandas as pd
 
 from alliance.errors import ConfigError
+from alliance.settings import CleanSettings, PrivacySettings
 
 PREFIX = {"patient": "P", "therapist": "T", "site": "S"}
 
 
-def resolve_key(privacy: dict[str, Any]) -> bytes:
+def resolve_key(privacy: PrivacySettings) -> bytes:
     """The HMAC key from the environment variable named in config, else from config itself."""
-    key = os.environ.get(privacy["key_env"]) or privacy.get("key")
+    key = os.environ.get(privacy.key_env) or privacy.key
     if not key:
         raise ConfigError(
-            f"no pseudonymisation key: set the environment variable {privacy['key_env']} "
+            f"no pseudonymisation key: set the environment variable {privacy.key_env} "
             "or config key privacy.key"
         )
     return key.encode()
+
+
+def with_key(settings: CleanSettings, key: str | None) -> CleanSettings:
+    """`settings` with `privacy.key` replaced.
+
+    Rule params are shown in report.html, so the clean rule passes its settings with the key
+    removed (`with_key(view, None)`) and the script puts the config's key back.
+    """
+    return dataclasses.replace(settings, privacy=dataclasses.replace(settings.privacy, key=key))
 
 
 def pseudonym(raw: str, kind: str, key: bytes, length: int = 10) -> str:

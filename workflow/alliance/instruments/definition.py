@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from alliance.config import load_yaml_mapping
 from alliance.errors import ConfigError
 
 
@@ -129,10 +128,5 @@ def load_instrument(name: str, directory: str | Path) -> Instrument:
         raise ConfigError(
             f"instrument '{name}' not found in {directory}; available: {', '.join(known) or 'none'}"
         )
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{path}: an instrument file must be a mapping")
+    spec = load_yaml_mapping(path, "instrument file")
     return parse_instrument(spec, path)

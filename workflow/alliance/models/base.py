@@ -1,17 +1,20 @@
 """What every model kind takes and returns (the model stage's contract).
 
-A kind is a function `fit(spec, frame, cfg) -> ModelResult` registered in KINDS by dotted path, so a
-kind's heavy imports load only when a model of that kind runs.
+A kind is a function `fit(spec, frame, context) -> ModelResult` registered in KINDS by dotted path,
+so a kind's heavy imports load only when a model of that kind runs. `context` (FitContext) holds
+the few settings values a kind reads beyond its spec and frame.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+from alliance.settings import ModelSettings
 
 COEF_COLUMNS = [
     "model", "term", "estimate", "std_error", "statistic", "df", "p_value", "ci_low", "ci_high",
@@ -52,6 +55,29 @@ class ModelSpec:
     key_terms: tuple[str, ...] = ()
     label: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """The settings values a kind's `fit` reads beyond its spec and frame.
+
+    seed: config `seed` (a model's bootstrap stream derives from it and the model id);
+    arms: `codings.arm`, arm -> class (simple slopes per arm class);
+    higher_is_worse: `symptoms.higher_is_worse` (the sign of pooled symptom correlations).
+    """
+
+    seed: int
+    arms: Mapping[str, str]
+    higher_is_worse: bool
+
+    @classmethod
+    def from_settings(cls, settings: ModelSettings) -> FitContext:
+        """The context of the model stage's view."""
+        return cls(
+            seed=settings.seed,
+            arms=settings.codings.arm,
+            higher_is_worse=settings.symptoms.higher_is_worse,
+        )
 
 
 @dataclass

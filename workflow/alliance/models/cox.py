@@ -37,13 +37,13 @@ import pandas as pd
 
 from alliance.engine.survival import fit_cox, kaplan_meier, logrank, schoenfeld_test
 from alliance.errors import ConfigError
-from alliance.models.base import COEF_COLUMNS, ModelResult, ModelSpec, Skipped
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec, Skipped
 
 MIN_EVENTS = 10
 TERTILE_LABELS = ("low", "middle", "high")
 
 
-def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: dict[str, Any]) -> ModelResult:
+def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
     """Cox PH model with optional cluster-robust SEs, PH test, and KM/log-rank by tertile."""
     import statsmodels
 

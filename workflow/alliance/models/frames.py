@@ -25,33 +25,35 @@ What happens, in order (each step recorded in the meta for fit.json):
    first) beside its 0/1 columns, as are the `patient` / `therapist` IDs (pseudonyms).
 
 Few therapists (< options.min_groups levels of an upper grouping factor) are handled by the
-kind (alliance.models.mixed), not here.
+kind (alliance.models.mixed), not here. The spec's terms are parsed by alliance.models.terms and
+step 7 is alliance.models.coding.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from alliance.errors import ConfigError
 from alliance.models.base import ModelSpec, Skipped
+from alliance.models.coding import (
+    code_frame,
+    expand_terms,
+    is_factor,
+    preferred_arm,
+    random_string,
+)
 from alliance.models.person_period import person_period_terms
-from alliance.models.spec import parse_random
+from alliance.models.terms import Terms, spec_terms
 
 TABLES = {"sessions": "analysis.parquet", "patients": "patient_analysis.parquet"}
-ID_COLUMNS = ("patient", "therapist")
 MIXED_KINDS = ("lmm", "glmm", "hazard")
-# Options whose value names a column (or a list of columns) the kind reads from the frame.
-OPTION_COLUMNS = ("duration", "event", "cluster", "tertile_of", "mediator", "unit", "x", "y")
-OPTION_COLUMN_LISTS = ("predictors",)
-# Which availability key explains a column's absence (personality traits come from the config).
+# Which availability key explains a column's absence. (Personality traits need none: clean marks
+# `personality` available exactly when traits are configured, and then their columns exist.)
 AVAILABILITY_OF = {
     "therapist": "therapist",
     "alliance_ther": "therapist",
@@ -79,7 +81,6 @@ AVAILABILITY_OF = {
     "symptom_change": "symptom",
     "final_symptom": "symptom",
 }
-_INVALID = re.compile(r"[^A-Za-z0-9._]")
 
 
 @dataclass
@@ -118,18 +119,6 @@ class FrameMeta:
         }
 
 
-def make_name(text: str) -> str:
-    """R `make.names` for ASCII: invalid characters -> '.', an invalid start gets an 'X'.
-
-    (R keeps non-ASCII letters in UTF-8 locales; we replace them, so names do not depend on the
-    locale. R reads the names we write as they are.)
-    """
-    name = _INVALID.sub(".", text)
-    if not name or not (name[0].isalpha() or (name[0] == "." and not name[1:2].isdigit())):
-        name = "X" + name
-    return name
-
-
 def availability_state(availability: Mapping[str, Any], key: str) -> tuple[bool, str]:
     """(available, reason) of a dotted availability key such as `raters.therapist`."""
     node: Any = availability
@@ -143,103 +132,12 @@ def availability_state(availability: Mapping[str, Any], key: str) -> tuple[bool,
     return ok, "" if ok else str(node.get("reason") or f"{key} not available")
 
 
-def availability_key(column: str, cfg: Mapping[str, Any] | None) -> str | None:
+def availability_key(column: str) -> str | None:
     """The availability key that explains `column` being absent, if any."""
-    traits = ((cfg or {}).get("columns") or {}).get("personality") or {}
-    if column in traits:
-        return "personality"
     return AVAILABILITY_OF.get(column)
 
 
-# ---- terms ------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Terms:
-    """Working copy of a spec's terms as variable tuples, so variables can be dropped."""
-
-    outcome: str
-    fixed: list[tuple[str, ...]]
-    random: list[tuple[list[tuple[str, ...]], str, tuple[str, ...]]]  # (lhs terms, bar, group)
-    options: dict[str, Any]
-
-    def variables(self) -> list[str]:
-        out = [self.outcome]
-        out += [v for t in self.fixed for v in t]
-        for lhs, _, group in self.random:
-            out += [v for t in lhs for v in t if v not in ("0", "1")]
-            out += list(group)
-        out += option_columns(self.options)
-        return list(dict.fromkeys(out))
-
-    def term_variables(self) -> list[str]:
-        """Variables entering the design (fixed terms and random slopes), not groups/options."""
-        out = [v for t in self.fixed for v in t]
-        for lhs, _, _ in self.random:
-            out += [v for t in lhs for v in t if v not in ("0", "1")]
-        return list(dict.fromkeys(out))
-
-    def groups(self) -> list[str]:
-        return list(dict.fromkeys(":".join(g) for _, _, g in self.random))
-
-    def drop_variable(self, var: str) -> list[str]:
-        """Remove every term using `var`; returns the terms removed (as written)."""
-        gone = [":".join(t) for t in self.fixed if var in t]
-        self.fixed = [t for t in self.fixed if var not in t]
-        kept = []
-        for lhs, bar, group in self.random:
-            if var in group:
-                gone.append(_random_text(lhs, bar, group))
-                continue
-            new = [t for t in lhs if var not in t]
-            gone += [":".join(t) + f" (random slope by {':'.join(group)})" for t in lhs if var in t]
-            if [t for t in new if t != ("0",)]:
-                kept.append((new, bar, group))
-            else:
-                gone.append(_random_text(lhs, bar, group))
-        self.random = kept
-        for key in OPTION_COLUMNS:
-            if self.options.get(key) == var:
-                self.options[key] = None
-                gone.append(f"options.{key} = {var}")
-        for key in OPTION_COLUMN_LISTS:
-            if var in (self.options.get(key) or []):
-                self.options[key] = [v for v in self.options[key] if v != var]
-                gone.append(f"options.{key}: {var}")
-        return gone
-
-    def drop_group(self, group: str) -> list[str]:
-        gone = [_random_text(*r) for r in self.random if ":".join(r[2]) == group]
-        self.random = [r for r in self.random if ":".join(r[2]) != group]
-        return gone
-
-
-def _random_text(lhs: list[tuple[str, ...]], bar: str, group: tuple[str, ...]) -> str:
-    return f"({' + '.join(':'.join(t) for t in lhs)} {bar} {':'.join(group)})"
-
-
-def option_columns(options: Mapping[str, Any]) -> list[str]:
-    """Columns named by column-valued options (cox duration/event/cluster, pool unit, ...)."""
-    out = [options[k] for k in OPTION_COLUMNS if isinstance(options.get(k), str)]
-    for key in OPTION_COLUMN_LISTS:
-        out += [v for v in options.get(key) or [] if isinstance(v, str)]
-    return out
-
-
-def _terms(spec: ModelSpec) -> _Terms:
-    fixed = [tuple(t.replace(" ", "").split(":")) for t in spec.fixed]
-    random = []
-    if spec.random:
-        for lhs, bar, group in parse_random(spec.random, spec.id):
-            random.append(([tuple(t.split(":")) for t in lhs], bar, tuple(group.split(":"))))
-    return _Terms(spec.outcome, fixed, random, dict(spec.options))
-
-
 # ---- the frame --------------------------------------------------------------------------------
-
-
-def _is_factor(s: pd.Series) -> bool:
-    return not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
 
 
 def _varies(s: pd.Series) -> bool:
@@ -251,10 +149,15 @@ def model_frame(
     sessions: pd.DataFrame | None,
     patients: pd.DataFrame | None,
     availability: Mapping[str, Any],
-    cfg: Mapping[str, Any] | None = None,
+    *,
+    arms: Mapping[str, str] | None = None,
+    arm_reference: str | None = None,
 ) -> tuple[pd.DataFrame, FrameMeta]:
-    """The coded frame a model is fitted on and how it was built (see module docstring)."""
-    cfg = cfg or {}
+    """The coded frame a model is fitted on and how it was built (see module docstring).
+
+    `arms` (codings.arm, arm -> class) and `arm_reference` (codings.arm_reference) choose the
+    reference level of `arm`.
+    """
     if spec.data not in TABLES:
         raise ConfigError(
             f"model '{spec.id}', key data: {spec.data!r} is not one of {', '.join(TABLES)}"
@@ -268,10 +171,10 @@ def model_frame(
         if not ok:
             raise Skipped(f"needs {key}: {reason}")
 
-    terms = _terms(spec)
+    terms = spec_terms(spec)
     dropped: list[dict[str, str]] = []
     notes: list[str] = []
-    _check_columns(spec, terms, table, table_file, availability, cfg, dropped)
+    _check_columns(spec, terms, table, table_file, availability, dropped)
     extra: dict[str, Any] = {}
     if spec.kind == "hazard":
         table, terms, extra = person_period_terms(spec, terms, table)
@@ -295,9 +198,9 @@ def model_frame(
         why = "; ".join(f"{d['term']}: {d['reason']}" for d in dropped) or "none specified"
         raise Skipped(f"no random-effect term left ({why})")
 
-    frame, factors = _code(spec, terms, sub, cfg, notes)
-    fixed = _expand(terms.fixed, factors)
-    random = _random_string(terms.random, factors)
+    frame, factors = code_frame(spec, terms, sub, preferred_arm(arms or {}, arm_reference), notes)
+    fixed = expand_terms(terms.fixed, factors)
+    random = random_string(terms.random, factors)
     resolved = dataclasses.replace(
         spec,
         outcome=terms.outcome,
@@ -330,18 +233,17 @@ def model_frame(
 
 def _check_columns(
     spec: ModelSpec,
-    terms: _Terms,
+    terms: Terms,
     table: pd.DataFrame,
     table_file: str,
     availability: Mapping[str, Any],
-    cfg: Mapping[str, Any],
     dropped: list[dict[str, str]],
 ) -> None:
     """Every used variable is a column, or is absent because its measure is unavailable."""
     for var in terms.variables():
         if var in table.columns:
             continue
-        key = availability_key(var, cfg)
+        key = availability_key(var)
         ok, reason = availability_state(availability, key) if key else (True, "")
         if var == terms.outcome:
             if not ok:
@@ -381,7 +283,7 @@ def _group_values(frame: pd.DataFrame, group: str) -> pd.Series:
 
 
 def _complete_rows(
-    spec: ModelSpec, terms: _Terms, table: pd.DataFrame, dropped: list[dict[str, str]]
+    spec: ModelSpec, terms: Terms, table: pd.DataFrame, dropped: list[dict[str, str]]
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Drop incomplete rows, then terms without variation, until nothing changes."""
     for _ in range(100):
@@ -396,7 +298,7 @@ def _complete_rows(
         changed = False
         for var in terms.term_variables():
             if not _varies(sub[var]):
-                what = "has one level" if _is_factor(sub[var]) else "does not vary"
+                what = "has one level" if is_factor(sub[var]) else "does not vary"
                 for t in terms.drop_variable(var):
                     dropped.append({"term": t, "reason": f"'{var}' {what} in the model rows"})
                 changed = True
@@ -408,136 +310,3 @@ def _complete_rows(
         if not changed:
             return sub, missing
     raise RuntimeError(f"model '{spec.id}': term dropping did not settle")  # pragma: no cover
-
-
-def _level_text(level: Any) -> str:
-    if isinstance(level, bool | np.bool_):
-        return "TRUE" if level else "FALSE"
-    if isinstance(level, float) and level.is_integer():
-        return str(int(level))
-    return str(level)
-
-
-def _reference(
-    spec: ModelSpec, var: str, levels: list[str], cfg: Mapping[str, Any], notes: list[str]
-) -> str:
-    wanted = (spec.options.get("reference") or {}).get(var)
-    if wanted is not None:
-        if str(wanted) not in levels:
-            raise ConfigError(
-                f"model '{spec.id}', key options.reference.{var}: level {wanted!r} is not in "
-                f"the model rows; levels: {', '.join(levels)}"
-            )
-        return str(wanted)
-    codings = cfg.get("codings") or {}
-    if var == "arm":
-        ref = codings.get("arm_reference")
-        if ref is None:
-            placebo = sorted(a for a, c in (codings.get("arm") or {}).items() if c == "placebo")
-            ref = placebo[0] if placebo else None
-        if ref is not None and str(ref) in levels:
-            return str(ref)
-        if ref is not None:
-            notes.append(
-                f"reference arm {ref!r} has no model rows; reference is {levels[0]!r} instead"
-            )
-    if var == "arm_class" and "placebo" in levels:
-        return "placebo"
-    return levels[0]
-
-
-def _code(
-    spec: ModelSpec,
-    terms: _Terms,
-    sub: pd.DataFrame,
-    cfg: Mapping[str, Any],
-    notes: list[str],
-) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
-    """Keep the used columns (+ IDs), numerics as float, factors as 0/1 columns."""
-    used = terms.variables()
-    ids = [c for c in ID_COLUMNS if c in sub.columns and c not in used]
-    frame = pd.DataFrame(index=range(len(sub)))
-    design_vars = set(terms.term_variables())
-    group_vars = {v for g in terms.groups() for v in g.split(":")}
-    factors: dict[str, dict[str, Any]] = {}
-    for col in [*used, *ids]:
-        s = sub[col].reset_index(drop=True)
-        if col in design_vars and _is_factor(s):
-            frame[col], factors[col] = _factor(spec, col, s, cfg, notes)
-        elif col in group_vars or col in ids or _is_factor(s):
-            if col == terms.outcome:
-                raise ConfigError(
-                    f"model '{spec.id}': outcome '{col}' must be numeric (0/1 for a binary "
-                    f"outcome), not {s.dtype}"
-                )
-            frame[col] = s.astype("str")  # IDs and groups as text (missing stays missing)
-        else:
-            frame[col] = pd.to_numeric(s).to_numpy(dtype=float, na_value=np.nan)
-    for col, info in factors.items():
-        for level, name in info["columns"].items():
-            if name in frame.columns or name in sub.columns:
-                raise ConfigError(
-                    f"model '{spec.id}': level {level!r} of '{col}' becomes column '{name}', "
-                    "which already exists; rename the level or the column"
-                )
-            frame[name] = (frame[col] == level).to_numpy(dtype=float)
-    return frame, factors
-
-
-def _factor(
-    spec: ModelSpec, col: str, s: pd.Series, cfg: Mapping[str, Any], notes: list[str]
-) -> tuple[pd.Categorical, dict[str, Any]]:
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        present = set(s.dropna().unique())
-        raw = [c for c in s.cat.categories if c in present]
-    else:
-        raw = sorted(s.dropna().unique(), key=_level_text)
-    text = [_level_text(v) for v in raw]
-    values = s.map(dict(zip(raw, text, strict=True)))
-    ref = _reference(spec, col, text, cfg, notes)
-    order = [ref, *[t for t in text if t != ref]]
-    columns = {t: make_name(col + t) for t in order[1:]}
-    names = list(columns.values())
-    clash = {n for n in names if names.count(n) > 1}
-    if clash:
-        levels = [t for t, n in columns.items() if n in clash]
-        raise ConfigError(
-            f"model '{spec.id}': levels {levels} of '{col}' all become column "
-            f"'{sorted(clash)[0]}'; recode them so their R names differ"
-        )
-    info = {"reference": ref, "levels": order, "columns": columns}
-    return pd.Categorical(values, categories=order), info
-
-
-def _columns_of(var: str, factors: Mapping[str, dict[str, Any]]) -> list[str]:
-    if var in factors:
-        return list(factors[var]["columns"].values())
-    return [var]
-
-
-def _expand(terms: list[tuple[str, ...]], factors: Mapping[str, dict[str, Any]]) -> list[str]:
-    """Terms over the frame's columns: a factor piece becomes each of its 0/1 columns."""
-    out: list[str] = []
-    for term in terms:
-        if term in (("1",), ("0",)):
-            out.append(term[0])
-            continue
-        pieces = [_columns_of(v, factors) for v in term]
-        out += [":".join(p) for p in itertools.product(*pieces)]
-    return list(dict.fromkeys(out))
-
-
-def _random_string(random: list, factors: Mapping[str, dict[str, Any]]) -> str | None:
-    parts = []
-    for lhs, bar, group in random:
-        parts.append(f"({' + '.join(_expand(lhs, factors))} {bar} {':'.join(group)})")
-    return " + ".join(parts) or None
-
-
-def factor_columns(frame: pd.DataFrame, var: str) -> dict[str, str | None]:
-    """Level -> 0/1 column of a coded factor in a model frame (None for the reference level)."""
-    s = frame[var]
-    if not isinstance(s.dtype, pd.CategoricalDtype):
-        raise KeyError(f"'{var}' is not a coded factor of this frame")
-    levels = [str(c) for c in s.cat.categories]
-    return {lev: (None if i == 0 else make_name(var + lev)) for i, lev in enumerate(levels)}

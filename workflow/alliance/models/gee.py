@@ -30,7 +30,7 @@ import pandas as pd
 
 from alliance.engine.tidy import coef_table
 from alliance.errors import ConfigError, InputError
-from alliance.models.base import COEF_COLUMNS, ModelResult, ModelSpec, Skipped
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec, Skipped
 
 CTOL = 1e-10
 MAXITER = 200
@@ -38,7 +38,7 @@ FAMILIES = ("binomial", "gaussian")
 CORSTRS = ("exchangeable", "independence")
 
 
-def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: dict[str, Any]) -> ModelResult:
+def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
     """GEE with sandwich SEs, clusters = options.cluster (see module docstring)."""
     # the submodules, not statsmodels.api (which loads every model class, ~0.5 s more per job)
     import statsmodels

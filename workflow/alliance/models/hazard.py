@@ -20,12 +20,10 @@ counts events kept and lost.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
 import pandas as pd
 
-from alliance.models.base import ModelResult, ModelSpec
+from alliance.models.base import FitContext, ModelResult, ModelSpec
 from alliance.models.mixed import fit_mixed
 
 
@@ -37,7 +35,7 @@ def _derived(time: str):
     return fill
 
 
-def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: Mapping[str, Any]) -> ModelResult:
+def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
     """Binomial GLMM on the person-period frame; fit.json adds events kept / patients."""
     time = spec.options.get("time", "quadratic")
     opts = dict(spec.options)
@@ -46,8 +44,8 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: Mapping[str, Any]) -> ModelRe
     result = fit_mixed(
         dataclasses.replace(spec, options=opts),
         frame,
-        cfg,
         family="binomial",
+        arms=context.arms,
         derived=_derived(time),
     )
     result.fit["hazard"] = {

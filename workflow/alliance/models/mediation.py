@@ -16,7 +16,7 @@ Options:
 - `mediator`: M (e.g. alliance_early).
 - `cluster` (e.g. therapist): resampling unit and CR1 cluster-robust SEs of the paths (t with
   G - 1 df, as the rsa kind). None: patients are resampled, plain OLS SEs.
-- `n_boot` (default 1000): replicates; the seed is derived from `cfg["seed"]` and the model id
+- `n_boot` (default 1000): replicates; the seed is derived from the config seed and the model id
   (alliance.bootstrap.derive_seed), so every model has its own reproducible stream.
 - `ci`: `percentile` (default) or `bc` (bias-corrected): the interval put in the coefficients
   table; the `paths` extra has both.
@@ -30,7 +30,7 @@ intervals) and `boot` (the draws: one row per replicate, one column per path and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,7 @@ from alliance.engine.bootstrap import (
 )
 from alliance.engine.tidy import coef_table
 from alliance.errors import ConfigError
-from alliance.models.base import COEF_COLUMNS, ModelResult, ModelSpec, Skipped
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec, Skipped
 
 PATHS = ("a", "b", "c", "c_prime", "indirect")
 FEW_CLUSTERS = 20
@@ -129,10 +129,13 @@ def path_estimates(
 def bootstrap_draws(
     spec: ModelSpec,
     frame: pd.DataFrame,
-    cfg: Mapping[str, Any],
+    seed: int,
     shard: tuple[int, int] = (0, 1),
 ) -> pd.DataFrame:
-    """This shard's bootstrap replicates of every path (gather shards with bootstrap.gather)."""
+    """This shard's bootstrap replicates of every path (gather shards with bootstrap.gather).
+
+    `seed` is the config seed; the stream is `model_seed(spec, seed)`.
+    """
     roles = setup(spec, frame)
     cols = [roles["outcome"], roles["mediator"], *roles["predictors"], *roles["covariates"]]
     if roles["cluster"]:
@@ -144,20 +147,17 @@ def bootstrap_draws(
         ),
         roles["cluster"],
         roles["n_boot"],
-        model_seed(spec, cfg),
+        model_seed(spec, seed),
         shard=shard,
     )
 
 
-def model_seed(spec: ModelSpec, cfg: Mapping[str, Any]) -> int:
+def model_seed(spec: ModelSpec, seed: int) -> int:
     """The bootstrap seed of this model: config seed combined with the model id."""
-    seed = cfg.get("seed")
-    if seed is None:
-        raise ConfigError("config key seed: needed for the mediation bootstrap")
     return derive_seed(int(seed), spec.id)
 
 
-def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: dict[str, Any]) -> ModelResult:
+def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
     """Paths a, b, c, c' and the indirect effect a x b with cluster-bootstrap CIs."""
     import statsmodels
 
@@ -168,7 +168,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: dict[str, Any]) -> ModelResul
         point = path_estimates(frame, preds, med, out, covs)
     except np.linalg.LinAlgError:
         raise Skipped("the predictors, mediator and covariates are collinear") from None
-    boot = bootstrap_draws(spec, frame, cfg)
+    boot = bootstrap_draws(spec, frame, context.seed)
     n_failed = int(boot.drop(columns="replicate").isna().any(axis=1).sum())
 
     wald = _wald_paths(frame, preds, med, out, covs, cluster)
@@ -268,8 +268,8 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: dict[str, Any]) -> ModelResul
             "resampled": f"whole clusters of '{cluster}'" if cluster else "patients (rows)",
             "ci": roles["ci"],
             "level": LEVEL,
-            "seed": model_seed(spec, cfg),
-            "seed_from": f"sha256 of config seed {cfg.get('seed')} and model id '{spec.id}'",
+            "seed": model_seed(spec, context.seed),
+            "seed_from": f"sha256 of config seed {context.seed} and model id '{spec.id}'",
             "rng": "numpy default_rng([seed, replicate]) per replicate",
         },
         "formula_r": "; ".join(f for fs in formulas.values() for f in fs),

@@ -32,8 +32,9 @@ from scipy.special import expit
 from alliance.engine import mixed as engine
 from alliance.engine.tidy import coef_table
 from alliance.models import contrasts
-from alliance.models.base import COEF_COLUMNS, ModelResult, ModelSpec
-from alliance.models.frames import factor_columns, group_codes
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec
+from alliance.models.coding import factor_columns
+from alliance.models.frames import group_codes
 from alliance.models.spec import parse_random
 
 MIN_GROUPS = 10
@@ -47,21 +48,24 @@ def formula(spec: ModelSpec) -> str:
     return f"{spec.outcome} ~ {rhs}"
 
 
-def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: Mapping[str, Any]) -> ModelResult:
+def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
     """Fit an lmm / glmm spec on its model frame; coefficients, fit facts and extras."""
     family = "gaussian" if spec.kind == "lmm" else "binomial"
-    return fit_mixed(spec, frame, cfg, family=family)
+    return fit_mixed(spec, frame, family=family, arms=context.arms)
 
 
 def fit_mixed(
     spec: ModelSpec,
     frame: pd.DataFrame,
-    cfg: Mapping[str, Any],
     *,
     family: str,
+    arms: Mapping[str, str],
     derived: Any = None,
 ) -> ModelResult:
-    """Shared by lmm, glmm and hazard (which passes `derived` for its time terms)."""
+    """Shared by lmm, glmm and hazard (which passes `derived` for its time terms).
+
+    `arms` (codings.arm, arm -> class) adds class rows to simple slopes by arm.
+    """
     opts = spec.options
     warnings: list[str] = []
     few = _few_groups(spec, frame, int(opts.get("min_groups") or MIN_GROUPS))
@@ -102,7 +106,7 @@ def fit_mixed(
     info: dict[str, Any] = {}
     slopes = opts.get("simple_slopes")
     if slopes:
-        table, weights, slope_info = _simple_slopes(spec, frame, beta, vcov, slopes, cfg, combo_df)
+        table, weights, slope_info = _simple_slopes(spec, frame, beta, vcov, slopes, arms, combo_df)
         extras["simple_slopes"] = table
         info["simple_slopes"] = slope_info
         if opts.get("contrasts"):
@@ -265,7 +269,7 @@ def _simple_slopes(
     beta: pd.Series,
     vcov: pd.DataFrame,
     opts: Mapping[str, Any],
-    cfg: Mapping[str, Any],
+    arms: Mapping[str, str],
     df: float,
 ) -> tuple[pd.DataFrame, dict, dict[str, Any]]:
     by = opts["by"]
@@ -279,9 +283,8 @@ def _simple_slopes(
             level: ("level", np.nan, {} if col is None else {col: 1.0})
             for level, col in cols.items()
         }
-        classes = (cfg.get("codings") or {}).get("arm") or {}
-        if by == "arm" and opts.get("classes", True) and classes:
-            points.update(contrasts.class_points(points, classes))
+        if by == "arm" and opts.get("classes", True) and arms:
+            points.update(contrasts.class_points(points, arms))
             info["classes"] = "equal-weight average of the arms in each class (codings.arm)"
     else:
         values = _moderator_values(frame, by, opts.get("at"))

@@ -40,7 +40,7 @@ import pandas as pd
 
 from alliance.engine.meta import PooledCorrelation, pool_correlations
 from alliance.errors import ConfigError
-from alliance.models.base import COEF_COLUMNS, ModelResult, ModelSpec, Skipped
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec, Skipped
 
 BENCHMARK = {
     "r": 0.278,
@@ -55,7 +55,7 @@ FEW_UNITS = 5
 MIN_N = 4
 
 
-def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: dict[str, Any]) -> ModelResult:
+def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
     """Per-unit r, Fisher z, random-effects pooling (DL and REML), benchmark comparison."""
     opts = spec.options
     unit = opts.get("unit") or "site"
@@ -70,7 +70,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: dict[str, Any]) -> ModelResul
                 f"model '{spec.id}': column '{col}' is not in the model frame; name it in the "
                 "spec (outcome, fixed or the options key that uses it) so the frame keeps it"
             )
-    sign, sign_reason = _sign(opts.get("sign", "auto"), y, cfg)
+    sign, sign_reason = _sign(opts.get("sign", "auto"), y, context.higher_is_worse)
 
     units, warns = unit_correlations(frame, unit, x, y)
     k = len(units)
@@ -167,13 +167,12 @@ def unit_correlations(
     return pd.DataFrame(rows, columns=["unit", "n", "r_raw"]), warns
 
 
-def _sign(value: Any, y: str, cfg: dict[str, Any]) -> tuple[int, str]:
+def _sign(value: Any, y: str, higher_is_worse: bool) -> tuple[int, str]:
     if value in (1, -1):
         return int(value), "options.sign"
     if value not in ("auto", None):
         raise ConfigError(f"options.sign: {value!r} is not 1, -1 or auto")
-    worse = bool(((cfg or {}).get("symptoms") or {}).get("higher_is_worse", True))
-    if y in SYMPTOM_COLUMNS and worse:
+    if y in SYMPTOM_COLUMNS and higher_is_worse:
         return -1, f"auto: {y} is a symptom score and higher is worse, so improvement is negative"
     if y in SYMPTOM_COLUMNS:
         return 1, f"auto: {y} is a symptom score and higher is better"

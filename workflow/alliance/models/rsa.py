@@ -35,7 +35,7 @@ import pandas as pd
 
 from alliance.engine.tidy import coef_table
 from alliance.errors import ConfigError
-from alliance.models.base import COEF_COLUMNS, ModelResult, ModelSpec, Skipped
+from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec, Skipped
 
 B_TERMS = ("P", "T", "I(P^2)", "P:T", "I(T^2)")
 SURFACE = {
@@ -53,7 +53,7 @@ SURFACE = {
 GRID_SIZE = 41
 
 
-def fit(spec: ModelSpec, frame: pd.DataFrame, cfg: dict[str, Any]) -> ModelResult:
+def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
     """OLS polynomial regression and surface parameters a1..a4 (see module docstring)."""
     # the submodule, not statsmodels.api (which loads every model class, ~0.5 s more per job)
     import statsmodels

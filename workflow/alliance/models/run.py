@@ -27,8 +27,16 @@ import pandas as pd
 
 from alliance import files
 from alliance.errors import ConfigError, InputError
-from alliance.models.base import COEF_COLUMNS, ModelResult, ModelSpec, Skipped, kind_function
+from alliance.models.base import (
+    COEF_COLUMNS,
+    FitContext,
+    ModelResult,
+    ModelSpec,
+    Skipped,
+    kind_function,
+)
 from alliance.models.frames import FrameMeta, model_frame
+from alliance.settings import ModelSettings
 
 SUMMARY_COLUMNS = [
     "model", "label", "kind", "term", "estimate", "std_error", "ci_low", "ci_high", "p_value",
@@ -45,7 +53,7 @@ def fit_model(
     sessions: pd.DataFrame | None,
     patients: pd.DataFrame | None,
     availability: Mapping[str, Any],
-    cfg: Mapping[str, Any],
+    settings: ModelSettings,
 ) -> tuple[ModelResult, dict[str, float]]:
     """Frame + fit in memory (no files): a ModelResult whose fit holds the status.
 
@@ -53,12 +61,16 @@ def fit_model(
     """
     start = time.perf_counter()
     header = {"id": spec.id, "label": spec.label or spec.id, "kind": spec.kind}
+    codings = settings.codings
     try:
-        frame, meta = model_frame(spec, sessions, patients, availability, cfg)
+        frame, meta = model_frame(
+            spec, sessions, patients, availability,
+            arms=codings.arm, arm_reference=codings.arm_reference,
+        )  # fmt: skip
     except Skipped as exc:
         return _empty(spec, header, "skipped", exc.reason), {"total_seconds": _since(start)}
     try:
-        result = kind_function(spec.kind)(meta.spec, frame, cfg)
+        result = kind_function(spec.kind)(meta.spec, frame, FitContext.from_settings(settings))
     except Skipped as exc:
         return _empty(spec, header, "skipped", exc.reason, frame, meta), {
             "total_seconds": _since(start)
@@ -135,11 +147,11 @@ def run_model(
     sessions: pd.DataFrame | None,
     patients: pd.DataFrame | None,
     availability: Mapping[str, Any],
-    cfg: Mapping[str, Any],
+    settings: ModelSettings,
     outdir: str | Path,
 ) -> ModelResult:
     """Fit one spec on in-memory tables and write `<outdir>/` (see module docstring)."""
-    result, timing = fit_model(spec, sessions, patients, availability, cfg)
+    result, timing = fit_model(spec, sessions, patients, availability, settings)
     write_result(result, timing, outdir)
     return result
 

@@ -20,6 +20,7 @@ import yaml
 from alliance.config import load_schema
 from alliance.errors import ConfigError
 from alliance.models.base import KINDS, ModelSpec
+from alliance.settings import ModelsSettings
 
 # R-valid variable names (what a fixed term may join with ':').
 NAME = r"[A-Za-z.][A-Za-z0-9._]*"
@@ -155,15 +156,15 @@ def validate_specs(specs: Iterable[ModelSpec]) -> list[ModelSpec]:
     return specs
 
 
-def load_specs(cfg: Mapping[str, Any]) -> list[ModelSpec]:
+def load_specs(models: ModelsSettings) -> list[ModelSpec]:
     """Specs to fit: defaults (minus `disable`, each replaced by a custom spec of its id) + custom.
 
     Order: defaults in file order, then new custom models in config order.
     """
-    block = dict(cfg.get("models") or {})
-    use_defaults = block.get("use_defaults", True)
-    disable = list(block.get("disable") or [])
-    custom_raw = list(block.get("custom") or [])
+    block = models.to_dict()  # plain lists and dicts: what the spec schema validates
+    use_defaults = block["use_defaults"]
+    disable = block["disable"]
+    custom_raw = block["custom"]
     defaults = [spec_from_dict(d, "alliance/models/defaults.yaml") for d in default_spec_dicts()]
     default_ids = [s.id for s in defaults]
     unknown = [i for i in disable if i not in default_ids]

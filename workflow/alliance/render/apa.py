@@ -14,8 +14,9 @@ Conventions (APA 7, with the choices APA leaves open made once here):
 Small-cell suppression (`suppress`): a count n with 0 < n < min_cell prints as "< min_cell"
 and its percentage is not shown at all (with the total known, a percentage gives the count
 back). Zero is not suppressed. Complementary cells that would let a reader recompute a
-suppressed count from row or column totals are suppressed too, by `alliance.render.tables`
-(see `complementary_suppression` there), and print as `COMPLEMENTARY` ("s").
+suppressed count from row or column totals are suppressed too, by
+`alliance.render.tables.table1` (see `complementary_suppression` there), and print as
+`COMPLEMENTARY` ("s").
 """
 
 from __future__ import annotations

@@ -22,13 +22,14 @@ from alliance.render.tables import (
     table1,
     write_table,
 )
+from alliance.settings import RenderSettings
 
 TABLE1_CONTINUOUS = ("age", "baseline_symptom", "agreeableness", "extraversion", "openness")
 TABLE1_CATEGORICAL = ("sex", "modality", "site")
 
 
-def _labels(cfg: dict[str, Any]) -> dict[str, str]:
-    sym = cfg["symptoms"]["label"]
+def _labels(sym: str) -> dict[str, str]:
+    """Table 1 row labels; `sym` is the symptom scale's label."""
     return {
         "age": "Age (years)",
         "baseline_symptom": f"Baseline {sym}",
@@ -46,15 +47,15 @@ def model_folders(models_dir: Path) -> list[Path]:
     return sorted(p.parent for p in models_dir.glob("*/fit.json"))
 
 
-def build_tables(results: Path, cfg: dict[str, Any], out: Path) -> dict[str, list[Path]]:
+def build_tables(results: Path, settings: RenderSettings, out: Path) -> dict[str, list[Path]]:
     """Table 1, reliability, one APA table per fitted model, and the summary of alliance effects."""
-    labels = _labels(cfg)
+    labels = _labels(settings.symptoms.label)
     written: dict[str, list[Path]] = {}
     patients = pd.read_parquet(results / "clean" / "patients.parquet")
     randomised = patients[patients["arm"].notna()] if "arm" in patients else patients
     cont = [c for c in TABLE1_CONTINUOUS if c in randomised]
     cat = [c for c in TABLE1_CATEGORICAL if c in randomised]
-    min_cell = cfg["privacy"]["min_cell"]
+    min_cell = settings.privacy.min_cell
     by = "arm" if "arm" in randomised else None
     if by:
         t1 = table1(randomised, by=by, continuous=cont, categorical=cat, min_cell=min_cell,
@@ -78,21 +79,21 @@ def _row(cells: list[str], tag: str = "td") -> str:
     return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
 
 
-def overview_html(results: Path, cfg: dict[str, Any], figures: dict[str, Any]) -> str:
+def overview_html(results: Path, settings: RenderSettings, figures: dict[str, Any]) -> str:
     """A plain page: data used, every analysis with status/reason, and missing figures' reasons."""
     avail = json.loads((results / "clean" / "availability.json").read_text())
     flow = pd.read_csv(results / "clean" / "flow.csv")
     summ = avail.get("summary", {})
     parts = [
-        f"<h2>{html.escape(cfg['trial_name'])}</h2>",
+        f"<h2>{html.escape(settings.trial_name)}</h2>",
         "<p>Data used (clean stage): "
         f"{summ.get('patients', '?')} people assessed, {summ.get('patients_with_sessions', '?')} "
         f"started treatment with {summ.get('therapists', '?')} therapists; "
         f"{summ.get('session_rows', '?')} session rows; arms: "
         f"{html.escape(', '.join(map(str, summ.get('arms', []))) or '-')}; "
         f"{summ.get('problems', 0)} data problem(s) recorded in validation.csv. "
-        f"Symptom scale: {html.escape(cfg['symptoms']['label'])}; alliance score in models: "
-        f"{html.escape(cfg['score']['rater'])}-rated {html.escape(cfg['score']['scale'])}.</p>",
+        f"Symptom scale: {html.escape(settings.symptoms.label)}; alliance score in models: "
+        f"{html.escape(settings.score.rater)}-rated {html.escape(settings.score.scale)}.</p>",
         "<h3>Participant flow</h3><table>",
         _row(["step", "arm", "n"], "th"),
         *[_row([r.step, r.arm, r.n]) for r in flow.itertuples()],

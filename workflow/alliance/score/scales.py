@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,22 +16,20 @@ import pandas as pd
 from alliance.errors import ConfigError
 from alliance.instruments.definition import Instrument, load_instrument
 from alliance.instruments.items import keyed_items, score_items
+from alliance.settings import AllianceSettings
 
 SCORE_COLUMNS = ["patient", "session", "rater", "instrument", "scale", "score", "n_items"]
 
 
-def load_raters(cfg: dict[str, Any]) -> dict[str, Instrument]:
+def load_raters(alliance: AllianceSettings) -> dict[str, Instrument]:
     """Instrument of every configured rater (`alliance.raters.<rater>.instrument`).
 
     Warns (the run log captures warnings) when a key is marked UNVERIFIED in its YAML, so the report
     can never silently rest on a guessed scoring key.
     """
-    directory = cfg["alliance"]["instruments_dir"]
     out: dict[str, Instrument] = {}
-    for rater, spec in (cfg["alliance"].get("raters") or {}).items():
-        if not spec:
-            continue
-        inst = load_instrument(spec["instrument"], directory)
+    for rater, spec in alliance.rater_specs().items():
+        inst = load_instrument(spec["instrument"], alliance.instruments_dir)
         if not inst.scales():
             raise ConfigError(
                 f"config key alliance.raters.{rater}.instrument: instrument '{inst.name}' has no "

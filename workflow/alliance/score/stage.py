@@ -14,12 +14,15 @@ from typing import Any
 
 import pandas as pd
 
+from alliance import files
 from alliance.errors import ConfigError
+from alliance.instruments.definition import Instrument
 from alliance.score.agreement import agreement
 from alliance.score.levels import decompose, select_score
 from alliance.score.reliability import reliability_table
 from alliance.score.ruptures import rupture_table
 from alliance.score.scales import load_raters, patient_alliance, prorating_counts, score_alliance
+from alliance.settings import ScoreOptions, ScoreSettings
 
 STEM = "alliance"
 # Short names for the decomposition columns the models use.
@@ -60,18 +63,23 @@ def build_analysis(
     scores: pd.DataFrame,
     patient_scores: pd.DataFrame,
     agree_patients: pd.DataFrame | None,
-    cfg: dict[str, Any],
+    *,
+    rater: str,
+    scale: str,
+    detrend: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Session-level and patient-level analysis tables for the model stage."""
-    sc = cfg["score"]
-    rater, scale = sc["rater"], sc["scale"]
+    """Session-level and patient-level analysis tables for the model stage.
+
+    `rater` x `scale` is the primary alliance score (config `score.rater` / `score.scale`);
+    `detrend` adds the detrended within-patient part (`score.detrend`).
+    """
     if not _rater_available(scores, rater, scale):
         raise ConfigError(
             f"config key score.rater/score.scale: no {rater}-rated '{scale}' scores in the data"
         )
     keep = [c for c in SESSION_CARRY if c in sessions.columns]
     table = decompose(
-        sessions, scores, rater=rater, scale=scale, detrend=sc["detrend"], stem=STEM, keep=keep
+        sessions, scores, rater=rater, scale=scale, detrend=detrend, stem=STEM, keep=keep
     )
     table = table.rename(columns=RENAME)
     # Centre the therapist level at the grand mean of patient means, so
@@ -119,34 +127,46 @@ def _wide_summaries(patient_scores: pd.DataFrame, rater: str, scale: str, prefix
     return out.reset_index(drop=True)
 
 
-def run_score(sessions: pd.DataFrame, patients: pd.DataFrame, cfg: dict[str, Any]) -> ScoreResult:
-    """The whole score stage in memory (the variance decomposition is a separate step)."""
-    raters = load_raters(cfg)
-    sc = cfg["score"]
+def score_tables(
+    sessions: pd.DataFrame, raters: dict[str, Instrument], options: ScoreOptions
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scale scores per session and their patient-level summaries (early window from `options`)."""
     scores = score_alliance(sessions, raters)
-    window = tuple(sc["early_window"])
     patient_scores = patient_alliance(
-        scores, sessions, early_window=window, early_session=sc["early_session"]
+        scores,
+        sessions,
+        early_window=tuple(options.early_window),
+        early_session=options.early_session,
     )
+    return scores, patient_scores
+
+
+def run_score(
+    sessions: pd.DataFrame, patients: pd.DataFrame, settings: ScoreSettings
+) -> ScoreResult:
+    """The whole score stage in memory (the variance decomposition is a separate step)."""
+    raters = load_raters(settings.alliance)
+    options = settings.score
+    scale = options.scale
+    scores, patient_scores = score_tables(sessions, raters, options)
     reliability = reliability_table(sessions, raters)
     has_pair = "patient" in raters and "therapist" in raters
-    has_pair = has_pair and all(_rater_available(scores, r, sc["scale"]) for r in raters)
+    has_pair = has_pair and all(_rater_available(scores, r, scale) for r in raters)
     notes: dict[str, Any] = {}
     if has_pair:
-        agree_sessions, agree_patients = agreement(scores, scale=sc["scale"])
+        agree_sessions, agree_patients = agreement(scores, scale=scale)
     else:
         agree_sessions, agree_patients = pd.DataFrame(), None
         notes["agreement"] = "skipped: needs patient- and therapist-rated scores of the same scale"
     analysis, patient_analysis = build_analysis(
-        sessions, patients, scores, patient_scores, agree_patients, cfg
-    )
-    rup = sc["ruptures"]
-    series = (
-        select_score(scores, rater="patient", scale=sc["scale"]) if "patient" in raters else None
-    )
+        sessions, patients, scores, patient_scores, agree_patients,
+        rater=options.rater, scale=scale, detrend=options.detrend,
+    )  # fmt: skip
+    rup = options.ruptures
+    series = select_score(scores, rater="patient", scale=scale) if "patient" in raters else None
     if series is not None and len(series):
         episodes, rupture_patients = rupture_table(
-            series, ks=rup["ks"], m=rup["m"], sd=rup["sd"], min_sessions=rup["min_sessions"]
+            series, ks=rup.ks, m=rup.m, sd=rup.sd, min_sessions=rup.min_sessions
         )
     else:
         episodes, rupture_patients = pd.DataFrame(), pd.DataFrame()
@@ -170,7 +190,7 @@ def run_score(sessions: pd.DataFrame, patients: pd.DataFrame, cfg: dict[str, Any
 def write_score(result: ScoreResult, outdir: str | Path) -> dict[str, Path]:
     """Write the score stage's files atomically."""
     out = Path(outdir)
-    files = {
+    outputs = {
         "alliance": (result.scores, "alliance.parquet"),
         "patient_alliance": (result.patient_scores, "patient_alliance.parquet"),
         "prorating": (result.prorating, "prorating.csv"),
@@ -183,7 +203,7 @@ def write_score(result: ScoreResult, outdir: str | Path) -> dict[str, Path]:
         "rupture_patients": (result.rupture_patients, "rupture_patients.csv"),
     }
     paths = {}
-    for key, (frame, name) in files.items():
+    for key, (frame, name) in outputs.items():
         path = out / name
         writer = files.write_parquet if name.endswith(".parquet") else files.write_csv
         writer(frame, path)

@@ -3,10 +3,10 @@
 Config `bootstrap:` (all optional): `models` (model ids; none by default, since each replicate
 refits the model), `n_boot` (1000), `shards` (1: jobs per model), `cluster` (therapist: the
 resampled unit), `level` (0.95). Replicate r resamples whole clusters with the stream
-`default_rng([seed, r])`, seed = derive_seed(config seed, model id)
-(alliance.engine.bootstrap), so the
-gathered draws are identical whatever `shards` is, and for a mediation model they equal the
-model's own `boot.csv` when n_boot is the same (its statistic is the same path_estimates).
+`default_rng([seed, r])`, seed = the mediation kind's `model_seed` (derive_seed of the config
+seed and the model id, alliance.engine.bootstrap), so the gathered draws are identical whatever
+`shards` is, and for a mediation model they equal the model's own `boot.csv` when n_boot is the
+same (its statistic is the same path_estimates).
 
 Any other kind is refitted per replicate on the resampled frame (its extras switched off), and the
 replicate keeps the terms of the model's coefficients.csv; a replicate whose fit fails (singular,
@@ -26,19 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.engine.bootstrap import (
-    bc_ci,
-    bootstrap_p,
-    cluster_bootstrap,
-    derive_seed,
-    gather,
-    percentile_ci,
-)
+from alliance.engine.bootstrap import bc_ci, bootstrap_p, cluster_bootstrap, gather, percentile_ci
 from alliance.errors import ConfigError
-from alliance.models.base import ModelSpec, Skipped, kind_function
+from alliance.models.base import FitContext, ModelSpec, Skipped, kind_function
 from alliance.models.frames import model_frame
+from alliance.models.mediation import model_seed
+from alliance.settings import BootstrapRun, BootstrapSettings
 
-DEFAULTS = {"models": [], "n_boot": 1000, "shards": 1, "cluster": "therapist", "level": 0.95}
 # Options that only add extra tables: a replicate needs the coefficients alone.
 EXTRA_OPTIONS = ("predictions", "random_effects", "simple_slopes", "contrasts", "tertile_of")
 CI_COLUMNS = [
@@ -46,29 +40,21 @@ CI_COLUMNS = [
 ]  # fmt: skip
 
 
-def settings(cfg: Mapping[str, Any], model_ids: Sequence[str] = ()) -> dict[str, Any]:
-    """The `bootstrap:` block with defaults; unknown model ids are a ConfigError."""
-    out = {**DEFAULTS, **(cfg.get("bootstrap") or {})}
-    unknown = [m for m in out["models"] if model_ids and m not in model_ids]
+def check_models(bootstrap: BootstrapSettings, model_ids: Sequence[str]) -> BootstrapSettings:
+    """`bootstrap` itself when every model it lists is one of `model_ids` (none given: nothing
+    to check); else a ConfigError. (The schema already holds `n_boot` and `shards` >= 1.)
+    """
+    unknown = [m for m in bootstrap.models if m not in model_ids] if model_ids else []
     if unknown:
         raise ConfigError(
             f"config key bootstrap.models: unknown model id(s) {unknown}; models are "
             f"{', '.join(model_ids)}"
         )
-    if int(out["shards"]) < 1 or int(out["n_boot"]) < 1:
-        raise ConfigError("config keys bootstrap.shards and bootstrap.n_boot must be >= 1")
-    return out
-
-
-def seed(spec: ModelSpec, cfg: Mapping[str, Any]) -> int:
-    """The model's bootstrap seed (the mediation kind's own: same id, same config seed)."""
-    if cfg.get("seed") is None:
-        raise ConfigError("config key seed: needed for the bootstrap")
-    return derive_seed(int(cfg["seed"]), spec.id)
+    return bootstrap
 
 
 def statistic(
-    spec: ModelSpec, cfg: Mapping[str, Any], terms: Sequence[str], cluster: str
+    spec: ModelSpec, context: FitContext, terms: Sequence[str], cluster: str
 ) -> Callable[[pd.DataFrame], dict[str, float]]:
     """frame -> {term: estimate} for one replicate (NaN for a term the refit lacks)."""
     from alliance.models.run import FIT_FAILURES
@@ -94,7 +80,7 @@ def statistic(
         if "patient" in frame.columns and cluster != "patient":
             frame = frame.assign(patient=frame[cluster].astype(str) + ":" + frame["patient"])
         try:
-            coefs = fit(lean, frame, dict(cfg)).coefficients
+            coefs = fit(lean, frame, context).coefficients
         except (Skipped, *FIT_FAILURES):
             return dict.fromkeys(terms, np.nan)
         est = dict(zip(coefs["term"], coefs["estimate"], strict=True))
@@ -108,7 +94,7 @@ def shard_draws(
     sessions: pd.DataFrame | None,
     patients: pd.DataFrame | None,
     availability: Mapping[str, Any],
-    cfg: Mapping[str, Any],
+    run: BootstrapRun,
     terms: Sequence[str],
     shard: tuple[int, int],
 ) -> pd.DataFrame:
@@ -116,20 +102,24 @@ def shard_draws(
 
     A model that is skipped on these data, or has no coefficients, gives an empty table.
     """
-    boot = settings(cfg)
     if not terms:
         return pd.DataFrame(columns=["replicate"])
+    codings = run.codings
     try:
-        frame, meta = model_frame(spec, sessions, patients, availability, cfg)
+        frame, meta = model_frame(
+            spec, sessions, patients, availability,
+            arms=codings.arm, arm_reference=codings.arm_reference,
+        )  # fmt: skip
     except Skipped:
         return pd.DataFrame(columns=["replicate", *terms])
-    cluster = spec.options.get("cluster") or boot["cluster"]
+    cluster = spec.options.get("cluster") or run.bootstrap.cluster
+    context = FitContext.from_settings(run.model_stage())
     draws = cluster_bootstrap(
         frame,
-        statistic(meta.spec, cfg, terms, cluster),
+        statistic(meta.spec, context, terms, cluster),
         cluster,
-        int(boot["n_boot"]),
-        seed(spec, cfg),
+        int(run.bootstrap.n_boot),
+        model_seed(spec, run.seed),
         shard=shard,
     )
     return draws.reindex(columns=["replicate", *terms])

@@ -4,7 +4,9 @@ Why: a model stage that runs is not yet a model stage that is right. Each replic
 trial (`alliance.simulate.trial`) from its own seed `derive_seed(study seed, "recovery:r")`, so its
 result never depends on how replicates are split into shards; runs the clean stage, the score
 stage's analysis tables and the checked models in memory; and keeps, per checked term, the
-estimate, SE and 95 % CI. `summarise` reports bias, RMSE, SE calibration and CI coverage.
+estimate, SE and 95 % CI. The study's config is `alliance.studies.recovery_study`; gathering the
+shards and the summary (bias, RMSE, SE calibration, CI coverage) are
+`alliance.studies.recovery_results`.
 
 Two reference values per term (the documentation in config/validate.yaml gives the reasoning):
 - `generating`: the simulator's parameter in the model's parameterisation (truth.json);
@@ -23,32 +25,32 @@ reported beside it. Target trials are sharded like replicates.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 import pandas as pd
-import yaml
-from scipy import stats
 
 from alliance.clean.stage import clean_trial
-from alliance.config import fill_defaults, format_schema_error, load_config, load_yaml_mapping
+from alliance.config import load_config
 from alliance.engine.bootstrap import derive_seed, shard_replicates
-from alliance.errors import ConfigError, InputError
+from alliance.errors import ConfigError
+from alliance.instruments.definition import Instrument
 from alliance.models.base import ModelResult, ModelSpec
 from alliance.models.run import fit_model
 from alliance.models.spec import load_specs
-from alliance.score.scales import load_raters, patient_alliance, score_alliance
-from alliance.score.stage import build_analysis
+from alliance.score.scales import load_raters
+from alliance.score.stage import build_analysis, score_tables
+from alliance.settings import ModelsSettings, ScoreOptions, Settings
 from alliance.simulate.export import write_trial
-from alliance.simulate.trial import ARMS, DEFAULT_PARAMS, simulate_trial
+from alliance.simulate.params import ARMS
+from alliance.simulate.trial import simulate_trial
+from alliance.studies.recovery_results import REPLICATE_COLUMNS, typed_rows
+from alliance.studies.recovery_study import check_id
 
 OUTCOME_MODELS = ("growth", "lagged")
 # beta_P and beta_tP enter the simulator multiplied by beta_P_arm_multiplier[arm] *
@@ -57,181 +59,28 @@ OUTCOME_MODELS = ("growth", "lagged")
 ARM_WEIGHTED = ("beta_P", "beta_tP")
 # Options that only add extra tables (never change coefficients): dropped to save time.
 EXTRAS_ONLY = ("predictions", "random_effects", "simple_slopes", "contrasts", "tertile_of")
-REPLICATE_COLUMNS = [
-    "kind", "replicate", "seed", "check", "model", "term", "outcome_model", "status", "reason",
-    "converged", "singular", "n_obs", "estimate", "std_error", "ci_low", "ci_high", "scale",
-    "generating",
-]  # fmt: skip
-TARGET_COLUMNS = [
-    "check", "model", "term", "generating", "target", "target_se", "n_trials", "n_fitted",
-    "reference", "true_value", "true_value_se",
-]  # fmt: skip
-
-# Schema of config/validate.yaml (same conventions as the pipeline's config schema: every key has
-# a description and a default, unknown keys are errors).
-STUDY_SCHEMA: dict[str, Any] = yaml.safe_load(
-    """
-type: object
-additionalProperties: false
-properties:
-  seed:
-    type: integer
-    default: 20261127
-    description: "Study seed; replicate r simulates with derive_seed(seed, 'recovery:r')."
-  replicates: {type: integer, minimum: 1, default: 200, description: Simulated trials.}
-  shards:
-    type: integer
-    minimum: 1
-    default: 4
-    description: Jobs the trials are split into; the gathered results do not depend on it.
-  pipeline_config:
-    type: string
-    default: config/config.yaml
-    description: >
-      Pipeline config whose column mapping fits the simulator's tables (the demo config); its
-      data paths are replaced by each simulated trial. Relative to the working directory.
-  design:
-    type: object
-    default: {}
-    additionalProperties: false
-    description: Size of one replicate trial.
-    properties:
-      patients: {type: integer, minimum: 8, default: 240, description: Randomised patients.}
-      therapists:
-        type: integer
-        minimum: 4
-        default: 24
-        description: Therapists (patients per therapist shape the therapist-level target).
-      sessions:
-        {type: integer, minimum: 4, maximum: 52, default: 12, description: Planned sessions.}
-  simulator:
-    type: object
-    default: {mc_therapists: 8}
-    description: >
-      Overrides of alliance.simulate.DEFAULT_PARAMS for every trial. mc_therapists only sizes the
-      Monte-Carlo variance shares written to truth.json (unused here): small saves time and
-      changes no data.
-  target:
-    type: object
-    default: {}
-    additionalProperties: false
-    description: Large trials whose mean estimate is the value each estimator targets.
-    properties:
-      scale:
-        type: integer
-        minimum: 1
-        default: 20
-        description: >
-          Patients and therapists of a target trial = scale x design (same patients per
-          therapist, same sessions).
-      trials:
-        type: integer
-        minimum: 1
-        default: 8
-        description: "Target trials averaged (seeds derive_seed(seed, 'recovery-target:k'))."
-  models:
-    type: array
-    default: []
-    description: >
-      Extra model specs (the schema of the config's models.custom) for checks no default spec
-      targets.
-  checks:
-    type: array
-    minItems: 1
-    default:
-      - {model: symptoms_growth, term: alliance_ther, generating: beta_T}
-      - {model: symptoms_growth, term: alliance_pat, generating: beta_P}
-      - {model: symptoms_growth, term: alliance_within, generating: beta_S}
-      - {model: symptoms_growth, term: "weeks:alliance_pat", generating: beta_tP}
-      - {model: symptoms_lagged, term: alliance_within_lag1, generating: beta_lag,
-         outcome_model: lagged}
-    description: Terms whose recovery is checked.
-    items:
-      type: object
-      additionalProperties: false
-      required: [model, term, generating]
-      properties:
-        model: {type: string, description: Model spec id (a default or one under models).}
-        term: {type: string, description: Coefficient as named in coefficients.csv.}
-        generating:
-          enum: [beta_T, beta_P, beta_S, beta_tP, beta_lag, lag_phi, relapse_beta,
-                 dropout_beta_alliance]
-          description: Simulator parameter the term estimates (ARM_WEIGHTED ones are rescaled).
-        outcome_model:
-          enum: [growth, lagged]
-          default: growth
-          description: Simulator outcome model of the trial the model is fitted to.
-        per_sd:
-          type: boolean
-          default: false
-          description: >
-            Rescale estimate, SE and CI to per SD (sample, ddof 1) of the term's column in the
-            fitted frame, as the simulator's Cox covariate is defined.
-        reference:
-          enum: [target, generating]
-          default: target
-          description: >
-            True value for bias and coverage: the large-trial target, or the generating value
-            when the model matches the simulator exactly.
-"""
-)
-CHECK_DEFAULTS = {"outcome_model": "growth", "per_sd": False, "reference": "target"}
-# Simulator parameters a check can be compared with.
-GENERATING = tuple(
-    STUDY_SCHEMA["properties"]["checks"]["items"]["properties"]["generating"]["enum"]
-)
-
-
-# --------------------------------------------------------------------------------------- config
-def validate_study(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults-filled copy of a study config, or ConfigError listing every problem."""
-    study = fill_defaults(copy.deepcopy(dict(raw)), STUDY_SCHEMA, STUDY_SCHEMA)
-    for check in study["checks"] if isinstance(study["checks"], list) else []:
-        if isinstance(check, dict):  # defaults of array items (fill_defaults stops at arrays)
-            for key, value in CHECK_DEFAULTS.items():
-                check.setdefault(key, value)
-    validator = jsonschema.Draft202012Validator(STUDY_SCHEMA)
-    errors = sorted(validator.iter_errors(study), key=lambda e: list(map(str, e.path)))
-    problems = [format_schema_error(e) for e in errors]
-    unknown = sorted(set(study["simulator"]) - set(DEFAULT_PARAMS))
-    if unknown:
-        problems.append(f"config key simulator: unknown simulator parameter(s) {unknown}")
-    ids = [check_id(c) for c in study["checks"] if isinstance(c, dict) and "term" in c]
-    if len(set(ids)) != len(ids):
-        problems.append("config key checks: a model:term pair is listed twice")
-    if problems:
-        raise ConfigError("invalid validation study config:\n  - " + "\n  - ".join(problems))
-    return study
-
-
-def load_study(path: str | Path) -> dict[str, Any]:
-    """Read and validate config/validate.yaml."""
-    raw = load_yaml_mapping(path, "study config")
-    try:
-        return validate_study(raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def check_id(check: Mapping[str, Any]) -> str:
-    """`model:term`, the key of one check in every output table."""
-    return f"{check['model']}:{check['term']}"
 
 
 @dataclasses.dataclass
 class Pipeline:
-    """What every replicate reuses: the pipeline config, raters and the checked specs."""
+    """What every replicate reuses: the pipeline settings, raters and the checked specs."""
 
-    cfg: dict[str, Any]
-    raters: dict[str, Any]
+    settings: Settings
+    raters: dict[str, Instrument]
     specs: dict[str, ModelSpec]
 
 
 def pipeline(study: Mapping[str, Any]) -> Pipeline:
-    """Pipeline config with the study's extra specs; only the checked specs, without extras."""
-    cfg = load_config(study["pipeline_config"])
-    cfg["models"] = {**cfg["models"], "custom": [*cfg["models"]["custom"], *study["models"]]}
-    by_id = {s.id: s for s in load_specs(cfg)}
+    """Pipeline settings with the study's extra specs; only the checked specs, without extras.
+
+    The study's specs join `models.custom` after the config is validated: `load_specs` checks
+    them, as it checks every spec.
+    """
+    settings = Settings.from_config(load_config(study["pipeline_config"]))
+    models = settings.models.to_dict()
+    models["custom"] += study["models"]
+    settings = dataclasses.replace(settings, models=ModelsSettings.from_mapping(models))
+    by_id = {s.id: s for s in load_specs(settings.models)}
     wanted = sorted({c["model"] for c in study["checks"]})
     missing = [m for m in wanted if m not in by_id]
     if missing:
@@ -248,8 +97,8 @@ def pipeline(study: Mapping[str, Any]) -> Pipeline:
     with warnings.catch_warnings():
         # the unverified-key warning of the therapist form is logged by the pipeline itself
         warnings.simplefilter("ignore", UserWarning)
-        raters = load_raters(cfg)
-    return Pipeline(cfg=cfg, raters=raters, specs=specs)
+        raters = load_raters(settings.alliance)
+    return Pipeline(settings=settings, raters=raters, specs=specs)
 
 
 # ------------------------------------------------------------------------------------ one trial
@@ -263,20 +112,33 @@ def target_seed(seed: int, k: int) -> int:
     return derive_seed(seed, f"recovery-target:{int(k)}")
 
 
+def trial_settings(settings: Settings, folder: str | Path) -> Settings:
+    """`settings` reading the simulated trial written to `folder` (long parquet tables)."""
+    data = dataclasses.replace(
+        settings.data,
+        sessions=str(Path(folder) / "sessions.parquet"),
+        patients=str(Path(folder) / "patients.parquet"),
+        layout="long",
+    )
+    return dataclasses.replace(settings, data=data)
+
+
 def analysis_tables(
-    sessions: pd.DataFrame, patients: pd.DataFrame, cfg: Mapping[str, Any], raters: dict
+    sessions: pd.DataFrame,
+    patients: pd.DataFrame,
+    options: ScoreOptions,
+    raters: dict[str, Instrument],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The score stage's analysis tables, built by the functions `run_score` composes.
 
     Reliability, agreement and ruptures are skipped: no checked model reads them and reliability
     alone takes longer than the rest of the score stage.
     """
-    sc = cfg["score"]
-    scores = score_alliance(sessions, raters)
-    patient_scores = patient_alliance(
-        scores, sessions, early_window=tuple(sc["early_window"]), early_session=sc["early_session"]
-    )
-    return build_analysis(sessions, patients, scores, patient_scores, None, dict(cfg))
+    scores, patient_scores = score_tables(sessions, raters, options)
+    return build_analysis(
+        sessions, patients, scores, patient_scores, None,
+        rater=options.rater, scale=options.scale, detrend=options.detrend,
+    )  # fmt: skip
 
 
 def simulate_and_prepare(
@@ -292,17 +154,11 @@ def simulate_and_prepare(
         outcome_model=outcome_model,
         **study["simulator"],
     )
-    cfg = copy.deepcopy(pipe.cfg)
     with tempfile.TemporaryDirectory(prefix="alliance-recovery-") as tmp:
         write_trial(trial, tmp, fmt="parquet")
-        cfg["data"].update(
-            sessions=str(Path(tmp) / "sessions.parquet"),
-            patients=str(Path(tmp) / "patients.parquet"),
-            layout="long",
-        )
-        cleaned = clean_trial(cfg)
+        cleaned = clean_trial(trial_settings(pipe.settings, tmp).clean())
     analysis, patient_analysis = analysis_tables(
-        cleaned.sessions, cleaned.patients, cfg, pipe.raters
+        cleaned.sessions, cleaned.patients, pipe.settings.score, pipe.raters
     )
     return {
         "truth": trial.truth,
@@ -329,6 +185,7 @@ def fit_checks(
 ) -> list[dict[str, Any]]:
     """Fit each checked model once per trial and return one record per check."""
     fits: dict[str, Any] = {}
+    model_view = pipe.settings.model_stage()
     rows = []
     for check in study["checks"]:
         model, om = check["model"], check["outcome_model"]
@@ -343,7 +200,7 @@ def fit_checks(
                     trial["sessions"],
                     trial["patients"],
                     trial["availability"],
-                    pipe.cfg,
+                    model_view,
                 )
         rows.append(_extract(check, fits[key], trial))
     return rows
@@ -423,219 +280,3 @@ def run_shard(
         for r in shard_replicates(n, (shard, n_shards)):
             rows += run_trial(study, pipe, kind, r)
     return typed_rows(pd.DataFrame(rows, columns=REPLICATE_COLUMNS))
-
-
-def typed_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Stable dtypes, so a shard with no failure and one with failures concatenate alike."""
-    out = frame.copy()
-    for col in ("replicate", "seed"):
-        out[col] = out[col].astype("int64")
-    for col in ("converged", "singular"):
-        out[col] = out[col].astype("boolean")
-    out["n_obs"] = pd.to_numeric(out["n_obs"]).astype("Int64")
-    for col in ("estimate", "std_error", "ci_low", "ci_high", "scale", "generating"):
-        out[col] = out[col].astype("float64")
-    for col in ("kind", "check", "model", "term", "outcome_model", "status", "reason"):
-        out[col] = out[col].astype("str")
-    return out
-
-
-# ------------------------------------------------------------------------------------- gathering
-def gather(
-    shards: Iterable[pd.DataFrame], n_replicates: int, n_targets: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(replicate rows, target-trial rows), each sorted by (replicate, check), every trial once."""
-    parts = [typed_rows(s) for s in shards]
-    if not parts:
-        raise InputError("no recovery shards to gather", check="recovery.gather")
-    rows = pd.concat(parts, ignore_index=True)
-    out = []
-    for kind, n in (("replicate", n_replicates), ("target", n_targets)):
-        part = rows[rows["kind"] == kind].sort_values(["replicate", "check"], kind="stable")
-        seen = np.unique(part["replicate"].to_numpy())
-        if not np.array_equal(seen, np.arange(n)) or part.duplicated(["replicate", "check"]).any():
-            raise InputError(
-                f"recovery shards overlap or leave gaps ({kind} trials)",
-                value=f"{len(seen)} distinct {kind} trials, expected {n}",
-                check="recovery.gather",
-            )
-        out.append(part.reset_index(drop=True))
-    return out[0], out[1]
-
-
-def usable(rows: pd.DataFrame) -> pd.Series:
-    """Fitted rows with a finite estimate, SE and CI (non-converged fits stay in, counted)."""
-    finite = np.isfinite(rows[["estimate", "std_error", "ci_low", "ci_high"]].to_numpy()).all(1)
-    return (rows["status"] == "fitted") & finite
-
-
-def target_table(target_rows: pd.DataFrame, study: Mapping[str, Any]) -> pd.DataFrame:
-    """Per check: target (mean over target trials), its MC SE, and the true value used.
-
-    The MC SE is the SD across target trials / sqrt(trials) (model SE with one trial), so it
-    does not lean on the SEs under test. `true_value` is the target, or the generating value for
-    checks whose mapping is exact (`reference: generating`).
-    """
-    out = []
-    for check in study["checks"]:
-        part = target_rows[target_rows["check"] == check_id(check)]
-        ok = part[usable(part)]
-        k = len(ok)
-        est = ok["estimate"].to_numpy()
-        if k >= 2:
-            se = float(est.std(ddof=1) / math.sqrt(k))
-        else:
-            se = float(ok["std_error"].iloc[0]) if k else np.nan
-        target = float(est.mean()) if k else np.nan
-        generating = float(part["generating"].mean()) if len(part) else np.nan
-        exact = check["reference"] == "generating"
-        out.append(
-            {
-                "check": check_id(check),
-                "model": check["model"],
-                "term": check["term"],
-                "generating": generating,
-                "target": target,
-                "target_se": se,
-                "n_trials": len(part),
-                "n_fitted": k,
-                "reference": check["reference"],
-                "true_value": generating if exact else target,
-                "true_value_se": 0.0 if exact else se,
-            }
-        )
-    return pd.DataFrame(out, columns=TARGET_COLUMNS)
-
-
-def summarise(replicates: pd.DataFrame, target: pd.DataFrame) -> pd.DataFrame:
-    """One row per check: bias, RMSE, SE calibration and coverage of the true value."""
-    tgt = target.set_index("check")
-    rows = []
-    for check in tgt.index:
-        part = replicates[replicates["check"] == check]
-        ok = part[usable(part)]
-        est, se = ok["estimate"].to_numpy(), ok["std_error"].to_numpy()
-        lo, hi = ok["ci_low"].to_numpy(), ok["ci_high"].to_numpy()
-        n = len(ok)
-        t = tgt.loc[check]
-        true, true_se, g = float(t["true_value"]), float(t["true_value_se"]), float(t["generating"])
-        mean = float(est.mean()) if n else np.nan
-        sd = float(est.std(ddof=1)) if n > 1 else np.nan
-        cover = float(np.mean((lo <= true) & (true <= hi))) if n else np.nan
-        rows.append(
-            {
-                "check": check,
-                "model": t["model"],
-                "term": t["term"],
-                "outcome_model": part["outcome_model"].iloc[0] if len(part) else "",
-                "reference": t["reference"],
-                "true_value": true,
-                "generating": g,
-                "target": float(t["target"]),
-                "target_se": float(t["target_se"]),
-                "gap": float(t["target"]) - g,
-                "relative_gap": (float(t["target"]) - g) / abs(g) if g else np.nan,
-                "n_replicates": len(part),
-                "n_used": n,
-                "n_failed": int(len(part) - n),
-                "n_not_converged": int((ok["converged"] == False).sum()),  # noqa: E712 (NA-safe)
-                "n_singular": int((ok["singular"] == True).sum()),  # noqa: E712
-                "mean_estimate": mean,
-                "bias": mean - true,
-                "bias_mcse": math.sqrt(sd**2 / n + true_se**2) if n > 1 else np.nan,
-                "relative_bias": (mean - true) / abs(true) if true else np.nan,
-                "rmse": float(np.sqrt(np.mean((est - true) ** 2))) if n else np.nan,
-                "mean_se": float(se.mean()) if n else np.nan,
-                "sd_estimate": sd,
-                "se_ratio": float(se.mean()) / sd if n > 1 and sd > 0 else np.nan,
-                "coverage": cover,
-                "coverage_mcse": math.sqrt(cover * (1 - cover) / n) if n else np.nan,
-                "bias_vs_generating": mean - g,
-                "coverage_generating": float(np.mean((lo <= g) & (g <= hi))) if n else np.nan,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def to_markdown(summary: pd.DataFrame, study: Mapping[str, Any]) -> str:
-    """A Markdown table of the summary, for the README and the closing note."""
-    d, tg = study["design"], study["target"]
-    lines = [
-        f"Parameter recovery: {study['replicates']} simulated trials of {d['patients']} "
-        f"patients, {d['therapists']} therapists, {d['sessions']} sessions (seed "
-        f"{study['seed']}). Target = the same model on {tg['trials']} trial(s) {tg['scale']} "
-        "times larger; bias, RMSE and coverage are against the true value (the target, or the "
-        "generating value where the mapping is exact).",
-        "",
-        "| model | term | generating | target (MC SE) | true value | mean est. | bias (MCSE) "
-        "| RMSE | mean SE / SD | coverage (MCSE) | coverage of generating | failed |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in summary.itertuples():
-        lines.append(
-            f"| {r.model} | `{r.term}` | {r.generating:.3f} | {r.target:.3f} ({r.target_se:.3f})"
-            f" | {r.true_value:.3f} ({r.reference}) | {r.mean_estimate:.3f} | {r.bias:+.3f} "
-            f"({r.bias_mcse:.3f}) | {r.rmse:.3f} | {r.mean_se:.3f} / {r.sd_estimate:.3f} | "
-            f"{r.coverage:.3f} ({r.coverage_mcse:.3f}) | {r.coverage_generating:.3f} | "
-            f"{r.n_failed} of {r.n_replicates} |"
-        )
-    lines += [
-        "",
-        "gap = target - generating is a property of the estimand, not of the code: observed "
-        "item scores carry measurement error (session level attenuated), the therapist mean "
-        "carries part of the patient level, and a lagged outcome with person-mean-centred "
-        "predictors has dynamic-panel (Nickell-type) bias. See config/validate.yaml.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------- CI assertions
-def coverage_floor(n: int, nominal: float = 0.95, alpha: float = 1e-3) -> int:
-    """Smallest covered count k with P(X < k) <= alpha for X ~ Binomial(n, nominal)."""
-    k = int(stats.binom.ppf(alpha, n, nominal))
-    while stats.binom.cdf(k - 1, n, nominal) > alpha:
-        k -= 1
-    while k + 1 <= n and stats.binom.cdf(k, n, nominal) <= alpha:
-        k += 1
-    return k
-
-
-def calibration_problems(
-    replicates: pd.DataFrame, target: pd.DataFrame, alpha: float = 1e-3, max_failed: float = 0.1
-) -> list[str]:
-    """Checks whose CIs or SEs are miscalibrated beyond chance; empty when all is well.
-
-    Per check (alpha split over the checks, so the family flakes with probability <= alpha
-    when every SE is right): the number of CIs covering the true value must reach
-    `coverage_floor`, and mean z^2 = mean(((estimate - true) / SE)^2), distributed about as
-    chi^2_n / n for right SEs, must lie in its central 1 - alpha/checks range. z^2 catches an
-    SE off by a factor of 2 that 20 coverage indicators alone could miss. More than
-    `max_failed` (a share) failed or CI-less fits is a problem too; fewer are design facts (a
-    small trial with too few relapses for a Cox model), reported by `summarise`.
-    """
-    tgt = target.set_index("check")["true_value"]
-    a = alpha / max(len(tgt), 1)
-    problems = []
-    for check, true in tgt.items():
-        part = replicates[replicates["check"] == check]
-        ok = part[usable(part)]
-        n = len(ok)
-        if len(part) - n > max_failed * len(part):
-            problems.append(f"{check}: {len(part) - n} of {len(part)} replicates failed")
-        if n == 0:
-            continue
-        covered = int(((ok["ci_low"] <= true) & (true <= ok["ci_high"])).sum())
-        floor = coverage_floor(n, 0.95, a)
-        if covered < floor:
-            problems.append(f"{check}: {covered}/{n} CIs cover the true value (floor {floor})")
-        z2 = float((((ok["estimate"] - true) / ok["std_error"]) ** 2).mean())
-        lo, hi = stats.chi2.ppf([a / 2, 1 - a / 2], n) / n
-        if not lo <= z2 <= hi:
-            problems.append(f"{check}: mean z^2 = {z2:.2f} outside [{lo:.2f}, {hi:.2f}]")
-    return problems
-
-
-def read_shards(paths: Sequence[str | Path]) -> list[pd.DataFrame]:
-    """Shard files read back."""
-    return [pd.read_parquet(p) for p in paths]

@@ -8,7 +8,7 @@ so results are identical whatever the number of shards.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import itertools
 import json
 from collections.abc import Mapping, Sequence
@@ -20,25 +20,25 @@ from alliance.errors import ConfigError
 from alliance.models.run import fit_model
 from alliance.models.spec import load_specs
 from alliance.score.stage import run_score
+from alliance.settings import SensitivityGrid, SensitivityRun
 
-GRID_KEYS = ("early_window", "detrend", "rater", "scale")
+# The keys of config `score` a cell can override, in cell order (the fields of SensitivityGrid).
+GRID_KEYS = tuple(f.name for f in dataclasses.fields(SensitivityGrid))
 ROW_COLUMNS = [
     "cell", "setting", "model", "term", "estimate", "std_error", "ci_low", "ci_high", "p_value",
     "n_obs", "status", "reason",
 ]  # fmt: skip
 
 
-def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """Every combination of the grid's values (keys in GRID_KEYS order), numbered from 0."""
-    unknown = sorted(set(grid) - set(GRID_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"config key sensitivity.grid.{unknown[0]}: not a grid key; allowed: {GRID_KEYS}"
-        )
-    keys = [k for k in GRID_KEYS if grid.get(k)]
+def grid_cells(grid: SensitivityGrid) -> list[dict[str, Any]]:
+    """Every combination of the grid's values (keys in GRID_KEYS order), numbered from 0.
+
+    A key with no values is left out (the cells keep that `score` setting).
+    """
+    keys = [k for k in GRID_KEYS if getattr(grid, k)]
     return [
         dict(zip(keys, values, strict=True))
-        for values in itertools.product(*(grid[k] for k in keys))
+        for values in itertools.product(*(getattr(grid, k) for k in keys))
     ]
 
 
@@ -50,35 +50,32 @@ def run_cells(
     sessions: pd.DataFrame,
     patients: pd.DataFrame,
     availability: Mapping[str, Any],
-    cfg: Mapping[str, Any],
+    run: SensitivityRun,
     shard: tuple[int, int],
 ) -> pd.DataFrame:
     """Rows (cell x model x key term) for the cells of one shard."""
     index, n_shards = shard
-    sens = cfg["sensitivity"]
-    specs = {s.id: s for s in load_specs(cfg)}
-    missing = [m for m in sens["models"] if m not in specs]
+    models = run.sensitivity.models
+    specs = {s.id: s for s in load_specs(run.models)}
+    missing = [m for m in models if m not in specs]
     if missing:
         raise ConfigError(f"config key sensitivity.models: unknown model id(s) {missing}")
+    score_view, model_view = run.score_stage(), run.model_stage()
     rows: list[dict[str, Any]] = []
-    for number, cell in enumerate(grid_cells(sens["grid"])):
+    for number, cell in enumerate(grid_cells(run.sensitivity.grid)):
         if number % n_shards != index:
             continue
-        local = copy.deepcopy(dict(cfg))
-        local["score"].update(cell)
+        view = dataclasses.replace(score_view, score=dataclasses.replace(run.score, **cell))
         base = {"cell": number, "setting": _setting(cell)}
         try:
-            scored = run_score(sessions, patients, local)
+            scored = run_score(sessions, patients, view)
         except ConfigError as exc:  # e.g. a rater without that scale in this dataset
-            rows += [
-                {**base, "model": m, "status": "skipped", "reason": str(exc)}
-                for m in sens["models"]
-            ]
+            rows += [{**base, "model": m, "status": "skipped", "reason": str(exc)} for m in models]
             continue
-        for model_id in sens["models"]:
+        for model_id in models:
             spec = specs[model_id]
             result, _ = fit_model(
-                spec, scored.analysis, scored.patient_analysis, availability, local
+                spec, scored.analysis, scored.patient_analysis, availability, model_view
             )
             fit = result.fit
             head = {**base, "model": model_id, "n_obs": fit.get("n_obs"),

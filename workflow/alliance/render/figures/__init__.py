@@ -1,10 +1,10 @@
 """The publication figures: a registry of what each draws from, and `draw_all`.
 
-Every figure is a function of DataFrames / dicts and the config returning a matplotlib Figure,
-or None when its input says the analysis was skipped. `FIGURES` names, per figure, the results
-files it needs (paths relative to `results/`) and the model whose fit.json gates it;
-`draw_all` loads what exists, draws, saves `<out_dir>/<name>.png/.svg` and returns the paths or
-"skipped: <reason>" per figure.
+Every figure is a function of DataFrames / dicts and the render settings (`settings`, a
+`RenderSettings`) returning a matplotlib Figure, or None when its input says the analysis was
+skipped. `FIGURES` names, per figure, the results files it needs (paths relative to `results/`)
+and the model whose fit.json gates it; `draw_all` loads what exists, draws, saves
+`<out_dir>/<name>.png/.svg` and returns the paths or "skipped: <reason>" per figure.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from alliance.render.figures.slopes import draw_arm_slopes
 from alliance.render.figures.survival import draw_km_relapse
 from alliance.render.figures.therapists import draw_therapists
 from alliance.render.figures.trajectories import draw_alliance_sessions, draw_symptom_trajectories
+from alliance.settings import RenderSettings
 
 __all__ = ["FIGURES", "FigureSpec", "draw_all", "draw_figure", "load_inputs"]
 
@@ -196,7 +197,7 @@ def load_inputs(spec: FigureSpec, results_dir: str | os.PathLike[str]) -> dict[s
 
 
 def draw_figure(
-    spec: FigureSpec, results_dir: str | os.PathLike[str], cfg: Mapping[str, Any]
+    spec: FigureSpec, results_dir: str | os.PathLike[str], settings: RenderSettings
 ) -> Figure | str:
     """The figure, or its skip reason (input missing or the analysis skipped)."""
     inputs = load_inputs(spec, results_dir)
@@ -204,7 +205,7 @@ def draw_figure(
         return inputs
     raw = getattr(spec.draw, "__wrapped__", spec.draw)
     try:
-        fig = raw(**inputs, cfg=cfg)
+        fig = raw(**inputs, settings=settings)
     except NothingToDraw as exc:
         return exc.reason
     return fig
@@ -212,7 +213,7 @@ def draw_figure(
 
 def draw_all(
     results_dir: str | os.PathLike[str],
-    cfg: Mapping[str, Any],
+    settings: RenderSettings,
     out_dir: str | os.PathLike[str],
     names: list[str] | None = None,
 ) -> dict[str, list[Path] | str]:
@@ -226,7 +227,7 @@ def draw_all(
     result: dict[str, list[Path] | str] = {}
     for name in names or list(FIGURES):
         spec = FIGURES[name]
-        fig = draw_figure(spec, results_dir, cfg)
+        fig = draw_figure(spec, results_dir, settings)
         if isinstance(fig, str):
             for suffix in (".png", ".svg"):
                 (out / f"{name}{suffix}").unlink(missing_ok=True)

@@ -19,8 +19,8 @@ from alliance.render.figures.common import (
     require_fitted,
     require_rows,
     skippable,
-    symptom_label,
 )
+from alliance.settings import RenderSettings
 
 P_NAMES = ("agree_p", "P")  # the raw-scale column first: axes in the instrument's units
 T_NAMES = ("agree_t", "T")
@@ -42,9 +42,8 @@ def _pick(frame: pd.DataFrame, names: Sequence[str], what: str) -> str:
     raise NothingToDraw(f"grid.csv has no {what} column (looked for {', '.join(names)})")
 
 
-def outcome_text(outcome: str, cfg: Mapping[str, Any]) -> str:
-    """Readable name of the RSA outcome column."""
-    sym = symptom_label(cfg)
+def outcome_text(outcome: str, sym: str) -> str:
+    """Readable name of the RSA outcome column (`sym`: the symptom scale's label)."""
     return {
         "symptom_change": f"{sym} change (final \N{MINUS SIGN} baseline)",
         "final_symptom": f"Final {sym} score",
@@ -86,7 +85,7 @@ def draw_agreement_surface(
     grid: pd.DataFrame,
     coefficients: pd.DataFrame | None,
     patients: pd.DataFrame | None,
-    cfg: Mapping[str, Any],
+    settings: RenderSettings,
 ) -> Figure:
     """Predicted outcome (filled contours) over patient-rated (P) and therapist-rated (T)
     alliance from the response-surface model Y = b0 + b1 P + b2 T + b3 P^2 + b4 PT + b5 T^2
@@ -103,7 +102,7 @@ def draw_agreement_surface(
     wide = wide.sort_index(axis=1)
     P, T = np.meshgrid(wide.columns.to_numpy(dtype=float), wide.index.to_numpy(dtype=float))
     Z = wide.to_numpy(dtype=float)
-    label, rng = alliance_instrument(cfg, "patient")  # P and T share the form's key
+    label, rng = alliance_instrument(settings.alliance, "patient")  # P and T share the form's key
     # P = -T is taken about the point the model centred both ratings at (fit.json `centre`,
     # the scale midpoint by default); on the centred columns that point is 0
     midpoint = fit.get("centre")
@@ -128,7 +127,7 @@ def draw_agreement_surface(
     filled = ax.contourf(P, T, Z, levels=12, cmap=CMAP)
     ax.contour(P, T, Z, levels=filled.levels, colors="white", linewidths=0.25, alpha=0.6)
     cbar = fig.colorbar(filled, cax=cax)
-    cbar.set_label(outcome_text(_outcome(fit), cfg))
+    cbar.set_label(outcome_text(_outcome(fit), settings.symptoms.label))
     cbar.ax.tick_params(labelsize=7)
     cbar.outline.set_linewidth(0.5)
     lo_x, hi_x = float(P.min()), float(P.max())

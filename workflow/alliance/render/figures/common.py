@@ -1,4 +1,4 @@
-"""Helpers shared by the figure modules: skipping, labels from config, intervals, layout bits.
+"""Helpers shared by the figure modules: skipping, labels from settings, intervals, layout bits.
 
 A drawing function raises `NothingToDraw(reason)` when its input says there is nothing to show
 (model skipped, file empty); `skippable` turns that into a `None` return for callers who only
@@ -11,7 +11,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec
 
@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from alliance.render import style
+from alliance.settings import AllianceSettings
 
 P = ParamSpec("P")
 
@@ -83,12 +84,7 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
         raise NothingToDraw(f"{what} lacks column(s) {', '.join(missing)}")
 
 
-# ---- labels from config ---------------------------------------------------------------------
-
-
-def symptom_label(cfg: Mapping[str, Any]) -> str:
-    """The symptom scale's name (`symptoms.label`, e.g. "HAM-D 17")."""
-    return str((cfg.get("symptoms") or {}).get("label") or "Symptom score")
+# ---- labels from settings --------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=32)
@@ -104,55 +100,36 @@ def _instrument(name: str, directory: str) -> tuple[str, float, float] | None:
     return label or name, inst.low, inst.high
 
 
-def score_rater(cfg: Mapping[str, Any]) -> str:
-    """Rater whose alliance the models use (`score.rater`, default patient)."""
-    return str((cfg.get("score") or {}).get("rater") or "patient")
-
-
-def score_scale(cfg: Mapping[str, Any]) -> str:
-    """Scale of that rater's instrument the models use (`score.scale`, default total)."""
-    return str((cfg.get("score") or {}).get("scale") or "total")
-
-
-def early_window_text(cfg: Mapping[str, Any]) -> str:
+def early_window_text(early_window: Sequence[int], early_session: int | None) -> str:
     """ "sessions 1–3" (score.early_window) or "session 2" (score.early_session)."""
-    sc = cfg.get("score") or {}
-    if sc.get("early_session") is not None:
-        return f"session {sc['early_session']}"
-    lo, hi = sc.get("early_window") or (1, 3)
+    if early_session is not None:
+        return f"session {early_session}"
+    lo, hi = early_window
     return f"session {lo}" if lo == hi else f"sessions {lo}\N{EN DASH}{hi}"
 
 
 def alliance_instrument(
-    cfg: Mapping[str, Any], rater: str | None = None
+    alliance: AllianceSettings, rater: str
 ) -> tuple[str, tuple[float, float] | None]:
     """(short instrument label, (low, high) or None) of a rater's alliance instrument.
 
-    `rater` defaults to the one the models use (`score.rater`). The label drops the rater
-    suffix ("WAI-SR (patient)" -> "WAI-SR"); when the instrument file cannot be read the
-    configured instrument name is used and the range is unknown.
+    The label drops the rater suffix ("WAI-SR (patient)" -> "WAI-SR"); when the instrument file
+    cannot be read the configured instrument name is used and the range is unknown.
     """
-    rater = rater or score_rater(cfg)
-    block = cfg.get("alliance") or {}
-    raters = block.get("raters") or {}
-    rc = raters.get(rater) or {}
-    name = rc.get("instrument")
+    name = alliance.rater_specs().get(rater, {}).get("instrument")
     if not name:
         return "alliance", None
-    directory = str(block.get("instruments_dir") or "config/instruments")
-    found = _instrument(str(name), directory)
+    found = _instrument(str(name), alliance.instruments_dir)
     if found is None:
         return str(name), None
     label, low, high = found
     return label, (low, high)
 
 
-def alliance_axis_label(cfg: Mapping[str, Any], rater: str | None = None, what: str = "") -> str:
+def alliance_axis_label(alliance: AllianceSettings, rater: str, scale: str, what: str = "") -> str:
     """e.g. "Patient-rated alliance (WAI-SR, 1–5)"; `what` replaces the words before the
-    parenthesis; a subscale (score.scale other than total) is named in it."""
-    rater = rater or score_rater(cfg)
-    label, rng = alliance_instrument(cfg, rater)
-    scale = score_scale(cfg)
+    parenthesis; a subscale (`scale` other than total) is named in it."""
+    label, rng = alliance_instrument(alliance, rater)
     name = label if scale == "total" else f"{label} {scale}"
     inside = f"{name}, {_num(rng[0])}\N{EN DASH}{_num(rng[1])}" if rng else name
     head = what or f"{rater.capitalize()}-rated alliance"
@@ -163,21 +140,17 @@ def _num(x: float) -> str:
     return f"{x:g}".replace("-", "\N{MINUS SIGN}")
 
 
-def arm_classes(cfg: Mapping[str, Any]) -> dict[str, str]:
-    """Arm code -> treatment class (`codings.arm`)."""
-    return {str(k): str(v) for k, v in ((cfg.get("codings") or {}).get("arm") or {}).items()}
+def arm_classes(arm_codings: Mapping[Any, Any]) -> dict[str, str]:
+    """Arm code -> treatment class (`codings.arm`), as strings, in config order."""
+    return {str(k): str(v) for k, v in arm_codings.items()}
 
 
-def arm_order(arms: Iterable[str], cfg: Mapping[str, Any]) -> list[str]:
-    """Arms in config order (codings.arm), unknown arms after them in sorted order."""
+def arm_order(arms: Iterable[str], configured: Iterable[str]) -> list[str]:
+    """Arms in config order (`configured`, the codes of codings.arm), unknown arms after them in
+    sorted order."""
     present = list(dict.fromkeys(str(a) for a in arms))
-    known = [a for a in arm_classes(cfg) if a in present]
+    known = [a for a in configured if a in present]
     return known + sorted(a for a in present if a not in known)
-
-
-def min_cell(cfg: Mapping[str, Any]) -> int:
-    """Privacy threshold for small counts (`privacy.min_cell`, default 5)."""
-    return int((cfg.get("privacy") or {}).get("min_cell") or 5)
 
 
 # ---- intervals ------------------------------------------------------------------------------

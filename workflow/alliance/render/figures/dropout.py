@@ -29,6 +29,7 @@ from alliance.render.figures.common import (
     wilson_ci,
 )
 from alliance.render.figures.predict import predict
+from alliance.settings import RenderSettings
 
 FOCAL = "alliance_early"
 CURVE_COLOR = style.OKABE_ITO["blue"]
@@ -101,7 +102,7 @@ def draw_dropout(
     frame: pd.DataFrame | None,
     vcov: pd.DataFrame | None,
     predictions: pd.DataFrame | None,
-    cfg: Mapping[str, Any],
+    settings: RenderSettings,
 ) -> Figure:
     """Probability of dropping out of treatment against early patient-rated alliance (mean of
     sessions 1-3). Line: population-level prediction of the logistic GLMM
@@ -149,7 +150,10 @@ def draw_dropout(
     ax.set_ylim(0, ymax)
     ax.set_xlim(float(xs.min()), float(xs.max()))
     ax.set_ylabel("Dropout probability")
-    ax.set_xlabel(alliance_axis_label(cfg, what=f"Early alliance, {early_window_text(cfg)}"))
+    score = settings.score
+    early = early_window_text(score.early_window, score.early_session)
+    ax.set_xlabel(alliance_axis_label(settings.alliance, score.rater, score.scale,
+                                      f"Early alliance, {early}"))  # fmt: skip
     ax.legend(loc="upper right")
     if curve.empty:
         raise NothingToDraw("no prediction could be computed")

@@ -8,9 +8,7 @@ a width and height whatever their text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 from matplotlib.axes import Axes
@@ -26,6 +24,7 @@ from alliance.render.figures.common import (
     require_rows,
     skippable,
 )
+from alliance.settings import RenderSettings
 
 LINE_IN = 7 * 1.3 / 72  # one 7 pt text line with 1.3 line spacing, in inches
 PAD_IN = 0.09  # box padding above + below the text
@@ -97,7 +96,7 @@ def _arm_steps(flow: pd.DataFrame, arm: str) -> list[list[str]]:
 
 
 @skippable
-def draw_flow(flow: pd.DataFrame, cfg: Mapping[str, Any]) -> Figure:
+def draw_flow(flow: pd.DataFrame, settings: RenderSettings) -> Figure:
     """Participant flow (CONSORT): assessed -> randomised (with those not randomised) -> per
     arm: allocated (and did not start) -> started treatment -> completed / dropped out ->
     responders -> followed for relapse. Steps a dataset does not record are left out; a dataset
@@ -105,13 +104,13 @@ def draw_flow(flow: pd.DataFrame, cfg: Mapping[str, Any]) -> Figure:
     """
     require_rows(flow, "flow.csv")
     require_columns(flow, ["step", "arm", "n"], "flow.csv")
-    arms = [a for a in arm_order(flow["arm"].astype(str), cfg) if a != "all"]
+    classes = arm_classes(settings.codings.arm)
+    arms = [a for a in arm_order(flow["arm"].astype(str), classes) if a != "all"]
     columns = arms or ["all"]
     assessed = _count(flow, "assessed", "all")
     randomised = _count(flow, "randomised", "all")
     if randomised is None and assessed is None:
         raise NothingToDraw("flow.csv has neither an 'assessed' nor a 'randomised' count")
-    classes = arm_classes(cfg)
     heads = []
     for arm in columns:
         cls = classes.get(arm)

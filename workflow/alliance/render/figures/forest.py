@@ -27,8 +27,8 @@ from alliance.render.figures.common import (
     require_columns,
     require_rows,
     skippable,
-    symptom_label,
 )
+from alliance.settings import RenderSettings
 
 # Flückiger, Del Re, Wampold & Horvath (2018), Psychotherapy 55:316 (science notes §2); used
 # when the pooled model did not write its own benchmark.csv.
@@ -169,9 +169,9 @@ def _layout(
     return out
 
 
-def _axis_label(scale: str, cfg: Mapping[str, Any]) -> str:
+def _axis_label(scale: str, sym: str) -> str:
     return {
-        "linear": f"Coefficient B (outcome units; symptom models: {symptom_label(cfg)} points)",
+        "linear": f"Coefficient B (outcome units; symptom models: {sym} points)",
         "indirect": "Indirect effect a \N{MULTIPLICATION SIGN} b (outcome units)",
         "odds": "Odds ratio (log scale)",
         "hazard": "Hazard ratio (log scale)",
@@ -343,7 +343,7 @@ def draw_forest(
     units: pd.DataFrame | None,
     benchmark: pd.DataFrame | None,
     fits: Mapping[str, Mapping[str, Any]] | None,
-    cfg: Mapping[str, Any],
+    settings: RenderSettings,
 ) -> Figure:
     """Alliance effects (key terms) of every fitted model with 95 % CIs, one panel per scale:
     linear coefficients in outcome units, odds ratios and hazard ratios on log axes, and the
@@ -392,7 +392,7 @@ def draw_forest(
         bottom = top - h
         rect = (label_w / width, bottom / total_h, plot_w / width, h / total_h)
         ax = _draw_panel(fig, rect, 0.01, value_x, scale, lines, extras.get(scale))
-        ax.set_xlabel(_axis_label(scale, cfg))
+        ax.set_xlabel(_axis_label(scale, settings.symptoms.label))
         top = bottom - axis_h - gap
     fig.text(value_x, (total_h - 0.06) / total_h, "Estimate [95 % CI], p", ha="left", va="top",
              fontsize=7, fontstyle="italic")  # fmt: skip

@@ -9,9 +9,6 @@ first pseudonym in sort order is shown. Patients appear as "Patient A/B/C", neve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -24,9 +21,9 @@ from alliance.render.figures.common import (
     alliance_instrument,
     require_columns,
     require_rows,
-    score_scale,
     skippable,
 )
+from alliance.settings import RenderSettings
 
 SERIES_COLOR = style.OKABE_ITO["black"]
 DROP_COLOR = style.OKABE_ITO["vermillion"]
@@ -99,7 +96,7 @@ def draw_ruptures(
     ruptures: pd.DataFrame,
     rupture_patients: pd.DataFrame,
     alliance: pd.DataFrame,
-    cfg: Mapping[str, Any],
+    settings: RenderSettings,
 ) -> Figure:
     """Left: patient-rated alliance of three example patients (A-C) over sessions with the
     ruptures detected at drop size k: a session-to-session drop of at least k SD (triangle;
@@ -118,15 +115,16 @@ def draw_ruptures(
                                "score_drop", "repaired", "session_repair", "drop_sd"],
                     "ruptures.csv")  # fmt: skip
     k, chosen = choose_examples(ruptures, rupture_patients)
-    window = int((cfg.get("ruptures") or {}).get("m") or 3)
+    window = settings.score.ruptures.m
+    scale = settings.score.scale
     # the score stage detects ruptures on the patient-rated series of the models' scale
-    series = alliance[(alliance["rater"] == "patient") & (alliance["scale"] == score_scale(cfg))]
+    series = alliance[(alliance["rater"] == "patient") & (alliance["scale"] == scale)]
     fig, _ = style.new_figure("double", 3.6)
     fig.delaxes(fig.axes[0])
     n_ex = len(chosen)
     mosaic = [[f"ex{i}", "dist"] for i in range(n_ex)]
     axd = fig.subplot_mosaic(mosaic, width_ratios=[1.55, 1.0], sharex=False)
-    label, rng = alliance_instrument(cfg, "patient")
+    label, rng = alliance_instrument(settings.alliance, "patient")
     letters = "ABCDE"  # patients are named by letter, never by pseudonym
     first_ex = axd["ex0"]
     for i, (kind, pid) in enumerate(chosen):
@@ -158,7 +156,9 @@ def draw_ruptures(
             ax.set_xlabel("Session")
         if i > 0:
             ax.sharex(first_ex)
-    axd[f"ex{n_ex // 2}"].set_ylabel(alliance_axis_label(cfg, "patient", "Alliance"))
+    axd[f"ex{n_ex // 2}"].set_ylabel(
+        alliance_axis_label(settings.alliance, "patient", scale, "Alliance")
+    )
     handles = [
         Line2D([], [], color=DROP_COLOR, linewidth=1.4, marker="v", markersize=4,
                label=f"Rupture: drop \N{GREATER-THAN OR EQUAL TO} {_k_text(k)} SD"),

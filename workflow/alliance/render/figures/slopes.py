@@ -21,8 +21,8 @@ from alliance.render.figures.common import (
     require_fitted,
     require_rows,
     skippable,
-    symptom_label,
 )
+from alliance.settings import RenderSettings
 
 CLASS_ORDER = ("placebo", "drug", "psychotherapy", "other")
 TERM_TEXT = {
@@ -32,14 +32,14 @@ TERM_TEXT = {
 }
 
 
-def slope_rows(slopes: pd.DataFrame, term: str, cfg: Mapping[str, Any]) -> pd.DataFrame:
-    """Rows to draw for one focal term, top to bottom: per class (config order placebo, drug,
-    psychotherapy, other) its arms, then the class average when the class has several arms."""
+def slope_rows(slopes: pd.DataFrame, term: str, classes: Mapping[str, str]) -> pd.DataFrame:
+    """Rows to draw for one focal term, top to bottom: per class (order placebo, drug,
+    psychotherapy, other; `classes` maps arm -> class) its arms, then the class average when
+    the class has several arms."""
     s = slopes[slopes["term"].astype(str) == term]
     kind = s["type"].astype(str) if "type" in s.columns else pd.Series("level", index=s.index)
     arms = s[kind == "level"]
     pooled = s[kind == "class"]
-    classes = arm_classes(cfg)
     rows = []
     seen_classes = list(dict.fromkeys(classes.get(str(a), "other") for a in arms["level"]))
     order = [c for c in CLASS_ORDER if c in seen_classes] + [
@@ -95,7 +95,7 @@ def draw_arm_slopes(
     fit: Mapping[str, Any],
     slopes: pd.DataFrame,
     contrasts: pd.DataFrame | None,
-    cfg: Mapping[str, Any],
+    settings: RenderSettings,
 ) -> Figure:
     """Simple slopes of alliance on symptoms per treatment arm (dots) and per treatment class
     with several arms (open diamonds, the equal-weight average of its arms) with 95 % CIs, from
@@ -108,7 +108,8 @@ def draw_arm_slopes(
     require_columns(slopes, ["term", "level", "estimate", "ci_low", "ci_high"], "simple_slopes.csv")
     terms = [t for t in dict.fromkeys(slopes["term"].astype(str)) if t in TERM_TEXT]
     terms = terms or list(dict.fromkeys(slopes["term"].astype(str)))
-    panels = [(t, slope_rows(slopes, t, cfg)) for t in terms]
+    classes = arm_classes(settings.codings.arm)
+    panels = [(t, slope_rows(slopes, t, classes)) for t in terms]
     panels = [(t, r) for t, r in panels if not r.empty]
     if not panels:
         raise NothingToDraw("simple_slopes.csv has no per-arm slopes")
@@ -116,8 +117,8 @@ def draw_arm_slopes(
     fig, axes = style.new_figure("double" if len(panels) > 1 else "single", 0.22 * n_rows + 1.35,
                                  ncols=len(panels), sharey=True)  # fmt: skip
     axes = np.atleast_1d(axes)
-    sym = symptom_label(cfg)
-    label, _ = alliance_instrument(cfg)
+    sym = settings.symptoms.label
+    label, _ = alliance_instrument(settings.alliance, settings.score.rater)
     for i, (ax, (term, rows)) in enumerate(zip(axes, panels, strict=True)):
         _panel(ax, rows)
         ax.set_title(TERM_TEXT.get(term, term), fontsize=8)

@@ -21,6 +21,7 @@ from alliance.render.figures.common import (
     require_rows,
     skippable,
 )
+from alliance.settings import RenderSettings
 
 _ORDER = {"low": 0, "t1": 0, "1": 0, "middle": 1, "mid": 1, "medium": 1, "t2": 1, "2": 1,
           "high": 2, "t3": 2, "3": 2}  # fmt: skip
@@ -95,7 +96,7 @@ def draw_km_relapse(
     km: pd.DataFrame,
     at_risk: pd.DataFrame | None,
     logrank: pd.DataFrame | None,
-    cfg: Mapping[str, Any],
+    settings: RenderSettings,
 ) -> Figure:
     """Kaplan-Meier estimates of the relapse-free proportion among responders followed after
     treatment, by thirds of patient-rated alliance (Cox model relapse_cox's `tertile_of`), with
@@ -131,7 +132,7 @@ def draw_km_relapse(
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("Relapse-free proportion")
     variable = str((fit.get("tertiles") or {}).get("variable") or fit.get("tertile_of") or "")
-    label, _ = alliance_instrument(cfg)
+    label, _ = alliance_instrument(settings.alliance, settings.score.rater)
     title = f"{VARIABLE_TEXT.get(variable, 'Alliance')} third ({label})"
     handles, labels = ax.get_legend_handles_labels()
     text = _logrank_text(logrank)

@@ -24,10 +24,9 @@ from alliance.render.figures.common import (
     require_columns,
     require_fitted,
     require_rows,
-    score_rater,
     skippable,
-    symptom_label,
 )
+from alliance.settings import RenderSettings
 
 INTERCEPT = "(Intercept)"
 Z95 = float(stats.norm.ppf(0.975))
@@ -103,7 +102,7 @@ def draw_therapists(
     random_effects: pd.DataFrame,
     analysis: pd.DataFrame,
     alliance_icc: pd.DataFrame | None,
-    cfg: Mapping[str, Any],
+    settings: RenderSettings,
 ) -> Figure:
     """Therapists ranked by (A) their random intercept in the symptom growth model
     (symptoms_growth; conditional mode with a 95 % interval of +/- 1.96 conditional SD;
@@ -128,12 +127,12 @@ def draw_therapists(
     })  # fmt: skip
     alliance = therapist_alliance(analysis)
     fig, (a, b) = style.new_figure("single", 3.4, ncols=2)
-    sym = symptom_label(cfg)
+    sym = settings.symptoms.label
     _caterpillar(a, outcome, f"Random intercept\n({sym} points)")
-    label, _ = alliance_instrument(cfg)
+    label, _ = alliance_instrument(settings.alliance, settings.score.rater)
     _caterpillar(b, alliance, f"Mean \N{MINUS SIGN} grand mean\n({label} points)")
     a.set_title("Symptoms", fontsize=8)
-    b.set_title(f"{score_rater(cfg).capitalize()}-rated alliance", fontsize=8)
+    b.set_title(f"{settings.score.rater.capitalize()}-rated alliance", fontsize=8)
     a.set_ylabel("Therapists (ranked)")
     panel_label(a, "A")
     panel_label(b, "B")

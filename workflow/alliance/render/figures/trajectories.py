@@ -21,16 +21,14 @@ from alliance.render.figures.common import (
     arm_classes,
     arm_order,
     mean_ci,
-    min_cell,
     require_columns,
     require_fitted,
     require_rows,
-    score_scale,
     skippable,
-    symptom_label,
     tertiles,
 )
 from alliance.render.figures.predict import predict
+from alliance.settings import RenderSettings
 
 LINES_PER_PANEL = 12  # patient lines drawn per arm: enough to show spread, few enough to read
 RATER_ORDER = ("patient", "therapist", "observer")
@@ -51,7 +49,7 @@ def _grid(n: int) -> tuple[int, int]:
 
 @skippable
 def draw_alliance_sessions(
-    alliance: pd.DataFrame, patients: pd.DataFrame, cfg: Mapping[str, Any]
+    alliance: pd.DataFrame, patients: pd.DataFrame, settings: RenderSettings
 ) -> Figure:
     """Alliance total score over sessions, one panel per arm, one colour per rater: thin lines
     are individual patients (a seeded random subsample of up to 12 per arm), the thick line is
@@ -60,7 +58,7 @@ def draw_alliance_sessions(
     """
     require_rows(alliance, "alliance.parquet")
     require_columns(alliance, ["patient", "session", "rater", "scale", "score"], "alliance.parquet")
-    scale = score_scale(cfg)
+    scale = settings.score.scale
     total = alliance[(alliance["scale"] == scale) & alliance["score"].notna()]
     if total.empty:
         raise NothingToDraw(f"alliance.parquet has no '{scale}' ratings")
@@ -70,17 +68,17 @@ def draw_alliance_sessions(
         else pd.Series(dtype="string")
     )
     data = total.assign(arm=total["patient"].map(arm_of).astype("string").fillna("all").astype(str))
-    arms = arm_order(data["arm"].unique(), cfg)
+    classes = arm_classes(settings.codings.arm)
+    arms = arm_order(data["arm"].unique(), classes)
     raters = [r for r in RATER_ORDER if r in set(data["rater"])]
     nrow, ncol = _grid(len(arms))
     width = "double" if len(arms) > 1 else "single"
     fig, axes = style.new_figure(width, 2.3 * nrow + 0.35, nrows=nrow, ncols=ncol,
                                  sharex=True, sharey=True)  # fmt: skip
     axes = np.atleast_1d(axes).ravel()
-    rng = np.random.default_rng(int(cfg.get("seed") or 0))
-    classes = arm_classes(cfg)
-    floor = min_cell(cfg)
-    _, scale_range = alliance_instrument(cfg, "patient")
+    rng = np.random.default_rng(settings.seed)
+    floor = settings.privacy.min_cell
+    _, scale_range = alliance_instrument(settings.alliance, "patient")
     for ax, arm in zip(axes, arms, strict=False):
         sub = data[data["arm"] == arm]
         ids = np.sort(sub["patient"].astype(str).unique())
@@ -103,7 +101,7 @@ def draw_alliance_sessions(
     for ax in axes[len(arms) :]:
         ax.set_visible(False)
     for ax in axes[::ncol]:
-        ax.set_ylabel(alliance_axis_label(cfg, "patient", "Alliance"))
+        ax.set_ylabel(alliance_axis_label(settings.alliance, "patient", scale, "Alliance"))
     if scale_range:
         axes[0].set_ylim(*scale_range)
     axes[0].xaxis.get_major_locator().set_params(integer=True)
@@ -182,7 +180,7 @@ def draw_symptom_trajectories(
     coefficients: pd.DataFrame | None,
     frame: pd.DataFrame | None,
     vcov: pd.DataFrame | None,
-    cfg: Mapping[str, Any],
+    settings: RenderSettings,
 ) -> Figure:
     """Model-predicted symptom trajectories (symptoms_growth; population level, random effects
     at zero) at patient-level alliance 1 SD below the mean, at the mean and 1 SD above, with
@@ -220,10 +218,11 @@ def draw_symptom_trajectories(
         third = tertiles(per_patient)
         obs = observed_rows.assign(third=observed_rows["patient"].map(third),
                                    xr=observed_rows[x_var].round())  # fmt: skip
+        floor = settings.privacy.min_cell
         offsets = dict(zip(TERTILE_NAMES, (-0.18, 0.0, 0.18), strict=True))
         keys = dict(zip(TERTILE_NAMES, ("low", "mid", "high"), strict=True))
         for name in TERTILE_NAMES:
-            means = _session_means(obs[obs["third"] == name], "xr", "symptom", min_cell(cfg))
+            means = _session_means(obs[obs["third"] == name], "xr", "symptom", floor)
             colour = LEVEL_COLORS[keys[name]]
             ax.errorbar(
                 means["x"] + offsets[name], means["mean"],
@@ -232,9 +231,9 @@ def draw_symptom_trajectories(
                 markeredgewidth=0.6, elinewidth=0.5, capsize=0, zorder=3,
             )  # fmt: skip
     ax.set_xlabel("Weeks since first session" if x_var == "weeks" else x_var)
-    ax.set_ylabel(f"{symptom_label(cfg)} score")
+    ax.set_ylabel(f"{settings.symptoms.label} score")
     ax.set_ylim(bottom=0)
-    label, _ = alliance_instrument(cfg)
+    label, _ = alliance_instrument(settings.alliance, settings.score.rater)
     handles, labels = ax.get_legend_handles_labels()
     if observed:
         handles += [Line2D([], [], linestyle="none", marker="o", markersize=2.5, color="black",

@@ -1,0 +1,322 @@
+"""Data checks on the mapped tables, each applying its configured policy (`checks`).
+
+Coercion with its checks (non-numeric, out-of-range, bad dates), then session-level checks
+(numbering, duplicates, order, dates), patient-level checks (codes, relapse follow-up) and the
+checks that need both tables; last, the fatal conditions under which nothing can be analysed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+import pandas as pd
+
+from alliance.clean.problems import FILE, ROW, Problems
+from alliance.clean.sources import role_columns
+from alliance.errors import ConfigError, InputError
+from alliance.settings import CodingSettings, ColumnSettings, SymptomSettings
+
+# Values that look like missing-data codes: named in the out-of-range message as a hint.
+LIKELY_MISSING_CODES = {9, 99, 999, -9, -99, -999, -1, 8, 98, 998}
+
+
+def coerce_numeric(
+    frame: pd.DataFrame, col: str, problems: Problems, source_col: str
+) -> pd.DataFrame:
+    """Coerce a column to float, flagging non-numeric cells."""
+    values = frame[col]
+    if pd.api.types.is_numeric_dtype(values):
+        frame[col] = values.astype(float)
+        return frame
+    text = values.astype("string").str.strip()
+    parsed = pd.to_numeric(text, errors="coerce")
+    bad = text.notna() & (text != "") & parsed.isna()
+    frame = problems.flag(
+        frame, bad, "non_numeric", "value is not a number", column=col, source_column=source_col
+    )
+    frame = frame.copy()
+    frame[col] = pd.to_numeric(frame[col].astype("string").str.strip(), errors="coerce")
+    frame[col] = frame[col].astype(float)
+    return frame
+
+
+def check_range(
+    frame: pd.DataFrame,
+    col: str,
+    low: float,
+    high: float,
+    problems: Problems,
+    source_col: str,
+    what: str,
+) -> pd.DataFrame:
+    """Flag values outside [low, high], hinting at `data.missing_codes` for code-like values."""
+    values = frame[col]
+    bad = values.notna() & ((values < low) | (values > high))
+    if not bad.any():
+        return frame
+    codes = sorted(set(values[bad].astype(float)) & {float(c) for c in LIKELY_MISSING_CODES})
+    hint = ""
+    if codes:
+        hint = f"; if {codes[0]:g} means 'missing', declare it in data.missing_codes"
+    msg = f"{what} outside the allowed range {low:g}-{high:g}{hint}"
+    return problems.flag(frame, bad, "out_of_range", msg, column=col, source_column=source_col)
+
+
+def parse_dates(frame: pd.DataFrame, col: str, problems: Problems, source: str) -> pd.DataFrame:
+    """Parse a column as dates (day precision), flagging cells that are not dates."""
+    raw = frame[col]
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        frame[col] = raw.dt.normalize()
+        return frame
+    text = raw.astype("string").str.strip()
+    parsed = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=False)
+    bad = text.notna() & (text != "") & parsed.isna()
+    frame = problems.flag(frame, bad, "bad_date", "not a date", column=col, source_column=source)
+    frame = frame.copy()
+    frame[col] = pd.to_datetime(
+        frame[col].astype("string").str.strip(), errors="coerce", format="mixed"
+    )
+    return frame
+
+
+def check_sessions(s: pd.DataFrame, columns: ColumnSettings, problems: Problems) -> pd.DataFrame:
+    """Session numbers, duplicates, order, dates."""
+    sess_col = columns.session
+    bad = s["session"].isna() | (s["session"] < 0) | (s["session"] % 1 != 0)
+    s = problems.flag(
+        s, bad, "bad_session", "session number must be a whole number >= 0", column="session",
+        source_column=sess_col,
+    )  # fmt: skip
+    # A fractional session number cannot be kept under any policy (int64 would truncate 2.5 to
+    # 2, silently colliding with the real session 2); under `error` the bad rows leave the
+    # remaining checks too, so the user is not shown problems that only follow from them.
+    gone = s["session"].isna() | (s["session"] % 1 != 0)
+    policy = problems.policies.get("bad_session", "error")
+    if policy == "error":
+        gone |= bad
+    elif policy in ("warn", "set_missing"):
+        for _, row in s.loc[gone].iterrows():  # say so: the policy alone would keep the row
+            problems.add(
+                "bad_session", "row removed: it has no whole session number", file=row[FILE],
+                row=row[ROW], column=sess_col, value=row["session"], action="drop_row",
+            )  # fmt: skip
+    s = s.loc[~gone].copy()
+    s["session"] = s["session"].astype("int64")
+    bad_id = s["patient"].isna() | (s["patient"] == "")
+    if bad_id.any():
+        row = s.loc[bad_id].iloc[0]
+        raise InputError(
+            "patient identifier is empty", file=row[FILE], row=row[ROW], column=columns.patient
+        )
+    dup = s.duplicated(["patient", "session"], keep="first")
+    s = problems.flag(
+        s, dup, "duplicate_session", "patient x session appears more than once",
+        column="session", source_column=sess_col,
+    )  # fmt: skip
+    if problems.policies.get("duplicate_session", "error") == "error":
+        s = s.loc[~dup.reindex(s.index, fill_value=False)]  # the run stops; no follow-on noise
+    # Out of order: session number lower than an earlier row of the same patient (file order).
+    s = s.sort_values([FILE, ROW], kind="stable")
+    prev_max = s.groupby("patient", sort=False)["session"].cummax().groupby(s["patient"]).shift()
+    out_of_order = prev_max.notna() & (s["session"] < prev_max)
+    s = problems.flag(
+        s, out_of_order, "session_order", "session number is lower than an earlier row's",
+        column="session", source_column=sess_col,
+    )  # fmt: skip
+    if "date" in s:
+        today = pd.Timestamp(dt.date.today())
+        s = problems.flag(
+            s, s["date"] > today, "future_date", "date is in the future", column="date",
+            source_column=columns.date,
+        )  # fmt: skip
+        ordered = s.sort_values(["patient", "session"])
+        earlier = ordered.groupby("patient")["date"].shift()
+        backwards = ordered["date"].notna() & earlier.notna() & (ordered["date"] < earlier)
+        rep = ordered["date"].notna() & earlier.notna() & (ordered["date"] == earlier)
+        s = problems.flag(
+            s, backwards.reindex(s.index), "session_order",
+            "session date is earlier than the previous session's", column="date",
+            source_column=columns.date,
+        )  # fmt: skip
+        s = problems.flag(
+            s, rep.reindex(s.index), "repeated_date",
+            "two sessions of this patient share a date", column="date", source_column=columns.date,
+        )  # fmt: skip
+    return s.sort_values(["patient", "session"]).reset_index(drop=True)
+
+
+def check_patients(
+    p: pd.DataFrame, columns: ColumnSettings, codings: CodingSettings, problems: Problems
+) -> pd.DataFrame:
+    """Codes, numeric and date roles, relapse follow-up, therapists with one patient."""
+    p = p.copy()
+    if "arm" in p:
+        p["arm"] = p["arm"].astype("string").str.strip()
+        known = set(codings.arm)
+        unknown = p["arm"].notna() & ~p["arm"].isin(known)
+        hint = f"known codes: {', '.join(sorted(known))}" if known else "codings.arm is empty"
+        p = problems.flag(
+            p, unknown, "unknown_arm", f"arm code is not in codings.arm ({hint})", column="arm",
+            source_column=columns.arm,
+        )  # fmt: skip
+        p["arm_class"] = p["arm"].map(dict(codings.arm)).astype("string")
+    coded = (
+        ("modality", codings.modality, columns.modality),
+        ("status", codings.status, columns.status),
+    )
+    for role, mapping, source in coded:
+        if role not in p:
+            continue
+        p[role] = p[role].astype("string").str.strip()
+        if not mapping:
+            raise ConfigError(f"config key codings.{role}: map each {role} code in the data")
+        unknown = p[role].notna() & ~p[role].isin(set(mapping))
+        p = problems.flag(
+            p, unknown, "unknown_code",
+            f"{role} code is not in codings.{role} (known: {', '.join(sorted(mapping))})",
+            column=role, source_column=source,
+        )  # fmt: skip
+        p[role] = p[role].map(dict(mapping)).astype("string")
+    if "modality" in p:
+        p["telehealth"] = (
+            (p["modality"] == "telehealth").astype("Int64").where(p["modality"].notna())
+        )
+    sources = role_columns(columns)
+    for role in ("baseline_symptom", "relapse_time", "relapse_event", "agency", "dropout_session"):
+        if role in p:
+            p = coerce_numeric(p, role, problems, sources[role])
+    for name, source in columns.personality.items():
+        p = coerce_numeric(p, name, problems, source)
+    if "consent_date" in p:
+        p = parse_dates(p, "consent_date", problems, columns.consent_date)
+    if "relapse_event" in p:
+        ev, tm = p["relapse_event"], p.get("relapse_time")
+        bad_ev = ev.notna() & ~ev.isin([0, 1])
+        p = problems.flag(
+            p, bad_ev, "relapse_time", "relapse event must be 0 or 1", column="relapse_event",
+            source_column=columns.relapse_event,
+        )  # fmt: skip
+        if tm is not None:
+            ev, tm = p["relapse_event"], p["relapse_time"]
+            p = problems.flag(
+                p, ev.notna() & tm.isna(), "relapse_time", "relapse event recorded without a time",
+                column="relapse_event", source_column=columns.relapse_event,
+            )  # fmt: skip
+            p = problems.flag(
+                p, p["relapse_time"] <= 0, "relapse_time", "relapse time must be > 0",
+                column="relapse_time", source_column=columns.relapse_time,
+            )  # fmt: skip
+    if "therapist" in p:
+        per = p.dropna(subset=["therapist"]).groupby("therapist")["patient"].nunique()
+        for therapist in per[per == 1].index:
+            row = p.loc[p["therapist"] == therapist].iloc[0]
+            problems.add(
+                "single_patient_therapist",
+                "therapist has one patient only (weakens therapist-level estimates)",
+                file=row[FILE], row=row[ROW], column=columns.therapist, value=therapist,
+            )  # fmt: skip
+    return p
+
+
+def check_session_links(
+    s: pd.DataFrame,
+    p: pd.DataFrame,
+    columns: ColumnSettings,
+    raters: Mapping[str, Mapping[str, str] | None],
+    problems: Problems,
+    *,
+    patient_table: bool,
+    path: str,
+) -> pd.DataFrame:
+    """Checks that need both tables: unknown patients, dates before consent, post-dropout rows,
+    raters without answers.
+
+    `patient_table`: whether patients come from a table of their own (a patients file or the
+    patient rows of a wide table), so a session's patient can be missing from it. `path`: the
+    session file, named in the rater rows.
+    """
+    if patient_table:
+        orphan = ~s["patient"].isin(set(p["patient"]))
+        s = problems.flag(
+            s, orphan, "unknown_patient", "patient is not in the patient table", column="patient",
+            source_column=columns.patient,
+        )  # fmt: skip
+    if "consent_date" in p and "date" in s:
+        consent = s["patient"].map(p.set_index("patient")["consent_date"])
+        s = problems.flag(
+            s, s["date"] < consent, "before_consent", "session date is before the consent date",
+            column="date", source_column=columns.date,
+        )  # fmt: skip
+    if "dropout_session" in p:
+        limit = s["patient"].map(p.set_index("patient")["dropout_session"])
+        s = problems.flag(
+            s, s["session"] > limit, "after_dropout",
+            "session is after the patient's recorded dropout", column="session",
+            source_column=columns.session,
+        )  # fmt: skip
+    for rater, spec in raters.items():
+        if not spec or s.empty:
+            continue
+        items = [c for c in s.columns if c.startswith(f"item_{rater}_")]
+        empty = s[items].isna().all(axis=1) if items else pd.Series(True, index=s.index)
+        if empty.all():
+            # A configured rater without data is not fatal (the other rater's analyses still
+            # run) but must not vanish silently: availability.json and this row say why.
+            why = (
+                f"no column matches alliance.raters.{rater}.items '{spec['items']}'"
+                if not items
+                else f"no {rater}-rated alliance item is answered in any of {len(s)} sessions"
+            )
+            problems.add(
+                "empty_rating", f"{why}: {rater}-rated analyses are skipped", file=path,
+                column=f"{rater} items", value=len(items), action="skipped",
+            )  # fmt: skip
+        elif empty.any():
+            n = int(empty.sum())
+            problems.add(
+                "empty_rating",
+                f"{n} session(s) have no {rater}-rated alliance item answered",
+                file=path, column=f"{rater} items", value=n,
+            )  # fmt: skip
+    return s
+
+
+def require_some_data(s: pd.DataFrame, path: str) -> None:
+    """Stop when nothing is left to analyse: no rows, no alliance answers, one patient."""
+    if s.empty:
+        raise InputError("no session rows left after validation", file=path)
+    items = [c for c in s.columns if c.startswith("item_") and not c.startswith("item_symptom_")]
+    if not items or s[items].isna().all().all():
+        raise InputError(
+            "no alliance item has any response: check alliance.raters item patterns and "
+            "data.missing_codes",
+            file=path,
+            check="no_alliance_data",
+        )
+    if s["patient"].nunique() < 2:
+        raise InputError(
+            "only one patient in the data: nothing can be estimated",
+            file=path,
+            value=1,
+            check="single_patient",
+        )
+
+
+def require_outcome_variation(s: pd.DataFrame, symptoms: SymptomSettings, path: str) -> None:
+    """A symptom score that never varies is a mapping or export error, not an outcome.
+
+    Stopping here (rather than skipping models) keeps baseline-based outcomes such as
+    symptom_change = constant - baseline from being fitted as if they were measured change.
+    """
+    values = s["symptom"].dropna() if "symptom" in s else pd.Series(dtype=float)
+    if values.empty or values.nunique() > 1:
+        return
+    raise InputError(
+        f"symptom scores do not vary: all {len(values)} non-missing session scores are equal, "
+        "so no outcome can be analysed; check symptoms.column / symptoms.items",
+        file=path,
+        column=symptoms.column or symptoms.items,
+        value=float(values.iloc[0]),
+        check="constant_outcome",
+    )

@@ -1,0 +1,44 @@
+"""Linear and generalised linear mixed models with lme4 semantics, behind one small interface.
+
+The engine is the `mixedlm` package (lme4 formula syntax, Rust backend). It is young and
+single-author, so nothing outside this module touches it: `fit_lmm` / `fit_glmm` return a plain
+`MixedFit` whose numbers are checked against lme4 1.1-31 / lmerTest 3.1-3 in
+tests/test_engine_mixed.py (fixtures written by tests/reference/make_reference.R).
+
+What we add on top of the engine, and why:
+- Factor coding follows R: text columns become factors with sorted levels (R's default), and
+  coefficient names are R's (`treatmentBtheB`, not the engine's `treatment.1`), so `formula_r`
+  refits the same model in R and the names line up.
+- GLMM standard errors come from the finite-difference Hessian of the Laplace deviance over
+  (theta, beta) jointly, exactly as lme4's `vcov(use.hessian = TRUE)` (`deriv12`, delta 1e-4).
+  The engine's own vcov is the RX-based one (beta conditional on theta), which lme4 only uses
+  with `use.hessian = FALSE`: on cbpp it gives 0.2279 where lme4 gives 0.2312.
+- Satterthwaite df are computed as lmerTest computes them (`_satterthwaite_df`); the engine's
+  own version matches lmerTest for REML fits but is about 1 % off for ML fits.
+- `cbind(successes, failures) ~ ...` is accepted (the engine does not parse it): it becomes the
+  proportion successes / (successes + failures) with prior weights successes + failures, which
+  is the same binomial likelihood.
+
+Two engine internals are used, both covered by the R-reference tests so an engine upgrade that
+changes them fails loudly: `LMMOptimizer._evaluate_core` (deviance pieces at a given theta, for
+the Satterthwaite df) and `LmerResult._prediction_fixed_matrix` (fixed-effect design matrix of
+new data, for prediction SEs).
+
+Known difference from lme4 defaults (GLMM only): lme4's default PIRLS tolerance
+(`tolPwrss = 1e-7`) stops the inner conditional-mode iteration early, so its Laplace deviance is
+slightly inexact; on cbpp its estimates move by up to 4e-4 relative and its SEs by up to 1.3 %
+when the tolerance is tightened. The engine solves the inner problem exactly, so our numbers
+equal lme4 run with `glmerControl(tolPwrss = 1e-10)`; `formula_r` therefore carries that
+control so the R refit reproduces them.
+
+Modules: `fit` (fit_lmm, fit_glmm and the tidying of the engine's result), `result` (MixedFit,
+predictions, random effects), `prepare` (formula columns, na.omit, R factor coding, binomial
+responses), `inference` (Satterthwaite df, the GLMM Hessian). `_prepare` is re-exported for the
+benchmark (alliance.studies.bench), which times data preparation apart from the fit.
+"""
+
+from alliance.engine.mixed.fit import fit_glmm, fit_lmm
+from alliance.engine.mixed.prepare import _prepare as _prepare
+from alliance.engine.mixed.result import ENGINE, MixedFit, engine_version
+
+__all__ = ["ENGINE", "MixedFit", "engine_version", "fit_glmm", "fit_lmm"]

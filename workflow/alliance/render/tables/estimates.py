@@ -1,0 +1,266 @@
+"""Result tables: reliability per scale, one APA fixed-effects table per model (with its fit
+notes) and the summary of alliance effects across models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alliance.errors import InputError
+from alliance.render import apa
+from alliance.render.tables.formats import Table, label_of
+
+COEF_COLUMNS = ("term", "estimate", "std_error", "statistic", "df", "p_value", "ci_low", "ci_high")
+RELIABILITY_COLUMNS = (
+    *("instrument", "rater", "scale", "session", "n", "n_items", "alpha", "alpha_ci_low"),
+    *("alpha_ci_high", "omega", "min_item_rest", "mean_item_rest"),
+)
+
+
+# --------------------------------------------------------------------------------- reliability
+def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise InputError(f"{what} lacks column(s) {', '.join(absent)}", column=absent[0])
+
+
+def _text(value: Any) -> str:
+    return "" if apa.is_missing(value) else str(value)
+
+
+def reliability_table(
+    rel: pd.DataFrame,
+    *,
+    sessions: bool = False,
+    labels: Mapping[str, str] | None = None,
+    digits: int = 2,
+    title: str = "Internal consistency of the alliance scales",
+) -> Table:
+    """Alpha [95% CI], omega and item-rest r per instrument x rater x scale (pooled rows).
+
+    `sessions=True` adds the per-session rows and a Session column. Rows keep the input order.
+    Row notes from the reliability stage (e.g. "2 items: omega not identified") become notes.
+    """
+    _require(rel, RELIABILITY_COLUMNS, "reliability table")
+    labels = dict(labels or {})
+    pooled = rel["session"].astype("str") == "pooled"
+    rows = rel if sessions else rel[pooled.to_numpy()]
+    header = ["Instrument", "Rater", "Scale"] + (["Session"] if sessions else [])
+    header += ["k", "n", "α", "95% CI", "ω", "Item–rest r, min", "Item–rest r, M"]
+    body, notes = [], []
+    for rec in rows.to_dict("records"):
+        ident = [label_of(labels, str(rec[c])) for c in ("instrument", "rater", "scale")]
+        session = str(rec["session"])
+        cells = ident + ([session] if sessions else [])
+        cells += [
+            apa.fmt_int(rec["n_items"]),
+            apa.fmt_int(rec["n"]),
+            apa.fmt_r(rec["alpha"], digits, check=False),
+            apa.fmt_ci(rec["alpha_ci_low"], rec["alpha_ci_high"], digits, leading_zero=False),
+            apa.fmt_r(rec["omega"], digits, check=False),
+            apa.fmt_r(rec["min_item_rest"], digits),
+            apa.fmt_r(rec["mean_item_rest"], digits),
+        ]
+        body.append(cells)
+        note = _text(rec.get("note"))
+        if note:
+            where = " ".join(ident) + ("" if session == "pooled" else f", session {session}")
+            notes.append(f"{where}: {note}.")
+    lead = (
+        "k = number of items; α = Cronbach's alpha with Feldt's 95% CI; ω = McDonald's omega "
+        "total (one-factor model); item–rest r = correlation of an item with the sum of the other "
+        "items."
+    )
+    pooling = sorted({_text(v) for v in rel.loc[pooled.to_numpy()].get("pooling", [])} - {""})
+    if pooled.any():
+        lead += (
+            " Pooled rows: " + ("; ".join(pooling) if pooling else "all sessions together") + "."
+        )
+    frame = pd.DataFrame(body, columns=header, dtype="str")
+    return Table(title, frame, [lead, *notes])
+
+
+# --------------------------------------------------------------------------------- model table
+def _bare(term: Any) -> str:
+    """ "(Intercept)" -> "Intercept", so a correlation reads r(Intercept, time)."""
+    text = str(term)
+    return text[1:-1] if text.startswith("(") and text.endswith(")") else text
+
+
+def _fmt_component(rec: Mapping[str, Any]) -> str:
+    return f"{rec['term1']} {apa.fmt_num(rec.get('sd'))}"
+
+
+def _variance_note(components: Sequence[Mapping[str, Any]]) -> str | None:
+    groups: dict[str, list[str]] = {}
+    for rec in components:
+        group = str(rec.get("group"))
+        t2 = _text(rec.get("term2"))
+        if t2:
+            text = f"r({_bare(rec['term1'])}, {_bare(t2)}) = {apa.fmt_r(rec.get('corr'))}"
+        elif group == "Residual":
+            text = apa.fmt_num(rec.get("sd"))
+        else:
+            text = _fmt_component(rec)
+        groups.setdefault(group, []).append(text)
+    if not groups:
+        return None
+    parts = [f"{g.lower() if g == 'Residual' else g} {', '.join(t)}" for g, t in groups.items()]
+    return "Random effects (SD): " + "; ".join(parts) + "."
+
+
+def _icc_note(icc: Any) -> str | None:
+    if isinstance(icc, Mapping) and icc:
+        return "ICC: " + ", ".join(f"{g} {apa.fmt_r(v)}" for g, v in icc.items()) + "."
+    if icc is not None and not isinstance(icc, Mapping) and not apa.is_missing(icc):
+        return f"ICC = {apa.fmt_r(icc)}."
+    return None
+
+
+def fit_notes(fit: Mapping[str, Any], *, finite_df: bool, infinite_df: bool) -> list[str]:
+    """Note lines under a model table: tests, random effects, fit, n's, engine, convergence."""
+    notes = ["b = unstandardised estimate; SE = standard error; CI = 95% confidence interval."]
+    if finite_df:
+        method = fit.get("df_method") or "unspecified"
+        notes.append(f"t tests with {method} degrees of freedom.")
+    if infinite_df:
+        notes.append("z = Wald z test.")
+    for line in (_variance_note(fit.get("variance_components") or []), _icc_note(fit.get("icc"))):
+        if line:
+            notes.append(line)
+    indices = [
+        f"{name} = {apa.fmt_num(fit.get(key))}"
+        for key, name in (("logLik", "log-likelihood"), ("AIC", "AIC"), ("BIC", "BIC"))
+        if not apa.is_missing(fit.get(key))
+    ]
+    if indices:
+        how = {True: " (REML)", False: " (ML)"}.get(fit.get("reml"), "")
+        notes.append(f"Fit{how}: " + ", ".join(indices) + ".")
+    counts = [
+        f"{apa.fmt_int(fit[key])} {name}"
+        for key, name in (
+            ("n_obs", "observations"),
+            ("n_patients", "patients"),
+            ("n_therapists", "therapists"),
+        )
+        if not apa.is_missing(fit.get(key))
+    ]
+    if counts:
+        notes.append("n = " + ", ".join(counts) + ".")
+    if fit.get("engine"):
+        version = f" {fit['engine_version']}" if fit.get("engine_version") else ""
+        notes.append(f"Fitted with {fit['engine']}{version}.")
+    if fit.get("formula_r"):
+        notes.append(f"R equivalent: {fit['formula_r']}")
+    problems = []
+    if fit.get("converged") is False:
+        problems.append("the model did not converge")
+    if fit.get("singular") is True:
+        problems.append("singular fit")
+    if problems:
+        notes.append("Caution: " + "; ".join(problems) + ".")
+    notes += [f"Engine warning: {w}" for w in fit.get("warnings") or []]
+    return notes
+
+
+def model_table(
+    coefficients: pd.DataFrame,
+    fit: Mapping[str, Any],
+    *,
+    labels: Mapping[str, str] | None = None,
+    digits: int = 2,
+    title: str | None = None,
+) -> Table:
+    """APA fixed-effects table (term, b, SE, 95% CI, test with df, p) of one model.
+
+    Variance components, ICC, fit indices, n's, df method, engine and any convergence or
+    singularity problem (engine warnings verbatim) go into the notes.
+    """
+    _require(coefficients, COEF_COLUMNS, "coefficient table")
+    labels = dict(labels or {})
+    models = sorted(set(coefficients["model"].astype("str"))) if "model" in coefficients else []
+    if len(models) > 1:
+        raise ValueError(f"model_table takes one model's coefficients, got {models}")
+    name = models[0] if models else str(fit.get("model", "model"))
+    body = []
+    for rec in coefficients.to_dict("records"):
+        body.append(
+            [
+                label_of(labels, str(rec["term"])),
+                apa.fmt_num(rec["estimate"], digits),
+                apa.fmt_num(rec["std_error"], digits),
+                apa.fmt_ci(rec["ci_low"], rec["ci_high"], digits),
+                apa.fmt_stat("t", rec["statistic"], rec["df"], digits),
+                apa.fmt_p(rec["p_value"]),
+            ]
+        )
+    dfs = pd.to_numeric(coefficients["df"], errors="coerce").to_numpy(dtype=float)
+    notes = fit_notes(
+        fit, finite_df=bool(np.isfinite(dfs).any()), infinite_df=bool(np.isinf(dfs).any())
+    )
+    frame = pd.DataFrame(body, columns=["Term", "b", "SE", "95% CI", "Test", "p"], dtype="str")
+    return Table(title or f"Fixed effects: {label_of(labels, name)}", frame, notes)
+
+
+# ------------------------------------------------------------------------------- summary table
+def _skipped(rec: Mapping[str, Any]) -> bool:
+    status = _text(rec.get("status")).lower()
+    if status:
+        return status == "skipped"
+    flag = rec.get("skipped")
+    if not apa.is_missing(flag) and flag is not None:
+        return str(flag).lower() in {"true", "1", "yes"}
+    return apa.is_missing(rec.get("estimate")) and bool(_text(rec.get("reason")))
+
+
+def summary_table(
+    summary: pd.DataFrame,
+    *,
+    labels: Mapping[str, str] | None = None,
+    digits: int = 2,
+    title: str = "Alliance effects across models",
+) -> Table:
+    """One row per model x key alliance term, plus one row per skipped model with its reason.
+
+    Reads columns model, term, estimate, std_error, ci_low, ci_high, p_value and, when present,
+    statistic, df, status ("skipped"), reason, converged, singular.
+    """
+    _require(summary, ["model"], "model summary")
+    labels = dict(labels or {})
+    has_test = "statistic" in summary.columns
+    body, skipped = [], 0
+    for rec in summary.to_dict("records"):
+        model = label_of(labels, str(rec["model"]))
+        if _skipped(rec):
+            skipped += 1
+            reason = _text(rec.get("reason")) or "no reason recorded"
+            row = [model, label_of(labels, _text(rec.get("term"))) or apa.MISSING]
+            row += [apa.MISSING] * (5 if has_test else 4) + [f"Skipped: {reason}"]
+            body.append(row)
+            continue
+        flags = []
+        if "converged" in rec and str(rec["converged"]).lower() in {"false", "0"}:
+            flags.append("not converged")
+        if "singular" in rec and str(rec["singular"]).lower() in {"true", "1"}:
+            flags.append("singular fit")
+        row = [
+            model,
+            label_of(labels, _text(rec.get("term"))),
+            apa.fmt_num(rec.get("estimate"), digits),
+            apa.fmt_num(rec.get("std_error"), digits),
+            apa.fmt_ci(rec.get("ci_low"), rec.get("ci_high"), digits),
+        ]
+        if has_test:
+            row.append(apa.fmt_stat("t", rec.get("statistic"), rec.get("df"), digits))
+        row += [apa.fmt_p(rec.get("p_value")), "; ".join(flags)]
+        body.append(row)
+    header = ["Model", "Term", "b", "SE", "95% CI"] + (["Test"] if has_test else []) + ["p", "Note"]
+    notes = ["b = unstandardised estimate; SE = standard error; CI = 95% confidence interval."]
+    if has_test:
+        notes.append("t tests with the model's df method; z = Wald z test.")
+    if skipped:
+        notes.append(f"{skipped} model(s) skipped; the Note column gives the reason.")
+    return Table(title, pd.DataFrame(body, columns=header, dtype="str"), notes)

@@ -1,0 +1,163 @@
+"""Generating parameters of the simulated trial: defaults, overrides, design checks, streams.
+
+Why here: every other simulate module reads the same parameter dict and random streams; one
+place for the defaults keeps `truth.json["params"]` and the overrides check in step.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from alliance.errors import ConfigError
+
+ARMS = ("CBT", "IPT", "IMI-CM", "PLA-CM")
+N_ITEMS = 12
+WAI_P = tuple(f"wai_p_{k:02d}" for k in range(1, N_ITEMS + 1))
+WAI_T = tuple(f"wai_t_{k:02d}" for k in range(1, N_ITEMS + 1))
+# Independent random streams: adding a stream at the end never changes the others.
+STREAMS = (
+    "design", "people", "alliance", "therapist_alliance", "items", "ruptures", "dropout",
+    "outcome", "suicide", "dates", "relapse", "item_offsets",
+)  # fmt: skip
+
+# Every generating parameter. Units: alliance in WAI-SR item points (1–5), HAM-D in points,
+# traits per SD (10 T-score points), time t = session - 1.
+DEFAULT_PARAMS: dict[str, Any] = {
+    # design and people
+    "sites": ["PIT", "OKL", "GWU"],
+    "screen_fail_share": 0.08,  # share of assessed people never randomised
+    "screen_fail_below_cutoff_share": 0.70,  # of those, share with screening HAM-D < 14
+    "not_started_share": 0.03,  # randomised, no session attended
+    "video_share": 0.30,
+    "female_share": 0.65,
+    "age_mean": 38.0,
+    "age_sd": 11.0,
+    "age_min": 18,
+    "age_max": 70,
+    "recruitment_start": "2019-02-04",
+    "recruitment_days": 730,
+    "first_session_delay_days": [7, 21],
+    "visit_jitter_days": 2,
+    "baseline_hamd_mean": 20.0,
+    "baseline_hamd_sd": 4.0,
+    "baseline_hamd_cutoff": 14,
+    "baseline_hamd_max": 36,
+    "trait_mean": 50.0,
+    "trait_sd": 10.0,
+    # patient-rated alliance (latent, 1–5 metric)
+    "alliance_mu": 3.70,
+    "alliance_var_therapist": 0.025,
+    "alliance_var_patient": 0.14,  # total patient-level variance, incl. trait paths, telehealth
+    "alliance_var_session": 0.09,
+    "alliance_ar1": 0.40,
+    "alliance_growth": 0.015,  # per session
+    "telehealth_smd": -0.09,  # Seuling et al. 2023, SD = total latent SD
+    "a_agreeableness": 0.12,  # alliance points per trait SD (Kushner et al. 2016 direction)
+    "a_extraversion": 0.05,
+    "a_openness": 0.04,
+    "item_noise_sd": 0.55,
+    "item_offset_sd": 0.12,  # fixed item difficulty offsets, drawn once per seed
+    "item_missing_p": 0.02,
+    # therapist-rated alliance
+    "t_alliance_shift": 0.15,  # therapists rate slightly higher
+    "t_alliance_var_therapist": 0.03,
+    "t_alliance_var_patient": 0.12,
+    "t_alliance_var_session": 0.08,
+    "t_alliance_growth": 0.01,
+    "t_corr_therapist": 0.30,
+    "t_corr_patient": 0.55,
+    "t_corr_session": 0.20,
+    "t_rupture_visibility": 0.5,  # share of a patient-rated rupture dip the therapist sees
+    "t_item_missing_p": 0.01,
+    # ruptures (Stiles et al. 2004 style V-shaped drops)
+    "rupture_patient_p": 0.165,  # patients scheduled for a rupture (only those reached count)
+    "rupture_repaired_p": 0.75,
+    "rupture_depth_sd": [3.5, 4.5],  # in SDs of the observed session-to-session change
+    "rupture_first_session": 3,
+    "rupture_max_repair_sessions": 3,
+    # outcome (HAM-D 17)
+    "hamd_b0": 19.0,
+    "hamd_time": -0.60,
+    "hamd_base": 0.60,  # per point of baseline_hamd - hamd_baseline_centre
+    "hamd_baseline_centre": 20.0,
+    "beta_T": -4.0,
+    "beta_P": -0.7,
+    "beta_S": -1.0,
+    "beta_tP": -0.09,
+    "beta_P_arm_multiplier": {"CBT": 1.0, "IPT": 1.0, "IMI-CM": 0.6, "PLA-CM": 1.6},
+    "agency_moderation": 0.30,  # beta_P and beta_tP scaled by (1 - kappa * agency)
+    "arm_time": {"CBT": 0.0, "IPT": 0.0, "IMI-CM": -0.08, "PLA-CM": 0.10},
+    "direct_agreeableness": 0.0,  # trait -> HAM-D level not via alliance, per SD
+    "direct_extraversion": -0.4,
+    "direct_openness": -0.3,
+    "sd_patient_intercept": 3.0,
+    "sd_patient_slope": 0.25,
+    "corr_patient_intercept_slope": -0.2,
+    "sd_therapist_outcome": 1.2,
+    "sd_residual": 2.5,
+    "lag_phi": 0.40,  # lagged model: AR coefficient of HAM-D deviation from trajectory
+    "beta_lag": -1.2,  # lagged model: effect of A_S at t-1
+    # dropout: logit P(leave before session t | attended t-1)
+    "dropout_alpha": -4.3,
+    "dropout_beta_alliance": -1.3,  # per alliance point of A_{t-1} - alliance_mu
+    "dropout_therapist_sd": 0.4,
+    # suicidality item (HAM-D item 3), cumulative logit P(item >= k)
+    "suicide_thresholds": [-2.4, -4.2, -5.6, -7.0],
+    "suicide_b_hamd": 0.12,  # per HAM-D point above 15 (latent total)
+    "suicide_b_between": -1.0,  # per point of A_T + A_P
+    "suicide_b_within": -0.8,  # per point of A_S
+    "suicide_patient_sd": 1.0,
+    # response and relapse
+    "response_threshold": 0.5,  # final HAM-D <= threshold * baseline_hamd (completers)
+    "relapse_p52": 0.32,  # P(relapse by 52 weeks) at mean alliance, exponential baseline
+    "relapse_beta": -0.45,  # Cox log-HR per SD of observed mean patient alliance
+    "relapse_followup_weeks": 52.0,
+    "relapse_lost_p52": 0.10,  # random censoring (lost to follow-up) by 52 weeks
+    # Monte-Carlo size for the expected observed variance shares
+    "mc_therapists": 600,
+    "mc_patients_per_therapist": 12,
+}
+
+
+def resolve_params(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Defaults updated by `overrides`; unknown keys are an error, not silently ignored."""
+    params = copy.deepcopy(DEFAULT_PARAMS)
+    for key, value in overrides.items():
+        if key not in params:
+            allowed = ", ".join(sorted(params))
+            raise ConfigError(f"simulate_trial: unknown parameter '{key}'. Allowed: {allowed}")
+        default = params[key]
+        if isinstance(default, dict):
+            if not isinstance(value, dict) or set(value) - set(default):
+                raise ConfigError(
+                    f"simulate_trial: '{key}' must be a dict with keys {list(default)}"
+                )
+            params[key] = {**default, **value}
+        else:
+            params[key] = copy.deepcopy(value)
+    return params
+
+
+def check_design(n_patients: int, n_therapists: int, n_sessions: int, model: str) -> None:
+    """Raise ConfigError for a design the simulator cannot build (or an unknown outcome model)."""
+    if model not in ("growth", "lagged"):
+        raise ConfigError(f"outcome_model must be 'growth' or 'lagged', got {model!r}")
+    if n_therapists < 4:
+        raise ConfigError("n_therapists must be >= 4 (one per treatment type at least)")
+    if n_patients < n_therapists:
+        raise ConfigError("n_patients must be >= n_therapists")
+    if not 4 <= n_sessions <= 52:
+        raise ConfigError("n_sessions must be between 4 and 52")
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """The random stream `name` of `seed` (one of STREAMS)."""
+    return np.random.default_rng([seed, STREAMS.index(name)])
+
+
+def streams(seed: int) -> dict[str, np.random.Generator]:
+    """Every random stream of `seed`, by name."""
+    return {name: stream(seed, name) for name in STREAMS}

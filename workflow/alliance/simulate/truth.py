@@ -1,0 +1,266 @@
+"""The generating truth of a simulated trial (`truth.json`) and what its tables show naively.
+
+Why: tests and the recovery study compare estimates with these numbers; `realised_summary`
+adds what a reader computes from the two tables alone, so both can be read side by side.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alliance.simulate.alliance import (
+    ar1,
+    item_offsets,
+    item_responses,
+    patient_level,
+    patient_residual_var,
+    row_mean,
+    rupture_dips,
+    sd_change,
+    telehealth_shift,
+)
+from alliance.simulate.design import therapist_rating_sessions, trait_z
+from alliance.simulate.params import ARMS, WAI_P, WAI_T, stream
+
+
+@functools.lru_cache(maxsize=8)
+def _expected_shares_cached(params_json: str, n_sessions: int, seed: int) -> dict[str, Any]:
+    """Expected observed and latent variance shares: the alliance model on a balanced design.
+
+    Cached: the Monte Carlo is the slow part and repeats for equal parameters and seed.
+    """
+    p = json.loads(params_json)
+    rng = np.random.default_rng([seed, 999])
+    n_j, n_i = p["mc_therapists"], p["mc_patients_per_therapist"]
+    n = n_j * n_i
+    u = np.repeat(rng.normal(0.0, math.sqrt(p["alliance_var_therapist"]), n_j), n_i)
+    video = (rng.random(n) < p["video_share"]).astype(float)
+    a_p = patient_level(rng, p, trait_z(rng, n), video)
+    w = ar1(rng, n, n_sessions, p["alliance_var_session"], p["alliance_ar1"])
+    dips, _ = rupture_dips(rng, p, n, n_sessions)
+    trend = p["alliance_growth"] * np.arange(n_sessions)
+    latent = p["alliance_mu"] + u[:, None] + a_p[:, None] + trend + w + dips
+    offsets = item_offsets(stream(seed, "item_offsets"), p["item_offset_sd"])
+    items = item_responses(rng, latent, offsets, p["item_noise_sd"], p["item_missing_p"])
+    score = row_mean(items).reshape(n_j, n_i, n_sessions)
+    return {
+        "observed": _nested_anova(score),
+        "latent_check": _nested_anova(latent.reshape(n_j, n_i, n_sessions)),
+    }
+
+
+def _nested_anova(y: np.ndarray) -> dict[str, float]:
+    """Balanced 3-level nested ANOVA (method of moments) variance components and shares."""
+    n_j, n_i, n_t = y.shape
+    grand = y.mean()
+    m_j = y.mean(axis=(1, 2))
+    m_ij = y.mean(axis=2)
+    ms_j = n_i * n_t * ((m_j - grand) ** 2).sum() / (n_j - 1)
+    ms_i = n_t * ((m_ij - m_j[:, None]) ** 2).sum() / (n_j * (n_i - 1))
+    ms_t = ((y - m_ij[..., None]) ** 2).sum() / (n_j * n_i * (n_t - 1))
+    var_t = ms_t
+    var_i = max((ms_i - ms_t) / n_t, 0.0)
+    var_j = max((ms_j - ms_i) / (n_i * n_t), 0.0)
+    total = var_j + var_i + var_t
+    return {
+        "var_therapist": round(float(var_j), 5),
+        "var_patient": round(float(var_i), 5),
+        "var_session": round(float(var_t), 5),
+        "share_therapist": round(float(var_j / total), 4),
+        "share_patient": round(float(var_i / total), 4),
+        "share_session": round(float(var_t / total), 4),
+        "mean": round(float(grand), 4),
+    }
+
+
+def reached_episodes(
+    scheduled: list[dict[str, Any]], attended: np.ndarray, subject: list[str]
+) -> list[dict[str, Any]]:
+    """Rupture episodes whose drop session was attended (the others never happened)."""
+    T = attended.shape[1]
+    episodes = []
+    for e in scheduled:
+        i, s, k = e["index"], e["session"], e["sessions_to_repair"]
+        if not attended[i, s - 1]:
+            continue
+        seen_to = s + (k or 0)
+        episodes.append(
+            {
+                "subject": subject[i],
+                "session": s,
+                "repaired": e["repaired"],
+                "sessions_to_repair": k,
+                "repair_observed": bool(
+                    e["repaired"] and seen_to <= T and attended[i, seen_to - 1]
+                ),
+                "depth": e["depth"],
+                "depth_sd_change": e["depth_sd_change"],
+            }
+        )
+    return sorted(episodes, key=lambda e: (e["subject"], e["session"]))
+
+
+def generating_truth(
+    p: dict[str, Any],
+    seed: int,
+    T: int,
+    design: dict[str, Any],
+    al: dict[str, Any],
+    episodes: list[dict[str, Any]],
+    rel_info: dict[str, float],
+) -> dict[str, Any]:
+    """Every generating parameter plus derived truths (shares, mediation, ruptures)."""
+    d, offsets, t_offsets, scheduled = design, al["offsets"], al["t_offsets"], al["scheduled"]
+    var_u, var_v, var_w = (
+        p["alliance_var_therapist"],
+        p["alliance_var_patient"],
+        p["alliance_var_session"],
+    )
+    total = var_u + var_v + var_w
+    expected = _expected_shares_cached(json.dumps(p, sort_keys=True), T, seed)
+    mult = p["beta_P_arm_multiplier"]
+    b_final = {a: round((p["beta_P"] + p["beta_tP"] * (T - 1)) * mult[a], 4) for a in ARMS}
+    b_avg = float(np.mean(list(b_final.values())))
+    a_paths = {
+        "agreeableness": p["a_agreeableness"],
+        "extraversion": p["a_extraversion"],
+        "openness": p["a_openness"],
+    }
+    repaired = sum(e["repaired"] for e in episodes)
+    return {
+        "params": p,
+        "design": {
+            "arms": list(ARMS),
+            "therapists": [
+                {"therapist": tid, "site": s, "type": ty}
+                for tid, s, ty in zip(d["t_id"], d["t_site"], d["t_type"], strict=True)
+            ],
+            "therapist_rating_sessions": therapist_rating_sessions(T),
+            "therapist_item_columns": list(WAI_T),
+            "patient_item_columns": list(WAI_P),
+            "time_variable": "t = visit - 1",
+        },
+        "definitions": {
+            "alliance": "A_tij = mu + A_T_j + A_P_ij + gamma*(visit-1) + A_S_tij (latent, 1-5)",
+            "A_T": "therapist deviation u_j",
+            "A_P": "patient deviation: trait a-paths + centred telehealth shift + residual",
+            "A_S": "session deviation: stationary AR(1) + rupture dips",
+            "items": "round(clip(A + item_offset + N(0, item_noise_sd), 1, 5)); MCAR NaN",
+            "hamd_growth": (
+                "b0 + (hamd_time + arm_time[arm] + u1_i + beta_tP*m_i*A_P)*t + hamd_base*"
+                "(baseline - centre) + beta_T*A_T + beta_P*m_i*A_P + beta_S*A_S + direct trait"
+                " effects + u0_i + v_j + e; m_i = beta_P_arm_multiplier[arm]*(1 - "
+                "agency_moderation*agency); rounded, clipped 0-52"
+            ),
+            "hamd_lagged": (
+                "y_t = g_t + lag_phi*(y_{t-1} - g_{t-1}) + beta_lag*A_S_{t-1} + e_t, g_t = "
+                "growth model without beta_S*A_S; so y_t on y_{t-1} has coefficient lag_phi"
+            ),
+            "dropout": "logit P(leave before t | attended t-1) = dropout_alpha + "
+            "dropout_beta_alliance*(A_{t-1} - mu) + N(0, dropout_therapist_sd) per therapist",
+            "response": "completed and hamd at last session <= response_threshold*baseline_hamd",
+            "relapse": "responders; h(t) = h0*exp(relapse_beta*z), z = observed mean patient "
+            "alliance (12-item mean, attended sessions) standardised among responders; "
+            "censoring: exponential loss + administrative at relapse_followup_weeks",
+            "suicide": "cumulative logit P(item3 >= k) = threshold_k + b_hamd*(latent HAM-D - "
+            "15) + b_between*(A_T + A_P) + b_within*A_S + N(0, suicide_patient_sd); capped at "
+            "hamd",
+            "ruptures": "V-shaped dip of depth (rupture_depth_sd x sd_change) at `session`; "
+            "repaired: linear return to 0 at session + sessions_to_repair; unrepaired: stays",
+        },
+        "alliance": {
+            "latent_variance": {"therapist": var_u, "patient": var_v, "session": var_w},
+            "latent_share": {
+                "therapist": round(var_u / total, 4),
+                "patient": round(var_v / total, 4),
+                "session": round(var_w / total, 4),
+            },
+            "patient_residual_variance": round(patient_residual_var(p), 5),
+            "telehealth_shift": round(telehealth_shift(p), 5),
+            "item_offsets_patient": offsets.tolist(),
+            "item_offsets_therapist": t_offsets.tolist(),
+            "observed_score_expected": expected["observed"],
+            "latent_expected_incl_trend_and_ruptures": expected["latent_check"],
+            "observed_score_method": (
+                "Monte Carlo: same generating model (incl. time trend, ruptures, item noise, "
+                "rounding, clipping, item non-response; no dropout) on a balanced design of "
+                "mc_therapists x mc_patients_per_therapist x n_sessions; 12-item mean score; "
+                "balanced nested ANOVA (method of moments) variance components"
+            ),
+        },
+        "mediation": {
+            "a_per_sd": a_paths,
+            "a_per_t_point": {k: round(v / p["trait_sd"], 5) for k, v in a_paths.items()},
+            "b_final_hamd_by_arm": b_final,
+            "b_final_hamd_mean": round(b_avg, 4),
+            "b_definition": "effect of A_P on HAM-D at the last session (agency = 0): "
+            "(beta_P + beta_tP*(n_sessions-1))*arm multiplier",
+            "ab_per_sd": {k: round(v * b_avg, 4) for k, v in a_paths.items()},
+            "direct_per_sd": {
+                "agreeableness": p["direct_agreeableness"],
+                "extraversion": p["direct_extraversion"],
+                "openness": p["direct_openness"],
+            },
+        },
+        "relapse": rel_info,
+        "ruptures": {
+            "sd_change": round(sd_change(p), 5),
+            "sd_change_method": "analytic: 2*var_session*(1-ar1) + 2*(item_noise_sd^2 + 1/12)/12",
+            "episodes": episodes,
+            "n_episodes": len(episodes),
+            "n_repaired": int(repaired),
+            "n_unrepaired": len(episodes) - int(repaired),
+            "n_repair_observed": sum(e["repair_observed"] for e in episodes),
+            "n_scheduled_not_reached": len(scheduled) - len(episodes),
+        },
+    }
+
+
+def realised_summary(
+    sessions: pd.DataFrame, patients: pd.DataFrame, n_sessions: int
+) -> dict[str, Any]:
+    """Naive descriptive checks computed from the tables alone (what a reader would see)."""
+    rand = patients[patients["arm"].notna()]
+    n_started = int((rand["status"] != "not_started").sum())
+    n_drop = int((rand["status"] == "dropout").sum())
+    score = sessions[list(WAI_P)].astype("float64").mean(axis=1)
+    s = sessions.assign(score=score)
+    per = s.groupby("subject").agg(
+        alliance=("score", "mean"), n=("visit", "size"), last=("hamd", "last")
+    )
+    per = per.join(patients.set_index("subject")["baseline_hamd"])
+    per = per[per["n"] >= 4]
+    r = float(np.corrcoef(per["alliance"], per["baseline_hamd"] - per["last"])[0, 1])
+    resp = patients[patients["relapse"].notna()]
+    t_score = sessions[list(WAI_T)].astype("float64").mean(axis=1)
+    both = s.assign(t_score=t_score).groupby("subject")[["score", "t_score"]].mean().dropna()
+    first = sessions.loc[sessions["visit"] == 1, "hamd"].mean()
+    last = sessions.loc[sessions["visit"] == n_sessions, "hamd"].mean()
+    items = sessions[list(WAI_P)]
+    return {
+        "n_assessed": len(patients),
+        "n_randomised": len(rand),
+        "n_not_started": int((rand["status"] == "not_started").sum()),
+        "n_completed": int((rand["status"] == "completed").sum()),
+        "n_dropout": n_drop,
+        "dropout_rate_of_started": round(n_drop / max(n_started, 1), 4),
+        "n_session_rows": len(sessions),
+        "mean_hamd_baseline": round(float(rand["baseline_hamd"].mean()), 3),
+        "mean_hamd_session_1": round(float(first), 3),
+        "mean_hamd_last_session": round(float(last), 3),
+        "r_mean_alliance_improvement": round(r, 4),
+        "r_definition": "patients with >= 4 sessions: corr(mean 12-item WAI-SR patient score, "
+        "baseline_hamd - last hamd)",
+        "n_responders": len(resp),
+        "relapse_share": round(float(resp["relapse"].mean()), 4) if len(resp) else None,
+        "suicide_item_any_share": round(float((sessions["hamd_suicide"] >= 1).mean()), 4),
+        "r_patient_therapist_alliance": round(float(both.corr().iloc[0, 1]), 4),
+        "wai_p_item_missing_share": round(float(items.isna().to_numpy().mean()), 4),
+        "video_share": round(float((rand["modality"] == "video").mean()), 4),
+    }

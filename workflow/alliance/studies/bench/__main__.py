@@ -1,0 +1,5 @@
+"""`python -m alliance.studies.bench` (`make bench`)."""
+
+from alliance.studies.bench.cli import main
+
+raise SystemExit(main())
