@@ -5,7 +5,7 @@ BIN       := $(VENV)/bin
 UV_VERSION := 0.13.8
 CONFIG    ?= config/config.yaml
 CORES     ?= 2
-SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) \
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --config configpath=$(CONFIG) \
   --workflow-profile workflow/profiles/default --show-failed-logs
 
 .PHONY: install run report test lint format lock clean demo validate bench test-cluster
@@ -46,7 +46,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
-	$(BIN)/snakemake --lint --configfile $(CONFIG)
+	$(BIN)/snakemake --lint --config configpath=$(CONFIG)
 
 format: install
 	$(BIN)/ruff check --fix .

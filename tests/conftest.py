@@ -10,6 +10,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# Pseudonym key of every test trial that is not the bundled demo: the demo key is refused on
+# other data and keys need 16+ bytes (alliance.clean.pseudonym).
+FIXTURE_KEY = "alliance-test-fixture-key-32byte"
 
 
 def small_trial() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -62,11 +65,12 @@ def trial_files(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def trial_config(trial_files: tuple[Path, Path]) -> dict:
-    """The demo config pointed at the small trial (instrument folder absolute)."""
+    """The demo config pointed at the small trial (instrument folder absolute, test key)."""
     cfg = copy.deepcopy(demo_config())
     cfg["data"]["sessions"] = str(trial_files[0])
     cfg["data"]["patients"] = str(trial_files[1])
     cfg["alliance"]["instruments_dir"] = str(ROOT / "config" / "instruments")
     cfg["columns"]["personality"] = {"agreeableness": "agreeableness"}
     cfg["columns"]["agency"] = None
+    cfg["privacy"]["key"] = FIXTURE_KEY
     return cfg

@@ -58,8 +58,8 @@ def command(workdir: Path, config: Path, *extra: str) -> list[str]:
     """The `make run` command (same flags as the Makefile) for a scratch folder."""
     return [
         str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(config), "--cores", "2", "--quiet", "rules", "--show-failed-logs",
-        *extra,
+        "--config", f"configpath={config}", "--cores", "2", "--quiet", "rules",
+        "--show-failed-logs", *extra,
     ]  # fmt: skip
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import small_trial
+from conftest import FIXTURE_KEY, small_trial
 
 from alliance.clean.problems import ValidationFailed
 from alliance.clean.pseudonym import pseudonym
@@ -12,7 +12,7 @@ from alliance.clean.stage import clean_trial, write_clean
 from alliance.errors import ConfigError, InputError
 from alliance.settings import Settings
 
-KEY = b"demo-key-not-secret"
+KEY = FIXTURE_KEY.encode()
 
 
 def run(cfg: dict):
@@ -82,7 +82,7 @@ def test_pseudonyms_stable_and_keyed(trial_config, monkeypatch):
     a = run(trial_config).patients["patient"].tolist()
     b = run(trial_config).patients["patient"].tolist()
     assert a == b
-    monkeypatch.setenv("ALLIANCE_PSEUDONYM_KEY", "another-key")
+    monkeypatch.setenv("ALLIANCE_PSEUDONYM_KEY", "another-key-of-sixteen-bytes-or-more")
     c = run(trial_config).patients["patient"].tolist()
     assert set(a).isdisjoint(c)
 

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, demo_config
+from conftest import FIXTURE_KEY, ROOT, demo_config
 
 from alliance.clean.stage import clean_trial
 from alliance.errors import ConfigError
@@ -33,6 +33,7 @@ def tables(tmp_path_factory):
     cfg["data"]["sessions"] = str(folder / "sessions.csv")
     cfg["data"]["patients"] = str(folder / "patients.csv")
     cfg["alliance"]["instruments_dir"] = str(ROOT / "config" / "instruments")
+    cfg["privacy"]["key"] = FIXTURE_KEY  # the demo key is refused on other data
     settings = Settings.from_config(cfg)
     clean = clean_trial(settings.clean())
     scored = run_score(clean.sessions, clean.patients, settings.score_stage())

@@ -11,8 +11,6 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "workflow"
 
@@ -25,7 +23,7 @@ ALLOWLIST: dict[str, str] = {
 }
 # Hits that are known and being removed: the general test skips them, and a strict xfail test
 # fails loudly once they are gone so this entry is deleted with them.
-PENDING = {"workflow/alliance/models/frames.py:_apply_subset"}
+PENDING: set[str] = set()
 
 BUILTIN_EVALUATORS = {"eval", "exec", "compile", "__import__"}
 DANGEROUS = {  # fully qualified names: any reference (call or not) is a hit
@@ -225,10 +223,8 @@ def test_the_allowlist_is_current() -> None:
     assert "workflow/alliance/models/frames.py:_apply_subset" not in ALLOWLIST
 
 
-@pytest.mark.xfail(strict=True, reason="wired in by the integrator")
 def test_model_subsets_are_not_evaluated_by_pandas() -> None:
-    """models/frames.py applies `subset` with DataFrame.query until alliance.expressions
-    replaces it; when this passes, delete the xfail mark and the PENDING entry."""
+    """models/frames.py applies `subset` through alliance.expressions, never DataFrame.query."""
     path = WORKFLOW / "alliance" / "models" / "frames.py"
     hits = [h for h in find_hits(path) if h.key not in ALLOWLIST]
     assert not hits, "\n".join(map(str, hits))

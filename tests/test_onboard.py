@@ -120,7 +120,7 @@ def test_demo_like_export_validates_without_edits(tmp_path, monkeypatch):
             checked += 1
     assert checked == 8  # 5 columns, 1 arm code, 2 rater item patterns
     # The guessed config runs through the clean stage as is (bar machine-specific paths).
-    monkeypatch.setenv("ALLIANCE_PSEUDONYM_KEY", "test-key")
+    monkeypatch.setenv("ALLIANCE_PSEUDONYM_KEY", "test-key-for-onboard-tests")
     cfg["alliance"]["instruments_dir"] = str(INSTRUMENTS)
     result = clean_trial(Settings.from_config(cfg).clean())
     assert result.summary["patients"] == 16 and result.summary["therapists"] == 4

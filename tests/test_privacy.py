@@ -186,7 +186,7 @@ def test_pseudonyms_stable_across_reruns_and_change_with_the_key(no_key_env, mon
     cfg = validate_config(base_config())
     first = clean_trial(Settings.from_config(cfg).clean()).patients["patient"].tolist()
     assert clean_trial(Settings.from_config(cfg).clean()).patients["patient"].tolist() == first
-    monkeypatch.setenv("ALLIANCE_PSEUDONYM_KEY", "another key")  # the environment wins
+    monkeypatch.setenv("ALLIANCE_PSEUDONYM_KEY", "another key, 16 bytes or more")  # env wins
     other = clean_trial(Settings.from_config(cfg).clean()).patients["patient"].tolist()
     assert set(first).isdisjoint(other)
 

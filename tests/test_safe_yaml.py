@@ -88,3 +88,37 @@ def test_instrument_files_go_through_the_same_reader(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="tag"):
         load_instrument("evil", tmp_path)
     assert load_instrument("wai_sr", ROOT / "config" / "instruments").n_items == 12
+
+
+# --- the workflow reads the config itself ------------------------------------------------------
+
+
+def test_the_workflow_refuses_templating_before_running_anything(tmp_path: Path) -> None:
+    from workflow_helpers import absolute_config, run_snakemake
+
+    marker = tmp_path / "pwned"
+    config = absolute_config(ROOT / "config" / "config.yaml", tmp_path)
+    config.write_text(
+        "__use_yte__: true\n"
+        + f"trial_name: ?__import__('os').system('touch {marker}')\n"
+        + config.read_text().split("\n", 1)[1]
+    )
+    proc = run_snakemake(tmp_path, config, extra=("-n",))
+    assert proc.returncode != 0
+    assert "templating markers" in proc.stderr + proc.stdout
+    assert not marker.exists()
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_workflow_refuses_snakemakes_own_configfile(tmp_path: Path) -> None:
+    import subprocess
+
+    from workflow_helpers import SNAKEMAKE
+
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(ROOT / "config" / "config.yaml"), "-n"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "configpath" in proc.stderr + proc.stdout

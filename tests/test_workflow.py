@@ -7,6 +7,7 @@ import subprocess
 
 import pandas as pd
 import pytest
+from conftest import FIXTURE_KEY
 from pipeline_runs import reference_run
 from workflow_helpers import ROOT, absolute_config, run_snakemake
 
@@ -61,7 +62,10 @@ def test_bad_input_fails_and_leaves_nothing(tmp_path):
     row[header.index("wai_p_03")] = "9"
     text[5] = ",".join(row)
     broken.write_text("\n".join(text) + "\n")
-    cfg = absolute_config(ROOT / "config/config.yaml", tmp_path, data__sessions=str(broken))
+    # the demo key is refused on data other than the demo: a test key
+    cfg = absolute_config(
+        ROOT / "config/config.yaml", tmp_path, data__sessions=str(broken), privacy__key=FIXTURE_KEY
+    )
     proc = run_snakemake(tmp_path, cfg, *clean_targets())
     assert proc.returncode != 0
     log = (tmp_path / "logs/clean.log").read_text()
@@ -141,7 +145,7 @@ def test_report_renders_in_headless_chromium(demo_run):
     cfg = demo_run / "config.yaml"
     proc = subprocess.run(
         [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(demo_run),
-         "--configfile", str(cfg), "--report", "results/report.html"],
+         "--config", f"configpath={cfg}", "--report", "results/report.html"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -34,7 +34,7 @@ def run_snakemake(workdir: Path, config: Path, *targets: str, extra: tuple[str, 
     """Run snakemake on the repo's Snakefile in `workdir`; return the CompletedProcess."""
     cmd = [
         str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(config), "--cores", "2", "--quiet", "rules",
+        "--config", f"configpath={config}", "--cores", "2", "--quiet", "rules",
         "--show-failed-logs", *extra, *targets,
     ]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1200)

@@ -63,7 +63,7 @@ def cluster():
 def _snakemake(workdir: Path, config: Path, profile: str, env: dict, *extra: str):
     cmd = [
         str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(config),
+        "--config", f"configpath={config}",
         "--workflow-profile", str(ROOT / "workflow" / "profiles" / profile),
         *extra, *TARGETS,
     ]  # fmt: skip

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import numbers
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -33,6 +35,11 @@ ROLE_KEYS_PATIENT = (
     "agency",
 )
 ROLE_KEYS_SESSION = ("session", "date", "week", "suicidality")
+# A model id names its output folder: letters, digits, underscore, at most 64 characters. Checked
+# with fullmatch: the schema's `pattern` uses `$`, which in Python also matches before a final
+# newline, so "m1\n" would pass it.
+MODEL_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+CODINGS = ("arm", "modality", "status")
 
 
 def load_schema() -> dict[str, Any]:
@@ -91,7 +98,8 @@ def _iter_errors(config: dict[str, Any], schema: dict[str, Any]) -> Iterator[str
 
 
 def _semantic_errors(config: dict[str, Any]) -> Iterator[str]:
-    """Checks a JSON schema cannot express: required values, columns mapped twice."""
+    """Checks a JSON schema cannot express: required values, columns mapped twice, codes YAML
+    misread, bounds the wrong way round, model ids (the schema's `$` passes a final newline)."""
     if not config["data"]["sessions"]:
         yield "config key data.sessions: required (path to the session-level or wide table)"
     cols = config["columns"]
@@ -117,6 +125,119 @@ def _semantic_errors(config: dict[str, Any]) -> Iterator[str]:
     for value in _walk_values(config):
         if isinstance(value, str) and value.strip().upper().startswith("TODO"):
             yield f"config still holds a TODO left by `alliance init`: {value!r}"
+    yield from _code_errors(config["codings"])
+    yield from _range_errors(config)
+    yield from _model_id_errors(config["models"]["custom"])
+
+
+def code_text(value: Any) -> str:
+    """A categorical code (arm, modality, status) as the text it is compared as.
+
+    Codes are compared as text, both in `codings` and in the data: 1, 1.0 and "1" are the code
+    "1" (SPSS and Stata export numeric codes as floats; YAML reads `1:` as an integer).
+    """
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else repr(number)
+    return str(value).strip()
+
+
+def _code_errors(codings: dict[str, Any]) -> Iterator[str]:
+    """Codes YAML did not read as the text the user wrote, and codes that collide as text."""
+    for role in CODINGS:
+        seen: dict[str, Any] = {}
+        for code in codings[role]:
+            if code is None or isinstance(code, bool):
+                yield (
+                    f"config key codings.{role}: the code {code!r} is what YAML makes of an "
+                    "unquoted yes/no/true/false/on/off/null; quote the code as it appears in the "
+                    "data (e.g. 'yes': ...)"
+                )
+                continue
+            text = code_text(code)
+            if text in seen:
+                yield (
+                    f"config key codings.{role}: codes {seen[text]!r} and {code!r} are the same "
+                    f"code ('{text}'); codes are compared as text, list it once"
+                )
+            seen[text] = code
+
+
+def _range_errors(config: dict[str, Any]) -> Iterator[str]:
+    """Lower and upper bounds given the wrong way round (or equal where a range is needed)."""
+    sym = config["symptoms"]
+    low, high = sym["min"], sym["max"]
+    if low >= high:
+        yield (
+            f"config key symptoms.min: {low:g} is not below symptoms.max ({high:g}); the total "
+            "score ranges from symptoms.min to symptoms.max"
+        )
+    cutoff = sym["remission_cutoff"]
+    if cutoff is not None and low < high and not low <= cutoff <= high:
+        yield (
+            f"config key symptoms.remission_cutoff: {cutoff:g} is outside the score range "
+            f"symptoms.min-symptoms.max ({low:g}-{high:g})"
+        )
+    threshold, top = sym["suicidality_threshold"], sym["suicidality_max"]
+    if top <= 0:
+        yield (
+            f"config key symptoms.suicidality_max: {top:g} must be above 0 (the suicidality item "
+            "ranges from 0 to symptoms.suicidality_max)"
+        )
+    elif not 0 < threshold <= top:
+        yield (
+            f"config key symptoms.suicidality_threshold: {threshold:g} must be above 0 and at "
+            f"most symptoms.suicidality_max ({top:g}); otherwise ideation is never or always "
+            "present"
+        )
+    windows = [("score.early_window", config["score"]["early_window"])]
+    grid = config["sensitivity"]["grid"]["early_window"]
+    windows += [(f"sensitivity.grid.early_window[{i}]", w) for i, w in enumerate(grid)]
+    for key, (first, last) in windows:
+        if first > last:
+            yield (
+                f"config key {key}: [{first}, {last}] starts after it ends; give "
+                "[first session, last session] with first <= last"
+            )
+    for i, spec in enumerate(config["models"]["custom"]):
+        bench = (spec.get("options") or {}).get("benchmark")
+        if not isinstance(bench, dict):
+            continue
+        schema = load_schema()
+        item = schema["properties"]["models"]["properties"]["custom"]["items"]["properties"]
+        sub = item["options"]["properties"]["benchmark"]
+        bench = fill_defaults(copy.deepcopy(bench), sub, schema)
+        ci_low, ci_high = bench["ci_low"], bench["ci_high"]
+        if ci_low > ci_high:
+            yield (
+                f"config key models.custom[{i}].options.benchmark: ci_low {ci_low:g} is above "
+                f"ci_high {ci_high:g}"
+            )
+
+
+def _model_id_errors(custom: list[dict[str, Any]]) -> Iterator[str]:
+    for i, spec in enumerate(custom):
+        model_id = spec.get("id")
+        if isinstance(model_id, str) and not MODEL_ID.fullmatch(model_id):
+            yield (
+                f"config key models.custom[{i}].id: {model_id!r} is not a model id: a letter, "
+                "then letters, digits or underscores, at most 64 characters (no spaces or line "
+                "breaks: the id names the output folder)"
+            )
+
+
+def _codes_as_text(config: dict[str, Any]) -> dict[str, Any]:
+    """`codings` with every code as text (see `code_text`), in config order."""
+    codings = config["codings"]
+    for role in CODINGS:
+        codings[role] = {code_text(code): value for code, value in codings[role].items()}
+    if codings["arm_reference"] is not None:
+        codings["arm_reference"] = code_text(codings["arm_reference"])
+    return config
 
 
 def _walk_values(node: Any) -> Iterator[Any]:
@@ -139,7 +260,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         problems = list(_semantic_errors(filled))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
-    return filled
+    return _codes_as_text(filled)
 
 
 # Bounds on what a YAML file may ask of the reader (config and instrument files are small).

@@ -1,6 +1,9 @@
 """Write results atomically: Parquet, CSV and JSON that are byte-identical for identical data.
 
 One writer per format, used by every stage, so a killed job never leaves a half-written output.
+CSV text cells and column names that a spreadsheet would run as a formula are neutralised
+(OWASP "CSV injection": a leading `'`); `read_csv` undoes it for the pipeline's own reads.
+`shareable_path` is how an input path may appear in an output (never an absolute home folder).
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +88,90 @@ def _float_repr(x: float) -> str:
     return repr(float(x))
 
 
+# A cell opening with one of these is a formula to Excel, LibreOffice and Google Sheets (OWASP,
+# ASVS 1.2.10): `=`, `+`, `-`, `@`, tab, carriage return, NUL. Leading spaces count as nothing
+# (importers may trim them: Table 1 indents its levels); quotes already leading such a cell count
+# too, so neutralising stays reversible (`restore_cell`).
+FORMULA_START = "=+-@\t\r\0"
+_FORMULA = re.compile(f"'* *[{re.escape(FORMULA_START)}]")
+_RESTORE = re.compile(f"'+ *[{re.escape(FORMULA_START)}]")
+_PLAIN_NUMBER = re.compile(r" *[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def neutralise_cell(value: Any) -> Any:
+    """`value` made inert for a spreadsheet: a text cell that would open as a formula gets a
+    leading `'`; plain numbers written as text ("-1.5") and anything not a `str` pass through."""
+    if not isinstance(value, str) or not _FORMULA.match(value) or _PLAIN_NUMBER.fullmatch(value):
+        return value
+    return "'" + value
+
+
+def restore_cell(value: Any) -> Any:
+    """The inverse of `neutralise_cell` (drops the `'` it added)."""
+    if isinstance(value, str) and _RESTORE.match(value):
+        return value[1:]
+    return value
+
+
+def _text_columns(df: pd.DataFrame, cell: Callable[[Any], Any]) -> pd.DataFrame:
+    """`df` with `cell` applied to its column names and to every cell of its text columns;
+    numeric, boolean and date columns are never touched. `df` itself when nothing changes."""
+    out = df
+    for i, (_, values) in enumerate(df.items()):
+        dtype = values.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            levels = list(dtype.categories)
+            if any(cell(v) is not v for v in levels):
+                out = df.copy() if out is df else out
+                out.isetitem(i, values.cat.rename_categories([cell(v) for v in levels]))
+        elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            cells = values.tolist()
+            hits = [j for j, v in enumerate(cells) if cell(v) is not v]
+            if hits:
+                out = df.copy() if out is df else out
+                changed = values.copy()
+                changed.iloc[hits] = [cell(cells[j]) for j in hits]
+                out.isetitem(i, changed)
+    names = [cell(c) for c in out.columns]
+    if any(a is not b for a, b in zip(names, out.columns, strict=True)):
+        out = out.set_axis(names, axis="columns")
+    return out
+
+
 def write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write `df` as UTF-8 CSV atomically: no index, `\\n` endings, round-trip floats."""
+    """Write `df` as UTF-8 CSV atomically: no index, `\\n` endings, round-trip floats; text cells
+    and column names that a spreadsheet would run as formulas neutralised (`neutralise_cell`)."""
+    safe = _text_columns(df, neutralise_cell)
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n", float_format=_float_repr, encoding="utf-8")
+        safe.to_csv(tmp, index=False, lineterminator="\n", float_format=_float_repr,
+                    encoding="utf-8")  # fmt: skip
     return Path(path)
+
+
+def read_csv(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
+    """A CSV written by `write_csv`, read with `pd.read_csv(**kwargs)`: neutralised text cells
+    and column names come back exactly as they were written."""
+    return _text_columns(pd.read_csv(path, **kwargs), restore_cell)
+
+
+def shareable_path(
+    path: str | os.PathLike[str] | None, root: str | os.PathLike[str] | None = None
+) -> str | None:
+    """How an input path may appear in an output that is shared: relative to `root` (default:
+    the working directory, the project root under Snakemake) when it lies inside it, else just
+    the file name, never an absolute path to someone's home folder. Empty or None pass through.
+    """
+    if path is None or os.fspath(path) == "":
+        return None if path is None else ""
+    raw = Path(path)
+    base = Path(os.path.abspath(root if root is not None else os.getcwd()))
+    full = Path(os.path.abspath(base / raw))  # lexical: `..` is folded, links are not followed
+    for inner, outer in ((full, base), (full.resolve(), base.resolve())):
+        try:
+            return inner.relative_to(outer).as_posix() or "."
+        except ValueError:
+            continue
+    return full.name
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import typing
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -246,11 +247,13 @@ class ModelsSettings(Section):
 
 @dataclasses.dataclass(frozen=True)
 class PrivacySettings(Section):
-    """`privacy`: pseudonym key source and the smallest cell shown in descriptive tables."""
+    """`privacy`: pseudonym key source, the smallest count shown in descriptive tables, and
+    whether the participant flow is suppressed too."""
 
     key_env: str
     key: str | None
     min_cell: int
+    suppress_small_cells: bool
 
     def fingerprint(self) -> str | None:
         """A keyed digest of the key the run will use (environment first, then config).
@@ -266,6 +269,17 @@ class PrivacySettings(Section):
         return f"fingerprint:{digest.hexdigest()[:16]}"
 
 
+# Inside JSON strings, characters that matter where params land: Snakemake reads `{name}` in a
+# param as a wildcard and embeds params in report.html inside a <script> element. The \uXXXX
+# forms decode to the same values.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_INERT = {c: f"\\u{ord(c):04x}" for c in "{}<>&"}
+
+
+def _inert(match: re.Match[str]) -> str:
+    return "".join(_INERT.get(c, c) for c in match.group(0))
+
+
 class StageSettings(Section):
     """A stage's view: a few sections, serialised canonically for the rule's params."""
 
@@ -278,7 +292,7 @@ class StageSettings(Section):
         privacy = getattr(self, "privacy", None)
         if isinstance(privacy, PrivacySettings):
             plain["privacy"]["key"] = privacy.fingerprint()
-        return json.dumps(plain, separators=(",", ":"))
+        return _JSON_STRING.sub(_inert, json.dumps(plain, separators=(",", ":")))
 
     @classmethod
     def from_json(cls, text: str) -> Self:
@@ -402,6 +416,12 @@ class ModelSettings(StageSettings):
     codings: CodingSettings
     symptoms: SymptomSettings
     models: ModelsSettings
+
+    def for_model(self, spec: Mapping[str, Any]) -> ModelSettings:
+        """This view with `models` narrowed to one resolved spec (as a custom spec, defaults off):
+        a model job's params then change only when its own spec or the shared values change."""
+        only = ModelsSettings(use_defaults=False, disable=(), custom=(_freeze(dict(spec)),))
+        return dataclasses.replace(self, models=only)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,23 +1,41 @@
 # Shared helpers: config validation at start, input functions, wildcard constraints.
+import dataclasses
 from pathlib import Path
 
-from alliance.config import load_config, validate_config
+from alliance.config import load_config
+from alliance.errors import ConfigError
 from alliance.models.spec import load_specs
 from alliance.settings import Settings
 
-# An explicit --configfile replaces the demo config wholesale (no silent merge with demo values).
-config.update(validate_config(config) if config else load_config("config/config.yaml"))
+# The project reads the config file itself (alliance.config: safe YAML, bounded, no templating,
+# schema-checked) before anything runs: pass it as `--config configpath=my.yaml` (what
+# `make run CONFIG=my.yaml` does). Snakemake's own --configfile would evaluate templating markers
+# in the file before any check could see them, so it is refused.
+if set(config) - {"configpath"}:
+    raise ConfigError(
+        "pass the config file as `--config configpath=FILE` (or `make run CONFIG=FILE`), not with "
+        "--configfile or other --config values: the project reads and checks it itself"
+    )
+CONFIG_PATH = str(config.pop("configpath", "config/config.yaml"))
+config.update(load_config(CONFIG_PATH))
 # Typed, frozen sections. Each rule passes its stage's view as a JSON param (SETTINGS.clean()
 # .to_json(), ...): the script rebuilds the view from it, and an edit to a section the stage
 # reads changes the param, so Snakemake reruns exactly the jobs that read it.
 SETTINGS = Settings.from_config(config)
 
-MODEL_IDS = [spec.id for spec in load_specs(SETTINGS.models)]
+SPECS = {spec.id: spec for spec in load_specs(SETTINGS.models)}
+MODEL_IDS = list(SPECS)
 
 RESULTS = "results"
 # One pinned environment for every rule (same pins as requirements.lock); used with --sdm conda.
 ENV = "../../environment.yml"
 LOGS = "logs"
+
+
+def model_settings(wildcards):
+    """The model stage's view narrowed to one model (its job reruns only when it changes)."""
+    spec = dataclasses.asdict(SPECS[wildcards.model])
+    return SETTINGS.model_stage().for_model(spec).to_json()
 
 
 def data_inputs(wildcards):

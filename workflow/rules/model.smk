@@ -21,7 +21,7 @@ rule model:
         runtime=30,
     params:
         model="{model}",
-        settings=SETTINGS.model_stage().to_json(),
+        settings=model_settings,
     script:
         "../scripts/model.py"
 

@@ -13,6 +13,9 @@ SCORE_FILES = {
     "rupture_patients": "rupture_patients.csv",
     "notes": "score_notes.json",
 }
+# Aggregate tables only in report.html: the rest hold one row per patient or session
+# (pseudonyms included) and stay under results/ (tests/test_privacy_policy.py checks).
+REPORTED_SCORES = ("reliability", "agreement")
 
 
 rule score:
@@ -28,7 +31,7 @@ rule score:
                     caption="../report/scores.rst",
                     category="2 Score",
                 )
-                if key in ("reliability", "agreement", "ruptures")
+                if key in REPORTED_SCORES
                 else f"{RESULTS}/scores/{name}"
             )
             for key, name in SCORE_FILES.items()

@@ -8,17 +8,29 @@ checks that need both tables; last, the fatal conditions under which nothing can
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
 from alliance.clean.problems import FILE, ROW, Problems
 from alliance.clean.sources import role_columns
+from alliance.config import code_text
 from alliance.errors import ConfigError, InputError
 from alliance.settings import CodingSettings, ColumnSettings, SymptomSettings
 
 # Values that look like missing-data codes: named in the out-of-range message as a hint.
 LIKELY_MISSING_CODES = {9, 99, 999, -9, -99, -999, -1, 8, 98, 998}
+# A UTC offset or zone written after a time of day: "T10:00:00+02:00", " 10:00Z", "10:00 UTC+1".
+_OFFSET = re.compile(
+    r"^(?P<local>.*\d:\d\d(?::\d\d(?:[.,]\d+)?)?)\s*(?:Z|UTC|GMT|(?:UTC|GMT)?[+-]\d\d?(?::?\d\d)?)$",
+    re.IGNORECASE,
+)
+# C0 and C1 control characters (NUL, tab, line breaks, ...): never part of an ID or a code.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CODED = ("arm", "modality", "status")
+_CONTROL_NAMES = {"\n": "line feed", "\r": "carriage return", "\t": "tab", "\x00": "NUL"}
 
 
 def coerce_numeric(
@@ -64,20 +76,110 @@ def check_range(
 
 
 def parse_dates(frame: pd.DataFrame, col: str, problems: Problems, source: str) -> pd.DataFrame:
-    """Parse a column as dates (day precision), flagging cells that are not dates."""
+    """Parse a column as dates (day precision), flagging cells that are not dates.
+
+    Time zones: a date is the calendar day it records where it was recorded. A UTC offset in
+    text (`2024-05-06T23:30:00-05:00`) is dropped, not converted (UTC would make that session
+    May 7th); a time-zone-aware column (Parquet) gives its local day in its own zone. Either
+    way a `read_note` row says how many dates carried a zone.
+    """
     raw = frame[col]
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        zone = raw.dt.tz
+        frame[col] = raw.dt.tz_localize(None).dt.normalize()
+        _note_zones(frame, raw.notna(), problems, source, f"stored with time zone {zone}")
+        return frame
     if pd.api.types.is_datetime64_any_dtype(raw):
         frame[col] = raw.dt.normalize()
         return frame
     text = raw.astype("string").str.strip()
-    parsed = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=False)
+    offset = text.str.match(_OFFSET).fillna(False).astype(bool)
+    parsed, zoned = _to_dates(text.str.replace(_OFFSET, r"\g<local>", regex=True))
     bad = text.notna() & (text != "") & parsed.isna()
     frame = problems.flag(frame, bad, "bad_date", "not a date", column=col, source_column=source)
     frame = frame.copy()
-    frame[col] = pd.to_datetime(
-        frame[col].astype("string").str.strip(), errors="coerce", format="mixed"
-    )
+    frame[col] = parsed.reindex(frame.index)  # set_missing: bad cells are NaT already
+    _note_zones(frame, (offset | zoned).reindex(frame.index), problems, source, "with a UTC offset")
     return frame
+
+
+def _to_dates(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Text -> naive day-precision dates, and which cells still carried a zone pandas read."""
+    try:
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=False)
+    except (ValueError, TypeError, OverflowError):  # zones pandas reads but cannot mix
+        stamps = [_one_date(v) for v in text]
+        zoned = pd.Series([s is not pd.NaT and s.tzinfo is not None for s in stamps], text.index)
+        naive = [s.tz_localize(None) if s is not pd.NaT and s.tzinfo else s for s in stamps]
+        return pd.Series(pd.to_datetime(naive), index=text.index).dt.normalize(), zoned
+    zoned = pd.Series(False, index=text.index)
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        zoned = parsed.notna()
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.dt.normalize(), zoned
+
+
+def _one_date(value: Any) -> Any:
+    if pd.isna(value):
+        return pd.NaT
+    try:
+        return pd.Timestamp(pd.to_datetime(value, errors="coerce", format="mixed"))
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
+
+
+def _note_zones(
+    frame: pd.DataFrame, zoned: pd.Series, problems: Problems, source: str, how: str
+) -> None:
+    """The `read_note` for dates whose time zone was dropped (see `parse_dates`)."""
+    zoned = zoned.fillna(False).astype(bool)
+    if not zoned.any():
+        return
+    n = int(zoned.sum())
+    problems.add(
+        "read_note",
+        f"{n} date(s) {how} read as the local calendar day they record (zone dropped, not "
+        "converted to UTC)",
+        file=frame.loc[zoned, FILE].iloc[0], column=source, value=n, action="note",
+    )  # fmt: skip
+
+
+def code_series(values: pd.Series) -> pd.Series:
+    """Codes as text, as `codings` holds them (`alliance.config.code_text`): 1, 1.0, "1" -> "1"."""
+    return values.map(lambda v: pd.NA if _missing(v) else code_text(v)).astype("string")
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def reject_control_characters(frame: pd.DataFrame, roles: Mapping[str, str | None]) -> None:
+    """Stop on an ID or code holding a control character (NUL, line break, tab, ...).
+
+    Surrounding whitespace is stripped before (text cells when read, IDs and codes when
+    mapped); one inside a value is an export or copy-paste error that would split an ID in two
+    or a line of output, so the run stops naming the first cell and the count.
+    """
+    for role, source in roles.items():
+        if role not in frame or pd.api.types.is_numeric_dtype(frame[role]):
+            continue
+        text = frame[role].astype("string").str.strip()
+        hit = text.str.contains(_CONTROL, na=False).astype(bool)
+        if not hit.any():
+            continue
+        row = frame.loc[hit].iloc[0]
+        char = _CONTROL.findall(text[hit].iloc[0])[0]
+        name = _CONTROL_NAMES.get(char, f"U+{ord(char):04X}")
+        more = f"; {int(hit.sum())} cells of this column have one" if hit.sum() > 1 else ""
+        raise InputError(
+            f"{role} contains a control character ({name}){more}: an export or copy-paste "
+            "error; remove it in the source file",
+            file=row[FILE], row=row[ROW], column=source or role, value=row[role],
+            check="control_character",
+        )  # fmt: skip
 
 
 def check_sessions(s: pd.DataFrame, columns: ColumnSettings, problems: Problems) -> pd.DataFrame:
@@ -109,6 +211,7 @@ def check_sessions(s: pd.DataFrame, columns: ColumnSettings, problems: Problems)
         raise InputError(
             "patient identifier is empty", file=row[FILE], row=row[ROW], column=columns.patient
         )
+    reject_control_characters(s, {"patient": columns.patient})
     dup = s.duplicated(["patient", "session"], keep="first")
     s = problems.flag(
         s, dup, "duplicate_session", "patient x session appears more than once",
@@ -151,16 +254,24 @@ def check_patients(
 ) -> pd.DataFrame:
     """Codes, numeric and date roles, relapse follow-up, therapists with one patient."""
     p = p.copy()
+    for role in ("therapist", "site"):  # IDs: surrounding whitespace is no part of them
+        if role in p:
+            p[role] = p[role].map(lambda v: v.strip() if isinstance(v, str) else v)
+    for role in CODED:
+        if role in p:
+            p[role] = code_series(p[role])
+    ids = {"patient": columns.patient, "therapist": columns.therapist, "site": columns.site}
+    reject_control_characters(p, ids | {r: getattr(columns, r) for r in CODED})
     if "arm" in p:
-        p["arm"] = p["arm"].astype("string").str.strip()
-        known = set(codings.arm)
+        arms = {code_text(code): cls for code, cls in codings.arm.items()}
+        known = set(arms)
         unknown = p["arm"].notna() & ~p["arm"].isin(known)
         hint = f"known codes: {', '.join(sorted(known))}" if known else "codings.arm is empty"
         p = problems.flag(
             p, unknown, "unknown_arm", f"arm code is not in codings.arm ({hint})", column="arm",
             source_column=columns.arm,
         )  # fmt: skip
-        p["arm_class"] = p["arm"].map(dict(codings.arm)).astype("string")
+        p["arm_class"] = p["arm"].map(arms).astype("string")
     coded = (
         ("modality", codings.modality, columns.modality),
         ("status", codings.status, columns.status),
@@ -168,16 +279,16 @@ def check_patients(
     for role, mapping, source in coded:
         if role not in p:
             continue
-        p[role] = p[role].astype("string").str.strip()
         if not mapping:
             raise ConfigError(f"config key codings.{role}: map each {role} code in the data")
+        mapping = {code_text(code): value for code, value in mapping.items()}
         unknown = p[role].notna() & ~p[role].isin(set(mapping))
         p = problems.flag(
             p, unknown, "unknown_code",
             f"{role} code is not in codings.{role} (known: {', '.join(sorted(mapping))})",
             column=role, source_column=source,
         )  # fmt: skip
-        p[role] = p[role].map(dict(mapping)).astype("string")
+        p[role] = p[role].map(mapping).astype("string")
     if "modality" in p:
         p["telehealth"] = (
             (p["modality"] == "telehealth").astype("Int64").where(p["modality"].notna())

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alliance.clean.disclosure import protect_flow
 from alliance.clean.problems import Problems
 from alliance.errors import ConfigError
 from alliance.instruments.definition import load_instrument
 from alliance.instruments.items import keyed_items, score_items
-from alliance.settings import DropoutSettings, SymptomSettings
+from alliance.settings import DropoutSettings, PrivacySettings, SymptomSettings
 
 
 def score_symptoms(
@@ -100,8 +101,12 @@ def derive(
     return s, p
 
 
-def flow_table(p: pd.DataFrame, s: pd.DataFrame, problems: Problems) -> pd.DataFrame:
-    """CONSORT-style flow: assessed -> randomised per arm -> ... -> followed for relapse."""
+def flow_table(
+    p: pd.DataFrame, s: pd.DataFrame, problems: Problems, privacy: PrivacySettings | None = None
+) -> pd.DataFrame:
+    """CONSORT-style flow: assessed -> randomised per arm -> ... -> followed for relapse.
+
+    Exact counts, unless `privacy.suppress_small_cells` (then `disclosure.protect_flow`)."""
     rows: list[dict[str, Any]] = []
 
     def add(step: str, n: int, arm: str = "all", note: str = "") -> None:
@@ -126,6 +131,8 @@ def flow_table(p: pd.DataFrame, s: pd.DataFrame, problems: Problems) -> pd.DataF
     dropped = [r for r in problems.rows if r["action"] == "drop_row"]
     add("session rows removed by checks", len(dropped), note="see validation.csv")
     add("session rows analysed", len(s))
+    if privacy is not None and privacy.suppress_small_cells:
+        return protect_flow(pd.DataFrame(rows), privacy.min_cell)
     return pd.DataFrame(rows)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from alliance.errors import InputError
+from alliance.files import shareable_path
 
 ROW = "_row"
 FILE = "_file"
@@ -133,4 +134,6 @@ class Problems:
     def frame(self) -> pd.DataFrame:
         """validation.csv content, in a stable order."""
         out = pd.DataFrame(self.rows, columns=VALIDATION_COLUMNS)
+        # relative to the project (or the bare file name): no absolute home path in a shared file
+        out["file"] = out["file"].map(shareable_path, na_action="ignore")
         return out.astype({"row": "Int64"})

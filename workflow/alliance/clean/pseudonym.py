@@ -1,7 +1,14 @@
-"""Keyed pseudonyms for patient and therapist identifiers.
+"""Keyed pseudonyms for patient and therapist identifiers, and the key policy.
 
 HMAC-SHA256 with a secret key: stable across reruns with the same key, not reversible or linkable
 without it. No table linking pseudonyms to raw IDs is ever written under results/.
+
+Key policy (`resolve_key`, checked before any data is read):
+- a key must hold at least `MIN_KEY_BYTES` (16 bytes = 128 bits) of key material. A key made only
+  of hex digits (even length) counts two characters per byte (`secrets.token_hex(32)` -> 32
+  bytes); any other key counts its UTF-8 bytes;
+- the public demo key (`DEMO_KEY`, in config/config.yaml) is accepted only on the bundled demo
+  data: every data file must have the SHA-256 of a committed demo file (`DEMO_SHA256`).
 """
 
 from __future__ import annotations
@@ -10,22 +17,98 @@ import dataclasses
 import hashlib
 import hmac
 import os
+import re
+from pathlib import Path
 
 import pandas as pd
 
 from alliance.errors import ConfigError
-from alliance.settings import CleanSettings, PrivacySettings
+from alliance.settings import CleanSettings, DataSettings, PrivacySettings
 
 PREFIX = {"patient": "P", "therapist": "T", "site": "S"}
+DEMO_KEY = "demo-key-not-secret"
+MIN_KEY_BYTES = 16
+# SHA-256 of the bundled demo exports as committed (data/demo/*.csv, data/demo_wide/*.sav);
+# tests/test_privacy_policy.py checks them against the files (update both after `make demo`).
+DEMO_SHA256 = {
+    "9a490bff8d1a74a223f695081850a21b7e7b7b1fc470069319a87e92a87f4a88": "data/demo/patients.csv",
+    "74af658446b866858040ca4df2952a87f8e3744ab750ec3de8adf3eb38c39610": "data/demo/sessions.csv",
+    "639e860e79c411605a5c4854eeaf9642340947d45e58d6a998da69b885425bfd": (
+        "data/demo_wide/trial_wide.sav"
+    ),
+}
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 
-def resolve_key(privacy: PrivacySettings) -> bytes:
-    """The HMAC key from the environment variable named in config, else from config itself."""
-    key = os.environ.get(privacy.key_env) or privacy.key
+def key_help(privacy: PrivacySettings) -> str:
+    """How to set a fresh random key (the sentence every key error ends with)."""
+    return (
+        f"To use a random 32-byte key: export {privacy.key_env}="
+        '$(python -c "import secrets; print(secrets.token_hex(32))") '
+        "and keep it safe for reruns (the same key gives the same pseudonyms)"
+    )
+
+
+def key_strength(key: str) -> int:
+    """Bytes of key material: half the length of an all-hex key, else its UTF-8 length."""
+    return len(key) // 2 if _HEX.fullmatch(key) else len(key.encode())
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """SHA-256 of a file's bytes, None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def demo_mismatches(data: DataSettings) -> list[str]:
+    """The data files that are not a bundled demo file (empty: the data are the demo)."""
+    paths = [("data.sessions", data.sessions)]
+    if data.patients:
+        paths.append(("data.patients", data.patients))
+    out = []
+    for key, path in paths:
+        digest = file_sha256(path)
+        if digest not in DEMO_SHA256:
+            why = "cannot be read" if digest is None else "differs from every bundled demo file"
+            out.append(f"{key} ({path}) {why}")
+    return out
+
+
+def resolve_key(privacy: PrivacySettings, data: DataSettings) -> bytes:
+    """The HMAC key from the environment variable named in config, else from config itself.
+
+    Raises ConfigError when there is no key, when it is shorter than `MIN_KEY_BYTES`, or when
+    it is the public demo key and `data` is not the bundled demo (see the module docstring).
+    """
+    from_env = os.environ.get(privacy.key_env)
+    key = from_env or privacy.key
+    source = f"environment variable {privacy.key_env}" if from_env else "config key privacy.key"
     if not key:
         raise ConfigError(
             f"no pseudonymisation key: set the environment variable {privacy.key_env} "
-            "or config key privacy.key"
+            f"or config key privacy.key. {key_help(privacy)}"
+        )
+    if key == DEMO_KEY:
+        mismatches = demo_mismatches(data)
+        if mismatches:
+            raise ConfigError(
+                f"{source} holds the public demo key {DEMO_KEY!r}, which anyone can use to "
+                f"reverse the pseudonyms, and the data are not the bundled demo: "
+                f"{'; '.join(mismatches)}. {key_help(privacy)}"
+            )
+        return key.encode()
+    strength = key_strength(key)
+    if strength < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"the pseudonymisation key ({source}) is too short: {strength} bytes of key "
+            f"material, at least {MIN_KEY_BYTES} (128 bits) needed, or the pseudonyms can be "
+            f"reversed by trying keys. {key_help(privacy)}"
         )
     return key.encode()
 

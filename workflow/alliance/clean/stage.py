@@ -45,8 +45,12 @@ class CleanResult:
 
 
 def clean_trial(settings: CleanSettings) -> CleanResult:
-    """Run the whole clean stage in memory; raise InputError/ValidationFailed on fatal problems."""
+    """Run the whole clean stage in memory; raise InputError/ValidationFailed on fatal problems.
+
+    The pseudonym key is checked first (ConfigError: missing, short, or the demo key on other
+    data), before any data file is read."""
     data, symptoms, alliance = settings.data, settings.symptoms, settings.alliance
+    key = resolve_key(settings.privacy, data)
     problems = Problems(settings.checks.policies())
     inputs = read_inputs(data, settings.columns, symptoms, alliance)
     columns = inputs.columns  # as reading resolved them (the session column of a wide table)
@@ -65,9 +69,8 @@ def clean_trial(settings: CleanSettings) -> CleanResult:
     s = score_symptoms(s, symptoms, alliance.instruments_dir)
     require_outcome_variation(s, symptoms, inputs.sessions.path)
     s, p = derive(s, p, symptoms, settings.dropout)
-    flow = flow_table(p, s, problems)
+    flow = flow_table(p, s, problems, settings.privacy)
     avail = availability(s, p, alliance.raters, columns.personality)
-    key = resolve_key(settings.privacy)
     s, p = _pseudonymise(s, p, key)
     validation = _pseudonymise_problems(problems.frame(), columns, key)
     summary = {

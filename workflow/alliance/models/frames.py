@@ -14,7 +14,7 @@ What happens, in order (each step recorded in the meta for fit.json):
    column that is absent because its measure is unavailable (`arm` in a single-arm export) drops
    the terms using it, with the availability reason; an absent outcome -> Skipped.
 3. hazard only: person-period rows (alliance.models.person_period.person_period).
-4. `subset` (pandas query).
+4. `subset` (the row-filter grammar of `alliance.expressions`; never evaluated as code).
 5. Terms whose variable is all-missing, or (after dropping incomplete rows) constant / a factor
    with one level, are dropped; so is a random term whose grouping factor has < 2 levels. A
    mixed model with no random term left, or an outcome that does not vary, -> Skipped.
@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from alliance.errors import ConfigError
+from alliance.expressions import ExpressionError, row_filter
 from alliance.models.base import ModelSpec, Skipped
 from alliance.models.coding import (
     code_frame,
@@ -259,15 +260,14 @@ def _check_columns(
 
 
 def _apply_subset(spec: ModelSpec, table: pd.DataFrame, table_file: str) -> pd.DataFrame:
+    """Rows kept by the spec's `subset`, parsed by the row-filter grammar (never evaluated)."""
     try:
-        out = table.query(spec.subset, engine="python")
-    except Exception as exc:  # pandas raises many types for a bad query; all are config errors
+        out = row_filter(spec.subset, table)
+    except ExpressionError as exc:
         raise ConfigError(
             f"model '{spec.id}', key subset: {spec.subset!r} cannot be applied to {table_file}: "
-            f"{exc}; columns: {', '.join(map(str, table.columns))}"
+            f"{exc}"
         ) from None
-    if not isinstance(out, pd.DataFrame) or len(out.columns) != len(table.columns):
-        raise ConfigError(f"model '{spec.id}', key subset: {spec.subset!r} is not a row filter")
     if out.empty:
         raise Skipped(f"subset {spec.subset!r} leaves no rows of {table_file}")
     return out

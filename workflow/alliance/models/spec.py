@@ -17,8 +17,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from alliance.config import load_schema
+from alliance.config import MODEL_ID, load_schema
 from alliance.errors import ConfigError
+from alliance.expressions import ExpressionError, parse
 from alliance.models.base import KINDS, ModelSpec
 from alliance.settings import ModelsSettings
 
@@ -97,9 +98,20 @@ def _schema_message(model_id: str, where: str, err: jsonschema.ValidationError) 
 
 
 def _check_syntax(spec: ModelSpec) -> None:
-    """Term and random-part syntax, so a malformed formula fails at config time, not mid-run."""
+    """Term, random-part and subset syntax, so a malformed formula fails at config time.
+
+    Every piece that reaches a formula or a filter must match its small grammar in full (a
+    whitelist: R names joined by ':'; lme4 random blocks; the row-filter grammar).
+    """
+    if not MODEL_ID.fullmatch(spec.id):  # the schema's `$` lets "m1\n" through
+        raise ConfigError(
+            f"model {spec.id!r}, key id: not a model id (a letter, then letters, digits or "
+            "underscores, at most 64 characters: it names the output folder)"
+        )
+    if not re.fullmatch(NAME, spec.outcome):
+        raise ConfigError(f"model '{spec.id}', key outcome: {spec.outcome!r} is not a column name")
     for term in spec.fixed:
-        if not _TERM.match(term.replace(" ", "")):
+        if not _TERM.fullmatch(term.replace(" ", "")):
             hint = " (list each term separately: a, b, a:b)" if "*" in term else ""
             raise ConfigError(
                 f"model '{spec.id}', key fixed: {term!r} is not a term in lme4 syntax "
@@ -107,6 +119,11 @@ def _check_syntax(spec: ModelSpec) -> None:
             )
     if spec.random is not None:
         parse_random(spec.random, spec.id)
+    if spec.subset is not None:
+        try:
+            parse(spec.subset)
+        except ExpressionError as exc:
+            raise ConfigError(f"model '{spec.id}', key subset: {spec.subset!r}: {exc}") from None
 
 
 def parse_random(random: str, model_id: str = "?") -> list[tuple[list[str], str, str]]:
@@ -125,8 +142,8 @@ def parse_random(random: str, model_id: str = "?") -> list[tuple[list[str], str,
     for m in blocks:
         lhs = [t.strip() for t in m["lhs"].split("+")]
         group = m["group"].replace(" ", "")
-        bad = [t for t in lhs if t not in ("0", "1") and not _TERM.match(t.replace(" ", ""))]
-        if bad or not _TERM.match(group):
+        bad = [t for t in lhs if t not in ("0", "1") and not _TERM.fullmatch(t.replace(" ", ""))]
+        if bad or not _TERM.fullmatch(group):
             what = f"term {bad[0]!r}" if bad else f"group {m['group']!r}"
             raise ConfigError(
                 f"model '{model_id}', key random: {what} in {m.group(0)!r} is not valid "

@@ -11,12 +11,14 @@ from alliance.errors import InputError
 from alliance.onboard.inspection import Inspection, inspect_export
 from alliance.onboard.profile import fmt
 from alliance.onboard.starter import starter_config
+from alliance.onboard.yamltext import visible
 
 DEFAULT_OUT = "alliance.yaml"
 
 
 def summary(ins: Inspection) -> str:
-    """Readable report of what was found and guessed."""
+    """Readable report of what was found and guessed; data shows its hidden characters (line
+    breaks, tabs, terminal escapes) as escapes, so each line stays one line."""
     out = [f"export: {ins.data_file}" + (f" + {ins.patients_file}" if ins.patients_file else "")]
     out.append(f"layout: {ins.layout} ({ins.layout_reason})")
     rows = f"{ins.n_rows} session rows, {ins.n_patients} patients"
@@ -74,7 +76,7 @@ def summary(ins: Inspection) -> str:
     if unmapped:
         out.append("not mapped (dropped unless added to data.keep_columns): " + ", ".join(unmapped))
     out += [f"note: {n}" for n in ins.notes]
-    return "\n".join(out)
+    return "\n".join(visible(line, sys.maxsize) for line in out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,14 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     if out.exists() and not args.force:
-        print(f"alliance init: {out} exists; use --force to overwrite it", file=sys.stderr)
+        print(f"alliance init: {visible(out, sys.maxsize)} exists; use --force to overwrite it",
+              file=sys.stderr)  # fmt: skip
         return 1
     try:
         ins = inspect_export(args.data_file, args.patients)
+        text = starter_config(ins)
     except InputError as exc:
-        print(f"alliance init: {exc}", file=sys.stderr)
+        print(f"alliance init: {visible(exc, sys.maxsize)}", file=sys.stderr)
         return 1
-    text = starter_config(ins)
     print(summary(ins))
     with files.atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")

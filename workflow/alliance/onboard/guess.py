@@ -37,6 +37,7 @@ from alliance.onboard.vocabulary import (
     matches,
     tokens,
 )
+from alliance.onboard.yamltext import visible
 
 MAX_SESSION = 60
 
@@ -121,7 +122,8 @@ def _describe(p: ColumnProfile, n_patients: int) -> str:
         what = "parses as dates"
     elif p.codes is not None and (p.kind == "text" or p.n_distinct <= 6):
         codes = p.codes or []
-        what = f"{p.n_distinct} levels ({', '.join(codes[:6])}{', …' if len(codes) > 6 else ''})"
+        shown = ", ".join(map(visible, codes[:6])) + (", …" if len(codes) > 6 else "")
+        what = f"{p.n_distinct} levels ({shown})"
     elif p.kind == "text":
         what = f"{p.n_distinct} distinct values for {n_patients} patients"
     else:

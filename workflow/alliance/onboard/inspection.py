@@ -24,6 +24,7 @@ from alliance.onboard.item_groups import ItemGroup, classify_groups, find_item_g
 from alliance.onboard.layout import resolve_layout
 from alliance.onboard.profile import ColumnProfile, profile_columns
 from alliance.onboard.vocabulary import Scale
+from alliance.onboard.yamltext import is_templating_key, visible
 
 
 @dataclass
@@ -83,8 +84,8 @@ def inspect_export(data_file: str | Path, patients_file: str | Path | None = Non
     sessions, pat_frame = lay.sessions, lay.patients
     if pat_frame is not None and id_col is not None and id_col not in pat_frame.columns:
         notes.append(
-            f"the patients file has no ID column '{id_col}' (the pipeline joins on the same name): "
-            "rename its ID column"
+            f"the patients file has no ID column '{visible(id_col)}' (the pipeline joins on the "
+            "same name): rename its ID column"
         )
     pid = id_col if pat_frame is not None and id_col in pat_frame.columns else None
     s_prof = profile_columns(sessions, "sessions", id_col)
@@ -113,6 +114,7 @@ def inspect_export(data_file: str | Path, patients_file: str | Path | None = Non
                 why = f"{scale.label} item {scale.suicide_item} is the suicide item"
                 chosen["suicidality"] = Guess(col, why)
     all_profiles = {f"{p.table}:{p.name}": p for p in [*s_prof.values(), *p_prof.values()]}
+    notes += _unwritable_codes(chosen, all_profiles)
     suspicious: dict[str, list[float]] = {g.pattern: g.suspicious for g in groups if g.suspicious}
     grouped_cols = {c for g in groups for c in g.columns.values()}
     for p in [*s_prof.values(), *p_prof.values()]:
@@ -149,6 +151,22 @@ def inspect_export(data_file: str | Path, patients_file: str | Path | None = Non
         missing_code_clashes=clashes,
         notes=notes,
     )
+
+
+def _unwritable_codes(chosen: dict[str, Guess], profiles: dict[str, ColumnProfile]) -> list[str]:
+    """Notes for arm/modality/status codes that cannot be config keys (templating markers)."""
+    notes = []
+    for role in ("arm", "modality", "status"):
+        g = chosen.get(role)
+        prof = profiles.get(f"{g.table}:{g.column}") if g else None
+        for code in (prof.codes or []) if prof else []:
+            if is_templating_key(code):
+                notes.append(
+                    f"{role} code '{visible(code)}' cannot be a key of codings.{role} (the config "
+                    "reader refuses templating markers): recode it in the export; until then its "
+                    f"rows are reported as unknown {role} codes"
+                )
+    return notes
 
 
 def _code_clashes(

@@ -16,6 +16,7 @@ from alliance.onboard.vocabulary import (
     matches,
     tokens,
 )
+from alliance.onboard.yamltext import visible
 
 _TRAILING_NUMBER = re.compile(r"^(.*?\D)(\d+)$")
 
@@ -36,8 +37,9 @@ class ItemGroup:
 
     @property
     def label(self) -> str:
+        """`first..last` item column, as reports and comments show it."""
         first, last = min(self.columns), max(self.columns)
-        return f"{self.columns[first]}..{self.columns[last]}"
+        return f"{visible(self.columns[first])}..{visible(self.columns[last])}"
 
 
 def find_item_groups(frame: pd.DataFrame, profiles: dict[str, ColumnProfile]) -> list[ItemGroup]:
@@ -83,7 +85,7 @@ def _classify_group(group: ItemGroup) -> None:
             inst = {"patient": "wai_sr", "therapist": "wai_sr_t"}.get(group.use)
         group.instrument = inst
         who = (
-            f"rater word '{next(t for t in toks if matches([t], RATER_WORDS[group.use]))}'"
+            f"rater word '{visible(next(t for t in toks if matches([t], RATER_WORDS[group.use])))}'"
             if group.use in RATER_WORDS
             else "no single rater word (p/pt/patient/client, t/th/therapist, obs/observer)"
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from alliance.clean import reshape
+from alliance.onboard.yamltext import visible
 
 # Session tokens tried on one-row-per-patient tables, the pipeline's default first.
 SESSION_TOKENS = (r"_s(\d+)$", r"[_.]sess(?:ion)?_?(\d+)$", r"_v(?:isit)?_?(\d+)$", r"_t(\d+)$")
@@ -36,7 +37,7 @@ def resolve_layout(
     if id_col is None:
         return Layout(frame, pat_frame, "long", "no patient ID column recognised"), notes
     if frame[id_col].duplicated().any():
-        return Layout(frame, pat_frame, "long", f"patient IDs in '{id_col}' repeat"), notes
+        return Layout(frame, pat_frame, "long", f"patient IDs in '{visible(id_col)}' repeat"), notes
     token = next(
         (t for t in SESSION_TOKENS if sum(bool(re.search(t, str(c))) for c in frame) >= 2), None
     )

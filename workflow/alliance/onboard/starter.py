@@ -11,12 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from alliance.config import safe_yaml
+from alliance.errors import ConfigError, InputError
 from alliance.onboard.codings import CHOICES, guess_coding
 from alliance.onboard.inspection import Inspection
 from alliance.onboard.profile import ColumnProfile, fmt, is_flag, value_span
 from alliance.onboard.vocabulary import DROP, matches, tokens
+from alliance.onboard.yamltext import (
+    COMMENT_MAX,
+    SIMPLE_KEY_MAX,
+    is_templating_key,
+    key,
+    scalar,
+    visible,
+)
 
 INSTRUMENTS_DIR = "config/instruments"  # the schema default
 
@@ -30,31 +38,44 @@ class _V:
     guessed: str = ""
 
     def comment(self) -> str:
+        """The comment, on one line whatever data its text quotes."""
         if self.guessed:
-            return f"  # guessed: {self.guessed} — review"
-        return f"  # {self.note}" if self.note else ""
+            return f"  # guessed: {visible(self.guessed, COMMENT_MAX)} — review"
+        return f"  # {visible(self.note, COMMENT_MAX)}" if self.note else ""
 
 
-def _scalar(value: Any) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True)
-    return text.strip().removesuffix("...").strip()
+def _key_lines(pad: str, name: Any, rest: str) -> list[str]:
+    """`key:<rest>`; a key too long for an implicit key is written as an explicit `? key`."""
+    k = key(str(name))
+    if len(k) > SIMPLE_KEY_MAX:
+        return [f"{pad}? {k}", f"{pad}:{rest}"]
+    return [f"{pad}{k}:{rest}"]
 
 
 def _emit(node: dict[str, Any], indent: int, lines: list[str]) -> None:
-    for key, val in node.items():
+    for name, val in node.items():
         pad = "  " * indent
         if isinstance(val, dict) and val:
             if indent == 0:
                 lines.append("")
-            lines.append(f"{pad}{_scalar(str(key))}:")
+            lines += _key_lines(pad, name, "")
             _emit(val, indent + 1, lines)
             continue
         v = val if isinstance(val, _V) else _V(val)
         if isinstance(v.value, dict) and v.value:
-            lines.append(f"{pad}{_scalar(str(key))}:{v.comment()}")
+            lines += _key_lines(pad, name, v.comment())
             _emit(v.value, indent + 1, lines)
         else:
-            lines.append(f"{pad}{_scalar(str(key))}: {_scalar(v.value)}{v.comment()}")
+            lines += _key_lines(pad, name, f" {scalar(v.value)}{v.comment()}")
+
+
+def _plain(node: Any) -> Any:
+    """The structure `_emit` writes, without comments: what the written file must read back as."""
+    if isinstance(node, _V):
+        return _plain(node.value)
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    return [_plain(v) for v in node] if isinstance(node, list | tuple) else node
 
 
 def _role(ins: Inspection, role: str) -> _V:
@@ -161,10 +182,12 @@ def _alliance(ins: Inspection) -> dict[str, Any]:
 def _missing_codes(ins: Inspection) -> _V:
     codes = ins.suggested_missing_codes
     clash = ins.missing_code_clashes
-    where = "; ".join(f"{', '.join(map(fmt, cs))} in {k}" for k, cs in ins.suspicious.items())
+    where = "; ".join(
+        f"{', '.join(map(fmt, cs))} in {visible(k)}" for k, cs in ins.suspicious.items()
+    )
     todo = [
         f"TODO: {fmt(c)} looks like a missing code but is also a real value of "
-        f"{', '.join(clash[c][:4])}; missing_codes applies to every column"
+        f"{', '.join(map(visible, clash[c][:4]))}; missing_codes applies to every column"
         for c in sorted(clash)
         if any(c in cs for cs in ins.suspicious.values())
     ]
@@ -175,7 +198,11 @@ def _missing_codes(ins: Inspection) -> _V:
 
 
 def _coding_block(role: str, prof: ColumnProfile) -> dict[str, _V]:
-    """Code -> class for every code seen; a 0/1 dropout or telehealth flag maps by its name."""
+    """Code -> class for every code seen; a 0/1 dropout or telehealth flag maps by its name.
+
+    A code the config reader refuses as a key (a templating marker) is left out: the inspection
+    notes it, and the clean stage reports its rows as unknown codes.
+    """
     out: dict[str, _V] = {}
     flags = {
         "status": (DROP, "dropout", "completed"),
@@ -183,20 +210,27 @@ def _coding_block(role: str, prof: ColumnProfile) -> dict[str, _V]:
     }
     flag = flags.get(role)
     for code in prof.codes or []:
+        if is_templating_key(code):
+            continue
         cls = guess_coding(role, code)
-        why = f"'{code}' looks like {cls}"
+        why = f"'{visible(code)}' looks like {cls}"
         if cls is None and flag and is_flag(prof) and matches(tokens(prof.name), flag[0]):
             cls = flag[1] if float(code) == 1 else flag[2]
-            why = f"0/1 flag '{prof.name}'"
+            why = f"0/1 flag '{visible(prof.name)}'"
         if cls is None:
-            out[code] = _V(f"TODO: {CHOICES[role]}", f"no rule recognises code '{code}'")
+            out[code] = _V(f"TODO: {CHOICES[role]}", f"no rule recognises code '{visible(code)}'")
         else:
             out[code] = _V(cls, guessed=why)
     return out
 
 
 def starter_config(inspection: Inspection) -> str:
-    """YAML text of a starter config; guesses carry `# guessed:` comments, unknowns are TODOs."""
+    """YAML text of a starter config; guesses carry `# guessed:` comments, unknowns are TODOs.
+
+    Data values are written as one-line YAML scalars and comments quote data only through
+    `visible`; the text is then read back with the project's safe reader and must give exactly the
+    structure meant, else InputError (no export can shape the document).
+    """
     ins = inspection
     data: dict[str, Any] = {
         "sessions": _V(ins.data_file, "as given: a relative path is read from where you run"),
@@ -260,13 +294,29 @@ def starter_config(inspection: Inspection) -> str:
     _emit(config, 0, body)
     n_todo = sum("TODO" in line.split("#")[0] for line in body)
     lines = [
-        f"# Starter config written by `alliance init` from {ins.data_file}.",
+        f"# Starter config written by `alliance init` from {visible(ins.data_file, COMMENT_MAX)}.",
         "# Review every line marked `guessed`, then: alliance validate --configfile <this file>",
         "# Every key is documented in workflow/alliance/schemas/config.schema.yaml.",
     ]
     if n_todo:
         lines.append(f"# {n_todo} line(s) hold a TODO that only you can answer: validation fails")
         lines.append("# until each is replaced.")
-    lines += [f"# note: {n}" for n in ins.notes]
+    lines += [f"# note: {visible(n, COMMENT_MAX)}" for n in ins.notes]
     lines += body
-    return "\n".join(lines).rstrip() + "\n"
+    text = "\n".join(lines).rstrip() + "\n"
+    _check_reads_back(text, _plain(config), ins.data_file)
+    return text
+
+
+def _check_reads_back(text: str, meant: dict[str, Any], source: str) -> None:
+    """The written text, read by the project's safe reader, is exactly the structure meant."""
+    try:
+        got = safe_yaml(text, "starter config")
+    except ConfigError as exc:
+        raise InputError(f"cannot write a safe starter config: {exc}", file=source) from None
+    if got != meant:
+        raise InputError(
+            "cannot write a starter config that reads back as written (a value in the export "
+            "defeats the YAML writer); please report this",
+            file=source,
+        )

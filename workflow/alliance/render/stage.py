@@ -7,14 +7,15 @@ with its status, and why skipped ones are missing — the report quotes it.
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from alliance.files import atomic_path
+from alliance.clean.disclosure import below, overview_counts
+from alliance.files import atomic_path, read_csv
+from alliance.render.escape import html_escape
 from alliance.render.tables import (
     model_table,
     reliability_table,
@@ -61,39 +62,43 @@ def build_tables(results: Path, settings: RenderSettings, out: Path) -> dict[str
         t1 = table1(randomised, by=by, continuous=cont, categorical=cat, min_cell=min_cell,
                     labels=labels)  # fmt: skip
         written["table1_baseline"] = write_table(t1, out / "table1_baseline")
-    rel = pd.read_csv(results / "scores" / "reliability.csv", dtype={"session": str})
+    rel = read_csv(results / "scores" / "reliability.csv", dtype={"session": str})
     written["reliability"] = write_table(reliability_table(rel), out / "reliability")
     for folder in model_folders(results / "models"):
         fit = json.loads((folder / "fit.json").read_text())
         if fit.get("status") != "fitted":
             continue
-        coefs = pd.read_csv(folder / "coefficients.csv")
+        coefs = read_csv(folder / "coefficients.csv")
         table = model_table(coefs, fit)
         written[f"model_{folder.name}"] = write_table(table, out / f"model_{folder.name}")
-    summary = pd.read_csv(results / "models" / "summary.csv")
+    summary = read_csv(results / "models" / "summary.csv")
     written["alliance_effects"] = write_table(summary_table(summary), out / "alliance_effects")
     return written
 
 
 def _row(cells: list[str], tag: str = "td") -> str:
-    return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
+    return "<tr>" + "".join(f"<{tag}>{html_escape(c)}</{tag}>" for c in cells) + "</tr>"
 
 
 def overview_html(results: Path, settings: RenderSettings, figures: dict[str, Any]) -> str:
     """A plain page: data used, every analysis with status/reason, and missing figures' reasons."""
     avail = json.loads((results / "clean" / "availability.json").read_text())
-    flow = pd.read_csv(results / "clean" / "flow.csv")
+    flow = read_csv(results / "clean" / "flow.csv")
     summ = avail.get("summary", {})
+    small = settings.privacy.suppress_small_cells  # flow.csv is suppressed already
+    if small:  # counts as text ("< 5", "s"): escaped like every other value on the page
+        summ = overview_counts(summ, flow, settings.privacy.min_cell)
+        summ = {k: html_escape(v) if isinstance(v, str) else v for k, v in summ.items()}
     parts = [
-        f"<h2>{html.escape(settings.trial_name)}</h2>",
+        f"<h2>{html_escape(settings.trial_name)}</h2>",
         "<p>Data used (clean stage): "
         f"{summ.get('patients', '?')} people assessed, {summ.get('patients_with_sessions', '?')} "
         f"started treatment with {summ.get('therapists', '?')} therapists; "
         f"{summ.get('session_rows', '?')} session rows; arms: "
-        f"{html.escape(', '.join(map(str, summ.get('arms', []))) or '-')}; "
+        f"{html_escape(', '.join(map(str, summ.get('arms', []))) or '-')}; "
         f"{summ.get('problems', 0)} data problem(s) recorded in validation.csv. "
-        f"Symptom scale: {html.escape(settings.symptoms.label)}; alliance score in models: "
-        f"{html.escape(settings.score.rater)}-rated {html.escape(settings.score.scale)}.</p>",
+        f"Symptom scale: {html_escape(settings.symptoms.label)}; alliance score in models: "
+        f"{html_escape(settings.score.rater)}-rated {html_escape(settings.score.scale)}.</p>",
         "<h3>Participant flow</h3><table>",
         _row(["step", "arm", "n"], "th"),
         *[_row([r.step, r.arm, r.n]) for r in flow.itertuples()],
@@ -109,8 +114,9 @@ def overview_html(results: Path, settings: RenderSettings, figures: dict[str, An
         if fit.get("converged") is False:
             note = (note + " did not converge").strip()
         parts.append(
-            _row([folder.name, fit.get("kind", ""), fit.get("status", ""), fit.get("n_obs", ""),
-                  note])
+            _row([folder.name, fit.get("kind", ""), fit.get("status", ""),
+                  below(fit.get("n_obs", ""), settings.privacy.min_cell) if small
+                  else fit.get("n_obs", ""), note])
         )  # fmt: skip
     parts.append("</table>")
     missing = {k: v for k, v in figures.items() if isinstance(v, str)}
@@ -121,9 +127,9 @@ def overview_html(results: Path, settings: RenderSettings, figures: dict[str, An
     }
     if missing or unavailable:
         parts.append("<h3>Missing figures and measures</h3><ul>")
-        parts += [f"<li>figure {html.escape(k)}: {html.escape(v)}</li>" for k, v in missing.items()]
+        parts += [f"<li>figure {html_escape(k)}: {html_escape(v)}</li>" for k, v in missing.items()]
         parts += [
-            f"<li>measure {html.escape(k)}: {html.escape(v)}</li>" for k, v in unavailable.items()
+            f"<li>measure {html_escape(k)}: {html_escape(v)}</li>" for k, v in unavailable.items()
         ]
         parts.append("</ul>")
     style = (

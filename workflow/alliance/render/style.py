@@ -85,6 +85,8 @@ RC: dict[str, Any] = {
     "figure.dpi": 100,
     "savefig.dpi": DPI,
     "svg.fonttype": "none",  # text stays text: editable in the journal's tools
+    # never LaTeX, whatever a user's matplotlibrc says: labels and codes are not TeX input
+    "text.usetex": False,
     "svg.hashsalt": SVG_SALT,
     "pdf.fonttype": 42,
     "ps.fonttype": 42,

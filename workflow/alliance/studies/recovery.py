@@ -26,6 +26,7 @@ reported beside it. Target trials are sharded like replicates.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -112,6 +113,11 @@ def target_seed(seed: int, k: int) -> int:
     return derive_seed(seed, f"recovery-target:{int(k)}")
 
 
+# Pseudonym key of the simulated trials (no real people; the pipeline's demo key is refused on
+# data other than the bundled demo): fixed, so every run gives the same pseudonyms and results.
+SIMULATED_KEY = hashlib.sha256(b"alliance-outcomes recovery study: simulated trials").hexdigest()
+
+
 def trial_settings(settings: Settings, folder: str | Path) -> Settings:
     """`settings` reading the simulated trial written to `folder` (long parquet tables)."""
     data = dataclasses.replace(
@@ -120,7 +126,8 @@ def trial_settings(settings: Settings, folder: str | Path) -> Settings:
         patients=str(Path(folder) / "patients.parquet"),
         layout="long",
     )
-    return dataclasses.replace(settings, data=data)
+    privacy = dataclasses.replace(settings.privacy, key=SIMULATED_KEY, key_env="")
+    return dataclasses.replace(settings, data=data, privacy=privacy)
 
 
 def analysis_tables(

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from alliance.render import style
 from alliance.render.figures.agreement import draw_agreement_surface
-from alliance.render.figures.common import NothingToDraw, read_input
+from alliance.render.figures.common import NothingToDraw, plain_text, read_input
 from alliance.render.figures.dropout import draw_dropout
 from alliance.render.figures.flow import draw_flow
 from alliance.render.figures.forest import draw_forest
@@ -199,7 +199,8 @@ def load_inputs(spec: FigureSpec, results_dir: str | os.PathLike[str]) -> dict[s
 def draw_figure(
     spec: FigureSpec, results_dir: str | os.PathLike[str], settings: RenderSettings
 ) -> Figure | str:
-    """The figure, or its skip reason (input missing or the analysis skipped)."""
+    """The figure, or its skip reason (input missing or the analysis skipped); its text is
+    plain (`plain_text`: a `$` in a label, code or name never starts mathtext)."""
     inputs = load_inputs(spec, results_dir)
     if isinstance(inputs, str):
         return inputs
@@ -208,7 +209,7 @@ def draw_figure(
         fig = raw(**inputs, settings=settings)
     except NothingToDraw as exc:
         return exc.reason
-    return fig
+    return plain_text(fig)
 
 
 def draw_all(

@@ -1,4 +1,5 @@
-"""Helpers shared by the figure modules: skipping, labels from settings, intervals, layout bits.
+"""Helpers shared by the figure modules: skipping, labels from settings, intervals, layout bits,
+and the one mathtext escaper every figure's text goes through (`plain_text`).
 
 A drawing function raises `NothingToDraw(reason)` when its input says there is nothing to show
 (model skipped, file empty); `skippable` turns that into a `None` return for callers who only
@@ -18,9 +19,13 @@ from typing import Any, ParamSpec
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.category import StrCategoryFormatter
 from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.ticker import FixedFormatter, Formatter, FuncFormatter
 from scipy import stats
 
+from alliance import files
 from alliance.render import style
 from alliance.settings import AllianceSettings
 
@@ -34,6 +39,8 @@ LEVEL_COLORS: dict[str, str] = {
     "high": style.OKABE_ITO["blue"],
 }
 TERTILE_NAMES = ("Low", "Middle", "High")
+# Tick formatters whose labels are given text (not formatted numbers): `plain_text` escapes them.
+TEXT_FORMATTERS = (FixedFormatter, FuncFormatter, StrCategoryFormatter)
 
 
 class NothingToDraw(Exception):
@@ -45,16 +52,63 @@ class NothingToDraw(Exception):
 
 
 def skippable(fn: Callable[P, Figure]) -> Callable[P, Figure | None]:
-    """`fn` returning None instead of raising NothingToDraw (`fn.__wrapped__` still raises)."""
+    """`fn` returning None instead of raising NothingToDraw (`fn.__wrapped__` still raises);
+    the figure's text is made plain (`plain_text`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure | None:
         try:
-            return fn(*args, **kwargs)
+            return plain_text(fn(*args, **kwargs))
         except NothingToDraw:
             return None
 
     return wrapper
+
+
+# ---- text: no mathtext from labels, codes or names --------------------------------------------
+
+
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def mathtext_escape(text: str) -> str:
+    """`text` shown as typed by matplotlib: every `$` escaped, so an even number of them (an
+    arm code "$5$", a label "$\\input{x}$") never switches to mathtext; control characters
+    (tab, CR; no font has a glyph for them) as spaces, line breaks kept. Applied once, to the
+    whole string that reaches the figure."""
+    return _CONTROL.sub(" ", str(text)).replace("$", r"\$")
+
+
+class _PlainTicks(FuncFormatter):
+    """A tick formatter that shows the labels of `inner` as typed (`mathtext_escape`)."""
+
+    def __init__(self, inner: Formatter) -> None:
+        super().__init__(lambda x, pos=None: mathtext_escape(inner(x, pos)))
+
+
+def plain_text(fig: Figure) -> Figure:
+    """`fig` with `mathtext_escape` applied to all of its text once: titles, axis and colour-bar
+    labels, legend entries and titles, annotations, and tick labels given as text (fixed labels
+    from `set_yticks(ticks, labels)`, categories). Tick labels matplotlib formats from numbers
+    keep their own mathtext (e.g. 10^3 on a log axis).
+
+    Figures draw no intended mathtext, so every `$` in them came from a setting or the data.
+    """
+    if getattr(fig, "_alliance_plain_text", False):
+        return fig
+    for text in fig.findobj(Text):
+        content = text.get_text()
+        if mathtext_escape(content) != content:
+            text.set_text(mathtext_escape(content))
+    for ax in fig.get_axes():
+        for axis in (ax.xaxis, ax.yaxis):  # shared axes share a formatter: wrap it once
+            for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
+                             (axis.get_minor_formatter, axis.set_minor_formatter)):  # fmt: skip
+                inner = get()
+                if isinstance(inner, TEXT_FORMATTERS) and not isinstance(inner, _PlainTicks):
+                    put(_PlainTicks(inner))
+    fig._alliance_plain_text = True  # type: ignore[attr-defined]
+    return fig
 
 
 def require_fitted(fit: Mapping[str, Any] | None, model: str) -> Mapping[str, Any]:
@@ -200,12 +254,13 @@ def panel_label(ax: Axes, letter: str) -> None:
 
 
 def read_input(path: Path) -> Any:
-    """A results file by its suffix: parquet / csv -> DataFrame, json -> dict."""
+    """A results file by its suffix: parquet / csv -> DataFrame (CSV text cells as written
+    before `files.write_csv` neutralised them), json -> dict."""
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     if path.suffix == ".csv":
         try:
-            return pd.read_csv(path)
+            return files.read_csv(path)
         except pd.errors.EmptyDataError:  # a stage wrote an empty table without a header
             return pd.DataFrame()
     if path.suffix == ".json":

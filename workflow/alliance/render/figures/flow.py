@@ -1,9 +1,10 @@
 """Figure `flow`: CONSORT-style participant flow from results/clean/flow.csv.
 
-Counts are printed exactly, as CONSORT asks: they are trial-level totals, not cells of a
-cross-tabulation, so the small-cell rule of the tables does not apply to them. The layout is
-computed in inches (the axes span the figure at 1 data unit = 1 inch), so boxes of one row share
-a width and height whatever their text.
+Counts are printed exactly, as CONSORT asks, unless `privacy.suppress_small_cells` is on: then
+flow.csv already holds "< m" (a count from 1 to m - 1) and "s" (withheld so that no small count
+can be recomputed; any value) and its own "not randomised" row, printed here as "n < m" and
+"n withheld". The layout is computed in inches (the axes span the figure at 1 data unit = 1 inch),
+so boxes of one row share a width and height whatever their text.
 """
 
 from __future__ import annotations
@@ -44,14 +45,21 @@ class Box:
         return self.y - self.h
 
 
-def _count(flow: pd.DataFrame, step: str, arm: str) -> int | None:
+Count = int | str | None  # a count, a withheld mark ("< 5", "s") or absent
+
+
+def _count(flow: pd.DataFrame, step: str, arm: str) -> Count:
     rows = flow[(flow["step"] == step) & (flow["arm"].astype(str) == arm)]
     if rows.empty or pd.isna(rows["n"].iloc[0]):
         return None
-    return int(rows["n"].iloc[0])
+    value = rows["n"].iloc[0]
+    text = str(value).strip()
+    return int(value) if not isinstance(value, str) or text.isdigit() else text
 
 
-def _n(n: int | None) -> str:
+def _n(n: Count) -> str:
+    if isinstance(n, str):  # withheld: "< m" (1 to m - 1) or "s" (any count)
+        return f"n {n}" if n.startswith("<") else "n withheld"
     return f"n = {apa.fmt_int(n)}" if n is not None else f"n = {apa.MISSING}"
 
 
@@ -130,7 +138,12 @@ def draw_flow(flow: pd.DataFrame, settings: RenderSettings) -> Figure:
     col_w = width_in / len(columns)
     box_w = min(col_w - 0.14, 1.75)
     top_w = min(width_in * 0.42, 1.9)
-    side = assessed is not None and randomised is not None and assessed > randomised
+    # "not randomised" is a row of its own when counts are suppressed, else the difference
+    not_randomised = _count(flow, "not randomised", "all")
+    if not_randomised is None and isinstance(assessed, int) and isinstance(randomised, int):
+        not_randomised = assessed - randomised
+    shown = isinstance(not_randomised, str) or (not_randomised or 0) > 0
+    side = assessed is not None and randomised is not None and shown
     # vertical plan, top down (inches from the top)
     plan: list[tuple[str, float]] = []
     if assessed is not None:
@@ -176,7 +189,7 @@ def draw_flow(flow: pd.DataFrame, settings: RenderSettings) -> Figure:
                 side_w = min(1.5, (width_in - top_w) / 2 - 0.1)
                 sbox = Box(centre + top_w / 2 + 0.1 + side_w / 2, mid + _height(2) / 2, side_w,
                            _height(2))  # fmt: skip
-                _draw_box(ax, sbox, f"Not randomised\n{_n(assessed - randomised)}", grey=True)
+                _draw_box(ax, sbox, f"Not randomised\n{_n(not_randomised)}", grey=True)
                 _arrow(ax, (centre, mid), (sbox.x - side_w / 2, mid))
         prev = box
     xs = [col_w * (i + 0.5) for i in range(len(columns))]

@@ -8,7 +8,6 @@ table gives the same bytes.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from alliance import files
+from alliance.render.escape import html_escape, markdown_escape, tex_escape
 
 INDENT_CSV = "  "
 INDENT_MD = "&emsp;"
@@ -83,55 +83,31 @@ class Table:
 
 
 # -------------------------------------------------------------------------------------- writers
-def _md_escape(text: str) -> str:
-    return re.sub(r"([\\|*_`])", r"\\\1", text)
-
-
 def to_markdown(table: Table) -> str:
-    """GitHub pipe table with the title in bold above and the notes below."""
-    head = [_md_escape(h) for h in table.header]
-    lines = [f"**{_md_escape(table.title)}**", ""]
+    """GitHub pipe table with the title in bold above and the notes below (all text escaped)."""
+    head = [markdown_escape(h) for h in table.header]
+    lines = [f"**{markdown_escape(table.title)}**", ""]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("| " + " | ".join([":---"] + [":---:"] * (len(head) - 1)) + " |")
     for row, lvl in zip(table.rows(), table.levels(), strict=True):
-        cells = [INDENT_MD * lvl + _md_escape(row[0]), *map(_md_escape, row[1:])]
+        cells = [INDENT_MD * lvl + markdown_escape(row[0]), *map(markdown_escape, row[1:])]
         lines.append("| " + " | ".join(cells) + " |")
     for i, note in enumerate(table.notes):
-        lines += ["", ("*Note.* " if i == 0 else "") + _md_escape(note)]
+        lead = "*Note.* " if i == 0 else ""
+        lines += ["", lead + markdown_escape(note, line_start=not lead)]
     return "\n".join(lines) + "\n"
-
-
-_GREEK = {
-    "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zeta",
-    "η": "eta", "θ": "theta", "ι": "iota", "κ": "kappa", "λ": "lambda", "μ": "mu", "ν": "nu",
-    "ξ": "xi", "π": "pi", "ρ": "rho", "σ": "sigma", "τ": "tau", "υ": "upsilon", "φ": "phi",
-    "χ": "chi", "ψ": "psi", "ω": "omega", "Γ": "Gamma", "Δ": "Delta", "Θ": "Theta",
-    "Λ": "Lambda", "Ξ": "Xi", "Π": "Pi", "Σ": "Sigma", "Φ": "Phi", "Ψ": "Psi", "Ω": "Omega",
-}  # fmt: skip
-_TEX = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"$\sim$", "^": r"\textasciicircum{}",
-    "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
-    "−": "$-$", "–": "--", "—": "---", "≥": r"$\geq$", "≤": r"$\leq$", "±": r"$\pm$",
-    "×": r"$\times$", "≈": r"$\approx$", "·": r"$\cdot$", "∞": r"$\infty$", "…": r"\ldots{}",
-    "²": r"\textsuperscript{2}", "³": r"\textsuperscript{3}", "°": r"\textdegree{}",
-    "†": r"\dag{}", "‡": r"\ddag{}", "‘": "`", "’": "'", "“": "``", "”": "''",
-    "\u00a0": "~", "\u2003": r"\quad{}",
-    **{k: f"$\\{v}$" for k, v in _GREEK.items()},
-}  # fmt: skip
-
-
-def tex_escape(text: str) -> str:
-    """Escape LaTeX specials and map symbols (−, ≥, χ², Greek) to commands pdflatex knows.
-
-    Other non-ASCII characters pass through: Latin-1 letters work with pdflatex's UTF-8 input,
-    anything else (e.g. CJK arm names) needs xelatex/lualatex.
-    """
-    return "".join(_TEX.get(ch, ch) for ch in text)
 
 
 def _tex_label(name: str) -> str:
     return "tab:" + re.sub(r"[^A-Za-z0-9:-]+", "-", name)
+
+
+def _tex_row(cells: list[str], indent: str = "") -> str:
+    """One tabular row, escaped; a row opening with "[" would be read as the optional argument
+    of the command before it (`\\\\`, `\\toprule`), so it is guarded with `{}`."""
+    first = indent + tex_escape(cells[0])
+    first = "{}" + first if first.startswith("[") else first
+    return " & ".join([first, *map(tex_escape, cells[1:])]) + r" \\"
 
 
 def to_latex(table: Table, label: str | None = None) -> str:
@@ -154,13 +130,10 @@ def to_latex(table: Table, label: str | None = None) -> str:
                 cells += [""] * span
             start += span
         out += [" & ".join(cells) + r" \\", " ".join(rules)]
-    out.append(" & ".join(tex_escape(c) for c in table.body.columns) + r" \\")
+    out.append(_tex_row(list(table.body.columns)))
     out.append(r"\midrule")
     for row, lvl in zip(table.rows(), table.levels(), strict=True):
-        first = INDENT_TEX * lvl + tex_escape(row[0])
-        # a row opening with "[" would be read as the optional argument of the previous "\\"
-        cells = ["{}" + first if first.startswith("[") else first, *map(tex_escape, row[1:])]
-        out.append(" & ".join(cells) + r" \\")
+        out.append(_tex_row(row, INDENT_TEX * lvl))
     out += [r"\bottomrule", r"\end{tabular}"]
     if table.notes:
         out.append(r"\par\smallskip")
@@ -175,7 +148,7 @@ def to_latex(table: Table, label: str | None = None) -> str:
 
 def to_html(table: Table) -> str:
     """A plain `<table>` with `<caption>`, a header (group row when grouped) and notes in tfoot."""
-    esc = html.escape
+    esc = html_escape
     ncol = len(table.body.columns)
     out = ["<table>", f"<caption>{esc(table.title)}</caption>", "<thead>"]
     if any(g for g, _ in table.column_groups):

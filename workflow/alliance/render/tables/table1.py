@@ -8,9 +8,12 @@ Table 1 choices a reader should know:
 - Percentages are of the arm's n (people with a missing value included, shown in a "Missing"
   row), so a variable's percentages add to 100 within rounding.
 - Small counts (0 < n < min_cell) print as "< min_cell" without a percentage. Then, so a reader
-  cannot get them back by subtraction, complementary cells are withheld too (shown as "s"):
-  while a row (arms sum to the total) or a column (levels sum to the arm's n) holds exactly
-  one withheld cell, the smallest non-zero visible cell of that line is withheld as well.
+  cannot get them back from the totals, complementary cells are withheld too (shown as "s",
+  any count): a reader knows each row sums to its total, each column to the n in its header
+  and a "< m" cell lies in 1..m-1; while a withheld count is the only value consistent with
+  that (exact integer audit, alliance.clean.disclosure), the cheapest further step is taken:
+  withhold the smallest visible count of its row or column, or the other corners of a
+  rectangle, and where "< m" itself pins a count (two "< 5" in a column of n = 8) print it "s".
   Summary statistics of very small arms are not suppressed.
 """
 
@@ -24,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alliance.clean.disclosure import Cells, protect
 from alliance.errors import InputError
 from alliance.render import apa
 from alliance.render.tables.formats import Table, label_of
@@ -52,38 +56,65 @@ DEFAULT_LABELS: dict[str, str] = {
 
 # ---------------------------------------------------------------------------------- suppression
 def complementary_suppression(
-    counts: np.ndarray, min_cell: int, *, rows: bool = True, columns: bool = True
+    counts: np.ndarray,
+    min_cell: int,
+    *,
+    rows: bool = True,
+    columns: bool = True,
+    column_totals: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(primary, complementary) masks for a block of counts whose lines have known sums.
+    """(primary, complementary) masks for a block of counts whose printed totals are known.
 
-    Primary: 0 < n < min_cell. Complementary: while a constrained line (every row when
-    `rows`, every column when `columns`) holds exactly one withheld cell, withhold its smallest
-    non-zero visible cell (a zero only when nothing else is left), scanning lines in order.
+    Primary ("< m"): 0 < n < min_cell. `rows`: the last column is each row's total (arms sum to
+    it). `columns`: each column sums to its printed n (`column_totals`, default the column sums),
+    as Table 1 prints it in the header. Complementary cells ("s", any count; a primary cell whose
+    "< m" would pin it moves here too) are added until no withheld count is determined by the
+    printed numbers (alliance.clean.disclosure: exact audit; the smallest visible count of the
+    exposed cell's row or column, or the other corners of a rectangle through it, first).
     """
+    return _protect_block(counts, min_cell, rows, columns, column_totals)[:2]
+
+
+def _protect_block(
+    counts: np.ndarray,
+    min_cell: int,
+    rows: bool,
+    columns: bool,
+    column_totals: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(primary, complementary, cells no withholding can protect) for one block."""
     counts = np.asarray(counts, dtype=float)
-    primary = (counts > 0) & (counts < min_cell)
-    hidden = primary.copy()
-    lines: list[tuple[Any, ...]] = []
-    if rows:
-        lines += [(i, slice(None)) for i in range(counts.shape[0])]
+    n_rows, n_cols = counts.shape
+    sums = counts.sum(axis=0) if column_totals is None else np.asarray(column_totals)
+    cells = Cells()
+    for k, value in enumerate(counts.ravel()):
+        cells.add(int(value), upper=int(sums[k % n_cols]))  # no cell exceeds its column's n
+    if rows and n_cols > 1:
+        for i in range(n_rows):
+            total = i * n_cols + n_cols - 1
+            cells.equation({total: 1, **{i * n_cols + j: -1 for j in range(n_cols - 1)}})
     if columns:
-        lines += [(slice(None), j) for j in range(counts.shape[1])]
-    changed = True
-    while changed:
-        changed = False
-        for line in lines:
-            if hidden[line].sum() != 1:
-                continue
-            values, mask = counts[line], hidden[line]
-            visible = [k for k in range(len(values)) if not mask[k]]
-            if not visible:
-                continue
-            nonzero = [k for k in visible if values[k] > 0]
-            pick = min(nonzero or visible, key=lambda k: (values[k], k))
-            idx = (line[0], pick) if isinstance(line[1], slice) else (pick, line[1])
-            hidden[idx] = True
-            changed = True
-    return primary, hidden & ~primary
+        for j in range(n_cols):
+            cells.equation({i * n_cols + j: 1 for i in range(n_rows)}, int(sums[j]))
+
+    def rectangles(k: int) -> list[list[int]]:
+        """The other corners of every rectangle through cell k: withheld together, a reader
+        can move counts around them without changing any row or column total."""
+        i, j = divmod(k, n_cols)
+        return [
+            [i * n_cols + j2, i2 * n_cols + j, i2 * n_cols + j2]
+            for i2 in range(n_rows)
+            for j2 in range(n_cols)
+            if i2 != i and j2 != j
+        ]
+
+    shown = protect(cells, min_cell, rectangles if rows and columns else None)
+    shape = counts.shape
+    return (
+        shown.primary.reshape(shape),
+        shown.complementary.reshape(shape),
+        len(shown.unprotectable),
+    )
 
 
 # ------------------------------------------------------------------------------------- table 1
@@ -141,8 +172,9 @@ def _summary(x: pd.Series, median: bool, digits: int) -> str:
 
 def _count_rows(
     counts: np.ndarray, totals: list[int], min_cell: int, *, rows: bool, columns: bool
-) -> tuple[list[list[str]], bool, bool]:
-    primary, comp = complementary_suppression(counts, min_cell, rows=rows, columns=columns)
+) -> tuple[list[list[str]], bool, bool, int]:
+    """Printed cells of a count block; `totals` are the header n's (the column sums)."""
+    primary, comp, stuck = _protect_block(counts, min_cell, rows, columns, totals)
     out = []
     for i in range(counts.shape[0]):
         cells = []
@@ -155,7 +187,7 @@ def _count_rows(
             else:
                 cells.append(apa.fmt_n_pct(n, totals[j]))
         out.append(cells)
-    return out, bool(primary.any()), bool(comp.any())
+    return out, bool(primary.any()), bool(comp.any()), stuck
 
 
 def table1(
@@ -210,14 +242,16 @@ def table1(
     body: list[list[str]] = []
     indent: list[int] = []
     any_primary = any_comp = False
+    any_stuck = 0
     used: set[str] = set()
     median_rule_applied = False
 
     def add_counts(labels_: list[str], counts: np.ndarray, *, columns: bool) -> None:
-        nonlocal any_primary, any_comp
-        cells, p, c = _count_rows(counts, ns, min_cell, rows=total, columns=columns)
+        nonlocal any_primary, any_comp, any_stuck
+        cells, p, c, stuck = _count_rows(counts, ns, min_cell, rows=total, columns=columns)
         any_primary |= p
         any_comp |= c
+        any_stuck += stuck
         for lab, row in zip(labels_, cells, strict=True):
             body.append([lab, *row])
             indent.append(1)
@@ -270,8 +304,13 @@ def table1(
         )
     if any_comp:
         notes.append(
-            f"{apa.COMPLEMENTARY}: withheld so that a small count cannot be recomputed from the "
-            "row or column totals."
+            f"{apa.COMPLEMENTARY}: a count withheld (any value, small or not) so that no withheld "
+            "count can be recomputed from the printed counts, row totals and column n's."
+        )
+    if any_stuck:
+        notes.append(
+            "A withheld count that makes up its whole column (a single category) equals the "
+            "column's n."
         )
     if excluded:
         who = "person" if excluded == 1 else "people"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ def trial_config(data_dir: Path | None, workdir: Path) -> Path:
     """The demo config with absolute paths; `data_dir` replaces the demo trial's files."""
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     base = data_dir if data_dir is not None else ROOT / "data" / "demo"
+    if data_dir is not None:  # the demo key is refused on other data: a fresh key per trial
+        cfg["privacy"]["key"] = secrets.token_hex(32)
     cfg["data"]["sessions"] = str(base / "sessions.csv")
     cfg["data"]["patients"] = str(base / "patients.csv")
     cfg["alliance"]["instruments_dir"] = str(ROOT / "config" / "instruments")
@@ -45,7 +48,7 @@ def snakemake_command(
     # targets first: --quiet takes a list and would swallow them
     return [
         str(exe), *targets, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(config), "--cores", str(cores),
+        "--config", f"configpath={config}", "--cores", str(cores),
         "--workflow-profile", str(ROOT / "workflow" / "profiles" / "default"),
         "--quiet", "rules",
     ]  # fmt: skip
