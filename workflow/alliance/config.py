@@ -203,15 +203,19 @@ def _range_errors(config: dict[str, Any]) -> Iterator[str]:
                 f"config key {key}: [{first}, {last}] starts after it ends; give "
                 "[first session, last session] with first <= last"
             )
-    for i, spec in enumerate(config["models"]["custom"]):
-        bench = (spec.get("options") or {}).get("benchmark")
-        if not isinstance(bench, dict):
-            continue
-        schema = load_schema()
-        item = schema["properties"]["models"]["properties"]["custom"]["items"]["properties"]
-        sub = item["options"]["properties"]["benchmark"]
-        bench = fill_defaults(copy.deepcopy(bench), sub, schema)
-        ci_low, ci_high = bench["ci_low"], bench["ci_high"]
+    benchmarks = [
+        (i, bench)
+        for i, spec in enumerate(config["models"]["custom"])
+        if isinstance(bench := (spec.get("options") or {}).get("benchmark"), dict)
+    ]
+    if not benchmarks:
+        return
+    schema = load_schema()
+    item = schema["properties"]["models"]["properties"]["custom"]["items"]["properties"]
+    sub = item["options"]["properties"]["benchmark"]
+    for i, bench in benchmarks:
+        filled = fill_defaults(copy.deepcopy(bench), sub, schema)
+        ci_low, ci_high = filled["ci_low"], filled["ci_high"]
         if ci_low > ci_high:
             yield (
                 f"config key models.custom[{i}].options.benchmark: ci_low {ci_low:g} is above "

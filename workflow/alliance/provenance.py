@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 import json
 import platform
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from alliance.config import config_hash
-from alliance.files import shareable_path
+from alliance.files import sha256, shareable_path
 from alliance.settings import Settings
 
 # Config keys holding input paths: recorded as `shareable_path` gives them (never absolute).
@@ -21,15 +20,6 @@ PACKAGES = (
     "alliance-outcomes", "pandas", "numpy", "scipy", "statsmodels", "pingouin", "mixedlm",
     "matplotlib", "snakemake", "pyarrow", "pyreadstat", "openpyxl", "jsonschema", "pyyaml",
 )  # fmt: skip
-
-
-def sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:

@@ -20,7 +20,7 @@ import re
 import typing
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from alliance.config import validate_config
 
@@ -43,6 +43,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+V = TypeVar("V", bound="Section")
 
 
 @functools.cache
@@ -68,6 +71,10 @@ class Section:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready) of the section, keys as in the config file."""
         return _plain(self)
+
+    def view(self, cls: type[V]) -> V:
+        """The narrower view `cls`, filled from this object's fields of the same names."""
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,10 +306,6 @@ class StageSettings(Section):
         """The view back from `to_json` output (what a Snakemake script receives)."""
         return cls.from_mapping(json.loads(text))
 
-    def digest(self) -> str:
-        """SHA-256 of the canonical JSON."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings(StageSettings):
@@ -330,60 +333,27 @@ class Settings(StageSettings):
 
     def clean(self) -> CleanSettings:
         """What the clean stage reads."""
-        return CleanSettings(
-            data=self.data,
-            columns=self.columns,
-            codings=self.codings,
-            symptoms=self.symptoms,
-            alliance=self.alliance,
-            dropout=self.dropout,
-            checks=self.checks,
-            privacy=self.privacy,
-        )
+        return self.view(CleanSettings)
 
     def score_stage(self) -> ScoreSettings:
         """What the score stage reads."""
-        return ScoreSettings(alliance=self.alliance, score=self.score)
+        return self.view(ScoreSettings)
 
     def model_stage(self) -> ModelSettings:
         """What the model stage reads."""
-        return ModelSettings(
-            seed=self.seed, codings=self.codings, symptoms=self.symptoms, models=self.models
-        )
+        return self.view(ModelSettings)
 
     def bootstrap_study(self) -> BootstrapRun:
         """What the model bootstrap reads (the model stage's view plus `bootstrap`)."""
-        return BootstrapRun(
-            seed=self.seed,
-            codings=self.codings,
-            symptoms=self.symptoms,
-            models=self.models,
-            bootstrap=self.bootstrap,
-        )
+        return self.view(BootstrapRun)
 
     def sensitivity_study(self) -> SensitivityRun:
         """What the sensitivity grid reads (score and model views plus `sensitivity`)."""
-        return SensitivityRun(
-            seed=self.seed,
-            codings=self.codings,
-            symptoms=self.symptoms,
-            models=self.models,
-            alliance=self.alliance,
-            score=self.score,
-            sensitivity=self.sensitivity,
-        )
+        return self.view(SensitivityRun)
 
     def render(self) -> RenderSettings:
         """What the render stage reads."""
-        return RenderSettings(
-            trial_name=self.trial_name,
-            seed=self.seed,
-            symptoms=self.symptoms,
-            alliance=self.alliance,
-            codings=self.codings,
-            score=self.score,
-            privacy=self.privacy,
-        )
+        return self.view(RenderSettings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,9 +419,7 @@ class BootstrapRun(StageSettings):
 
     def model_stage(self) -> ModelSettings:
         """The model stage's view, for refitting."""
-        return ModelSettings(
-            seed=self.seed, codings=self.codings, symptoms=self.symptoms, models=self.models
-        )
+        return self.view(ModelSettings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -468,10 +436,8 @@ class SensitivityRun(StageSettings):
 
     def score_stage(self) -> ScoreSettings:
         """The score stage's view, before the grid overrides score options."""
-        return ScoreSettings(alliance=self.alliance, score=self.score)
+        return self.view(ScoreSettings)
 
     def model_stage(self) -> ModelSettings:
         """The model stage's view, for refitting."""
-        return ModelSettings(
-            seed=self.seed, codings=self.codings, symptoms=self.symptoms, models=self.models
-        )
+        return self.view(ModelSettings)

@@ -21,7 +21,7 @@ config.update(load_config(CONFIG_PATH))
 # Typed, frozen sections. Each rule passes its stage's view as a JSON param (SETTINGS.clean()
 # .to_json(), ...): the script rebuilds the view from it, and an edit to a section the stage
 # reads changes the param, so Snakemake reruns exactly the jobs that read it.
-SETTINGS = Settings.from_config(config)
+SETTINGS = Settings.from_mapping(config)  # already validated by load_config
 
 SPECS = {spec.id: spec for spec in load_specs(SETTINGS.models)}
 MODEL_IDS = list(SPECS)
@@ -40,18 +40,18 @@ def model_settings(wildcards):
 
 def data_inputs(wildcards):
     """The raw export files named in config, so edits to them trigger a rerun."""
-    files = {"sessions": config["data"]["sessions"]}
-    if config["data"]["patients"]:
-        files["patients"] = config["data"]["patients"]
+    files = {"sessions": SETTINGS.data.sessions}
+    if SETTINGS.data.patients:
+        files["patients"] = SETTINGS.data.patients
     return files
 
 
 def instrument_files(wildcards):
     """Instrument YAMLs in use (changing a scoring key reruns the affected stages)."""
-    folder = Path(config["alliance"]["instruments_dir"])
-    names = [r["instrument"] for r in config["alliance"]["raters"].values() if r]
-    if config["symptoms"]["instrument"]:
-        names.append(config["symptoms"]["instrument"])
+    folder = Path(SETTINGS.alliance.instruments_dir)
+    names = [r["instrument"] for r in SETTINGS.alliance.rater_specs().values()]
+    if SETTINGS.symptoms.instrument:
+        names.append(SETTINGS.symptoms.instrument)
     return sorted(str(folder / f"{name}.yaml") for name in set(names))
 
 

@@ -10,7 +10,7 @@ from alliance.studies.bootstrap import gather_draws, intervals
 
 def main(smk) -> None:
     log = script_logger(smk, "bootstrap_gather")
-    coefficients = pd.read_csv(smk.input.coefficients)
+    coefficients = files.read_csv(smk.input.coefficients)
     terms = coefficients["term"].tolist()
     draws = gather_draws([pd.read_parquet(p) for p in smk.input.shards], terms)
     level = BootstrapRun.from_json(smk.params.settings).bootstrap.level

@@ -16,7 +16,7 @@ def main(smk) -> None:
     log = script_logger(smk, "bootstrap_shard")
     run = BootstrapRun.from_json(smk.params.settings)
     spec = {s.id: s for s in load_specs(run.models)}[smk.params.model]
-    terms = pd.read_csv(smk.input.coefficients)["term"].tolist()
+    terms = files.read_csv(smk.input.coefficients)["term"].tolist()
     shard = (int(smk.params.shard), int(smk.params.n_shards))
     draws = shard_draws(
         spec,

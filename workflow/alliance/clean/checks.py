@@ -146,7 +146,8 @@ def _note_zones(
 
 def code_series(values: pd.Series) -> pd.Series:
     """Codes as text, as `codings` holds them (`alliance.config.code_text`): 1, 1.0, "1" -> "1"."""
-    return values.map(lambda v: pd.NA if _missing(v) else code_text(v)).astype("string")
+    texts = {v: code_text(v) for v in values.dropna().unique() if not _missing(v)}
+    return values.map(texts).astype("string")  # one conversion per distinct code
 
 
 def _missing(value: Any) -> bool:

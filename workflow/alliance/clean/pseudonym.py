@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from alliance.errors import ConfigError
+from alliance.files import sha256
 from alliance.settings import CleanSettings, DataSettings, PrivacySettings
 
 PREFIX = {"patient": "P", "therapist": "T", "site": "S"}
@@ -56,14 +57,10 @@ def key_strength(key: str) -> int:
 
 def file_sha256(path: str | Path) -> str | None:
     """SHA-256 of a file's bytes, None when it cannot be read."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def demo_mismatches(data: DataSettings) -> list[str]:
@@ -116,8 +113,8 @@ def resolve_key(privacy: PrivacySettings, data: DataSettings) -> bytes:
 def with_key(settings: CleanSettings, key: str | None) -> CleanSettings:
     """`settings` with `privacy.key` replaced.
 
-    Rule params are shown in report.html, so the clean rule passes its settings with the key
-    removed (`with_key(view, None)`) and the script puts the config's key back.
+    Rule params carry only a fingerprint of the key (they reach Snakemake's metadata and
+    report.html), so the clean script puts the config's key back with this.
     """
     return dataclasses.replace(settings, privacy=dataclasses.replace(settings.privacy, key=key))
 

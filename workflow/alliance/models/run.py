@@ -160,9 +160,9 @@ def load_result(outdir: str | Path) -> ModelResult:
     """Read a model folder back (coefficients + fit.json + extras; the frame is not loaded)."""
     out = Path(outdir)
     fit = json.loads((out / "fit.json").read_text(encoding="utf-8"))
-    coefs = pd.read_csv(out / "coefficients.csv")
+    coefs = files.read_csv(out / "coefficients.csv")
     extras = {
-        p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.name != "coefficients.csv"
+        p.stem: files.read_csv(p) for p in sorted(out.glob("*.csv")) if p.name != "coefficients.csv"
     }
     return ModelResult(coefficients=coefs, fit=fit, frame=pd.DataFrame(), extras=extras)
 
