@@ -52,7 +52,11 @@ def test_derived_values_match_hand_computation(trial_config):
     assert first["session_index"].tolist() == [1, 2, 3, 4]
     assert first["weeks"].tolist() == [0.0, 1.0, 2.0, 3.0]
     assert first["baseline_symptom"].eq(20).all()
-    assert s.loc[s["symptom"] > 20, "ideation"].eq(1).all()
+    # the fixture's item is 1 (passive: "life not worth living") when the total is above 20:
+    # below the default threshold 2, so no ideation; the >= 1 sensitivity column counts it
+    high = s["symptom"] > 20
+    assert s.loc[high, "ideation"].eq(0).all() and s.loc[high, "ideation_ge1"].eq(1).all()
+    assert (s["symptom_rest"] == s["symptom"] - s["suicidality"]).all()
 
 
 def test_flow_counts(trial_config):

@@ -166,7 +166,10 @@ def test_sleepstudy_matches_lme4_fixture(sleep_fit):
     assert sleep_fit.df_method == "Satterthwaite"
     assert sleep_fit.icc is None  # random slope: no single ICC
     assert sleep_fit.engine == "mixedlm" and sleep_fit.engine_version == "1.3.0"
-    assert sleep_fit.formula_r == "lmer(Reaction ~ Days + (Days|Subject), data = data, REML = TRUE)"
+    assert sleep_fit.formula_r == (
+        "lmer(Reaction ~ Days + (Days|Subject), data = data, REML = TRUE, control = lmerControl("
+        'optimizer = "bobyqa", optCtrl = list(maxfun = 1e5, rhoend = 1e-10)))'
+    )
     assert list(sleep_fit.coefficients.columns) == [
         "term", "estimate", "std_error", "statistic", "df", "p_value", "ci_low", "ci_high",
     ]  # fmt: skip

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from alliance.engine.survival import kaplan_meier, logrank
 from alliance.render import style
+from alliance.render.captions import figure_caption
 from alliance.render.figures import FIGURES, draw_all, draw_figure, load_inputs
 from alliance.render.figures.common import (
     NothingToDraw,
@@ -26,11 +27,12 @@ from alliance.render.figures.common import (
 )
 from alliance.render.figures.dropout import observed_bins, population_curve
 from alliance.render.figures.forest import conditional_note, forest_rows, term_text
+from alliance.render.figures.labels import path_unit
 from alliance.render.figures.predict import held_values
 from alliance.render.figures.ruptures import choose_examples
 from alliance.render.figures.survival import at_risk_table
 from alliance.render.figures.therapists import outcome_icc
-from alliance.render.figures.trajectories import draw_symptom_trajectories
+from alliance.render.figures.trajectories import draw_symptom_trajectories, observed_thirds
 from alliance.score.ruptures import rupture_table
 from alliance.settings import RenderSettings, Settings
 
@@ -160,6 +162,39 @@ def _with_dummies(frame: pd.DataFrame) -> pd.DataFrame:
                            for a in ("CBT", "IMI", "IPT")})  # fmt: skip
 
 
+RICLPM_NOTE = "Equal lags <b>assumed</b> & $x$ fixed."
+RICLPM_WARNING = "a latent variance estimate is negative"
+
+
+def _hazard_results(analysis: pd.DataFrame, rng: np.random.Generator) -> dict[str, Any]:
+    """dropout_hazard outputs: person-period frame, coefficients, covariance, predictions."""
+    frame = analysis[["patient", "arm", "session", "alliance"]].rename(
+        columns={"session": "period"}
+    )
+    frame = _with_dummies(frame.assign(period_sq=frame["period"] ** 2))
+    eta = -3.0 - 0.9 * (frame["alliance"] - 3.7)
+    frame = frame.assign(event=(rng.random(len(frame)) < 1 / (1 + np.exp(-eta))).astype(int))
+    terms = {"(Intercept)": 0.3, "period": 0.02, "period_sq": -0.001, "alliance": -0.9,
+             "armCBT": 0.1, "armIMI": 0.2, "armIPT": -0.1}  # fmt: skip
+    preds = []
+    for label, k in (("-1 SD", -1), ("mean", 0), ("+1 SD", 1)):
+        for t in range(1, N_SESS + 1):
+            link = -3.0 - 0.9 * 0.4 * k + 0.02 * t
+            row = {"x_variable": "period", "x": float(t), "by_variable": "alliance",
+                   "by_level": label, "by_value": 3.7 + 0.4 * k, "fit": link, "se_fit": 0.2,
+                   "ci_low": link - 0.4, "ci_high": link + 0.4}  # fmt: skip
+            for c in ("fit", "ci_low", "ci_high"):
+                row[f"{c}_response"] = 1 / (1 + math.exp(-row[c]))
+            preds.append(row)
+    return {
+        "fit.json": _fit("dropout_hazard", kind="hazard", warnings=["Model is singular."]),
+        "predictions.csv": pd.DataFrame(preds),
+        "coefficients.csv": _coefs("dropout_hazard", terms, se=0.05),
+        "frame.parquet": frame.drop(columns=["patient"]),
+        "vcov.csv": _vcov(list(terms), 0.05),
+    }
+
+
 @functools.cache
 def synthetic_results() -> dict[str, Any]:
     """Relative path under results/ -> DataFrame or dict, shaped like the real stage outputs."""
@@ -236,6 +271,10 @@ def synthetic_results() -> dict[str, Any]:
         ("mediation_personality", "mediation", "indirect.agreeableness", -0.033, -0.055, -0.018,
          0.002),
         ("pooled_sites", "pool", "pooled_r_REML", 0.33, 0.25, 0.41, 1e-6),
+        ("symptoms_riclpm", "riclpm", "alliance_to_symptom", -0.52, -0.9, -0.14, 0.008),
+        ("symptoms_riclpm", "riclpm", "symptom_to_alliance", -0.012, -0.02, -0.004, 0.002),
+        ("dropout_hazard", "hazard", "alliance", -0.9, -1.0, -0.8, 1e-6),
+        ("suicidality_any", "glmm", "alliance_pat_prior", -0.5, -0.9, -0.1, 0.02),
     ]  # fmt: skip
     summary = pd.DataFrame(
         [{"model": m_, "label": m_.capitalize(), "kind": k, "term": t, "estimate": b,
@@ -250,8 +289,22 @@ def synthetic_results() -> dict[str, Any]:
                               "ci_high": [0.299], "source": ["Fluckiger et al. 2018"]})  # fmt: skip
     icc = pd.DataFrame({"column": "alliance", "level": ["therapist", "patient", "session"],
                         "share": [0.09, 0.44, 0.47]})  # fmt: skip
+    hazard = _hazard_results(analysis, rng)
+    riclpm = {"alliance_to_symptom": -0.52, "symptom_to_alliance": -0.012, "alliance_ar": 0.38,
+              "symptom_ar": 0.06}  # fmt: skip
+    riclpm_coefs = _coefs("symptoms_riclpm", riclpm, se=0.19).assign(
+        std_error=[0.19, 0.004, 0.05, 0.05]
+    )
+    riclpm_coefs = riclpm_coefs.assign(
+        ci_low=riclpm_coefs["estimate"] - 1.96 * riclpm_coefs["std_error"],
+        ci_high=riclpm_coefs["estimate"] + 1.96 * riclpm_coefs["std_error"],
+    )
     m = "models/"
     return {
+        **{m + f"dropout_hazard/{k}": v for k, v in hazard.items()},
+        m + "symptoms_riclpm/fit.json": _fit("symptoms_riclpm", kind="riclpm",
+                                             note=RICLPM_NOTE, warnings=[RICLPM_WARNING]),
+        m + "symptoms_riclpm/coefficients.csv": riclpm_coefs,
         "clean/flow.csv": flow,
         "clean/patients.parquet": pat[["patient", "therapist", "arm"]],
         "scores/alliance.parquet": alliance,
@@ -285,6 +338,7 @@ def synthetic_results() -> dict[str, Any]:
         m + "symptoms_by_arm/contrasts.csv": contrasts,
         m + "pooled_sites/units.csv": units,
         m + "pooled_sites/benchmark.csv": benchmark,
+        m + "suicidality_any/fit.json": _fit("suicidality_any", kind="glmm", sensitivity=True),
     }  # fmt: skip
 
 
@@ -313,12 +367,17 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_figure_draws_saves_and_is_reproducible(name: str, results: Path, tmp_path: Path) -> None:
     settings = config()
     fig = draw_figure(FIGURES[name], results, settings)
+    if isinstance(fig, list):  # the forest's pages: the first stands for all here
+        fig = fig[0]
     assert isinstance(fig, Figure), fig
     width, height = fig.get_size_inches()
     assert width in (style.WIDTHS["single"], style.WIDTHS["double"])
     assert 0 < height <= style.MAX_HEIGHT
     first = style.save_figure(fig, tmp_path / "a" / name)
-    second = style.save_figure(draw_figure(FIGURES[name], results, settings), tmp_path / "b" / name)
+    again = draw_figure(FIGURES[name], results, settings)
+    second = style.save_figure(
+        again[0] if isinstance(again, list) else again, tmp_path / "b" / name
+    )
     assert [p.suffix for p in first] == [".png", ".svg"]
     for a, b in zip(first, second, strict=True):
         assert a.stat().st_size > 1000
@@ -352,7 +411,8 @@ def test_draw_all_writes_available_figures_and_reports_skips(results: Path, tmp_
     ("name", "model"),
     [("symptom_trajectories", "symptoms_growth"), ("therapists", "symptoms_growth"),
      ("dropout", "dropout_early_alliance"), ("km_relapse", "relapse_cox"),
-     ("agreement_surface", "agreement_rsa"), ("arm_slopes", "symptoms_by_arm")],
+     ("agreement_surface", "agreement_rsa"), ("arm_slopes", "symptoms_by_arm"),
+     ("riclpm_paths", "symptoms_riclpm"), ("dropout_hazard", "dropout_hazard")],
 )  # fmt: skip
 def test_a_skipped_model_gives_none_and_its_reason(name: str, model: str, results: Path) -> None:
     spec = FIGURES[name]
@@ -470,12 +530,140 @@ def test_forest_labels_say_where_a_conditional_slope_applies() -> None:
 
 
 def test_forest_rows_keep_fitted_estimates_on_their_scale() -> None:
-    rows = forest_rows(synthetic_results()["models/summary.csv"])
-    assert "suicidality" not in set(rows["model"])
-    assert dict(zip(rows["model"], rows["scale"], strict=False)) == {
-        "symptoms_growth": "linear", "dropout_early_alliance": "odds", "relapse_cox": "hazard",
-        "mediation_personality": "indirect", "pooled_sites": "correlation",
+    files = synthetic_results()
+    fits = {"suicidality_any": files["models/suicidality_any/fit.json"]}
+    rows = forest_rows(files["models/summary.csv"], fits)
+    assert "suicidality" not in set(rows["model"])  # skipped
+    assert "suicidality_any" not in set(rows["model"])  # options.sensitivity
+    assert dict(zip(rows["term"], rows["scale"], strict=False)) == {
+        "alliance_pat": "linear", "weeks:alliance_pat": "linear", "alliance_early": "odds",
+        "alliance_mean": "hazard", "indirect.agreeableness": "indirect",
+        "pooled_r_REML": "correlation", "alliance_to_symptom": "cross_as",
+        "symptom_to_alliance": "cross_sa", "alliance": "odds",
     }  # fmt: skip
+    # without the flag the sensitivity model is drawn like any other
+    assert "suicidality_any" in set(forest_rows(files["models/summary.csv"])["model"])
+
+
+def test_new_estimands_read_as_words_and_old_names_still_work() -> None:
+    assert term_text("alliance_pat_prior") == "Patient-level alliance so far"
+    assert term_text("alliance_ther_prior") == "Therapist-level alliance so far"
+    assert term_text("alliance_within_prior") == "Last session's alliance vs own running mean"
+    assert "detrended" in term_text("alliance_within_dt_prior")
+    assert term_text("alliance", "hazard") == "Alliance of the session just attended"
+    assert term_text("alliance") == "Alliance, same session"
+    assert (
+        term_text("alliance_to_symptom")
+        == "Alliance \N{RIGHTWARDS ARROW} next symptoms (within patient)"
+    )
+    assert (
+        term_text("symptom_to_alliance")
+        == "Symptoms \N{RIGHTWARDS ARROW} next alliance (within patient)"
+    )
+    assert term_text("weeks:alliance_pat_prior") == (
+        "Weeks \N{MULTIPLICATION SIGN} patient-level alliance so far"
+    )
+    assert term_text("alliance_early", early="sessions 1\N{EN DASH}2") == (
+        "Early alliance (sessions 1\N{EN DASH}2)"
+    )
+    for old in ("alliance_lag1", "alliance_within_lag1", "alliance_pat", "alliance_within"):
+        assert term_text(old) != old
+    assert path_unit("alliance_to_symptom", {"symptom": "HAM-D", "alliance": "WAI"}) == (
+        "HAM-D points per WAI point"
+    )
+    assert path_unit("symptom_to_alliance", {"symptom": "HAM-D", "alliance": "WAI"}) == (
+        "WAI points per HAM-D point"
+    )
+
+
+def _many_models(n: int) -> pd.DataFrame:
+    rows = [
+        {
+            "model": f"m{i:02d}",
+            "label": f"Model {i}",
+            "kind": "lmm" if i % 2 else "glmm",
+            "term": t,
+            "estimate": -0.3,
+            "ci_low": -0.6,
+            "ci_high": 0.0,
+            "p_value": 0.05,
+            "status": "fitted",
+        }
+        for i in range(n)
+        for t in ("alliance_pat_prior", "alliance_within_prior")
+    ]
+    return pd.DataFrame(rows)  # fmt: skip
+
+
+def test_a_long_forest_continues_on_a_second_page(tmp_path: Path) -> None:
+    summary = _many_models(24)  # 72 rows: no single page holds them
+    pages = FIGURES["forest"].draw(summary, None, None, None, settings=config())
+    assert isinstance(pages, list) and len(pages) == 2
+    drawn = [t.get_text() for page in pages for ax in page.axes for t in ax.texts]
+    assert all(f"Model {i}" in drawn for i in range(24))  # nothing dropped
+    for page in pages:
+        assert page.get_size_inches()[1] <= style.MAX_HEIGHT
+        assert style.smallest_font_pt(page) >= style.MIN_FONT_PT
+    # panels stay whole: the linear panel on page 1, the odds ratios on page 2
+    labels = [[ax.get_xlabel() for ax in page.axes] for page in pages]
+    assert all("Coefficient" in x for x in labels[0]) and all("Odds" in x for x in labels[1])
+    results = write_results(tmp_path / "results", {"models/summary.csv": summary})
+    out = tmp_path / "figures"
+    out.mkdir()
+    (out / "forest_page3.png").write_bytes(b"stale page of a longer draw")
+    got = draw_all(results, config(), out, ["forest"])
+    assert [p.name for p in got["forest"]] == [
+        "forest.png",
+        "forest.svg",
+        "forest_page2.png",
+        "forest_page2.svg",
+    ]
+    assert not (out / "forest_page3.png").exists()
+    write_results(results, {"models/summary.csv": summary.assign(status="skipped")})
+    assert isinstance(draw_all(results, config(), out, ["forest"])["forest"], str)
+    assert not list(out.glob("forest*"))
+
+
+def test_the_riclpm_diagram_shows_each_path_with_its_unit(results: Path) -> None:
+    fig = draw_figure(FIGURES["riclpm_paths"], results, config())
+    assert isinstance(fig, Figure)
+    texts = " ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")))
+    assert "\N{MINUS SIGN}0.52 [\N{MINUS SIGN}0.89, \N{MINUS SIGN}0.15], p = .040" in texts
+    assert "(HAM-D 17 points per WAI-SR point)" in texts
+    assert "(WAI-SR points per HAM-D 17 point)" in texts
+    assert "\N{MINUS SIGN}0.012 [" in texts  # a small path keeps its digits
+    assert texts.count("Autoregression") == 2
+    inputs = load_inputs(FIGURES["riclpm_paths"], results)
+    assert isinstance(inputs, dict)
+    only_one = inputs["coefficients"][inputs["coefficients"]["term"] != "symptom_to_alliance"]
+    with pytest.raises(NothingToDraw, match="lacks symptom_to_alliance"):
+        FIGURES["riclpm_paths"].draw.__wrapped__(inputs["fit"], only_one, settings=config())
+
+
+def test_captions_carry_the_model_note_and_caveats(results: Path) -> None:
+    caption = figure_caption("riclpm_paths", results)
+    assert caption.startswith(FIGURES["riclpm_paths"].caption)
+    assert f"Model note (symptoms_riclpm): {RICLPM_NOTE}" in caption
+    assert f"Caveats (symptoms_riclpm): {RICLPM_WARNING}." in caption
+    assert "Caveats (dropout_hazard): Model is singular." in figure_caption(
+        "dropout_hazard", results
+    )
+    assert "Not drawn, sensitivity analyses (see the model tables): suicidality_any." in (
+        figure_caption("forest", results)
+    )
+    assert "Model note" not in figure_caption("flow", results)
+
+
+def test_observed_thirds_follow_a_running_alliance_row_by_row() -> None:
+    analysis = pd.DataFrame({"patient": ["a"] * 3 + ["b"] * 3,
+                             "by": [np.nan, 1.0, 5.0, np.nan, 2.0, 3.0]})  # fmt: skip
+    got = observed_thirds(analysis, "by")
+    assert got.isna().tolist() == [True, False, False, True, False, False]
+    assert got.iloc[[1, 2]].tolist() == ["Low", "High"]  # one patient, two thirds
+    constant = pd.DataFrame({"patient": ["a", "a", "b", "b", "c", "c"],
+                             "by": [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]})  # fmt: skip
+    assert observed_thirds(constant, "by").tolist() == ["Low", "Low", "Middle", "Middle", "High",
+                                                        "High"]  # fmt: skip
 
 
 def test_outcome_icc_uses_intercept_variances_when_the_model_has_slopes() -> None:

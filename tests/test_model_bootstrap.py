@@ -68,8 +68,8 @@ def test_lmm_draws_identical_for_1_and_8_shards(tables):
     assert one.drop(columns="replicate").notna().all().all()
     # resampling moved the estimates, and the CI table covers every coefficient
     ci = mb.intervals(one, result.coefficients, 0.95)
-    assert (one["alliance_within_lag1"] != result.coefficients.set_index("term").loc[
-        "alliance_within_lag1", "estimate"]).all()  # fmt: skip
+    assert (one["alliance_within_prior"] != result.coefficients.set_index("term").loc[
+        "alliance_within_prior", "estimate"]).all()  # fmt: skip
     assert ci["term"].tolist() == result.coefficients["term"].tolist()
     assert (ci["n_ok"] == N_BOOT).all() and (ci["pct_low"] <= ci["pct_high"]).all()
 

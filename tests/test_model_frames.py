@@ -248,10 +248,21 @@ def three_patients() -> pd.DataFrame:
 
 
 def test_person_period_rows_by_hand():
+    """Aligned layout: every session of a dropout (event on the last: no next session), every
+    session but the last of a completer (B2 ended treatment: not at risk of leaving)."""
     pp = person_period(three_patients())
-    assert list(pp["patient"]) == ["A", "A", "A", "B", "B", "C", "C", "C", "C"]
-    assert list(pp["period"]) == [1, 2, 3, 1, 2, 1, 2, 3, 4]
-    assert list(pp["event"]) == [0, 0, 1, 0, 0, 0, 0, 0, 1]
+    assert list(pp["patient"]) == ["A", "A", "A", "B", "C", "C", "C", "C"]
+    assert list(pp["period"]) == [1, 2, 3, 1, 1, 2, 3, 4]
+    assert list(pp["event"]) == [0, 0, 1, 0, 0, 0, 0, 1]
+
+
+def test_person_period_counts_a_session_one_leaver():
+    s = pd.DataFrame({"patient": ["A", "B", "B"], "session_index": [1, 1, 2],
+                      "dropout": [1, 0, 0], "alliance": [2.0, 4.0, 4.0]})  # fmt: skip
+    pp = person_period(s)
+    assert list(zip(pp["patient"], pp["period"], pp["event"], strict=True)) == [
+        ("A", 1.0, 1.0), ("B", 1.0, 0.0),
+    ]  # fmt: skip
 
 
 def test_person_period_unknown_dropout_gives_missing_event_and_varying_dropout_fails():
@@ -264,19 +275,20 @@ def test_person_period_unknown_dropout_gives_missing_event_and_varying_dropout_f
         person_period(s.fillna({"dropout": 0}))
 
 
-def test_hazard_frame_lagged_alliance_drops_first_sessions_and_counts_events():
-    sp = ModelSpec(id="h", kind="hazard", outcome="dropout", fixed=("alliance_lag1",),
+def test_hazard_frame_on_the_session_just_attended_counts_events():
+    sp = ModelSpec(id="h", kind="hazard", outcome="dropout", fixed=("alliance",),
                    random="(1 | therapist)", options={"time": "quadratic"})  # fmt: skip
     frame, meta = model_frame(sp, three_patients(), None, availability(), **CODINGS)
-    # rows with a previous-session alliance: not A1, B1, C1, nor C3 (C2 was unrated)
+    # risk rows with a rating: all of A, B1 (B2 ended treatment), C1, C3, C4 (C2 unrated)
     assert list(zip(frame["patient"], frame["period"], frame["event"], strict=True)) == [
-        ("A", 2.0, 0.0), ("A", 3.0, 1.0), ("B", 2.0, 0.0), ("C", 2.0, 0.0), ("C", 4.0, 1.0),
+        ("A", 1.0, 0.0), ("A", 2.0, 0.0), ("A", 3.0, 1.0), ("B", 1.0, 0.0), ("C", 1.0, 0.0),
+        ("C", 3.0, 0.0), ("C", 4.0, 1.0),
     ]  # fmt: skip
-    assert list(frame["period_sq"]) == [4.0, 9.0, 4.0, 4.0, 16.0]
+    assert list(frame["period_sq"]) == [1.0, 4.0, 9.0, 1.0, 1.0, 9.0, 16.0]
     assert meta.spec.outcome == "event"
-    assert meta.spec.fixed == ("period", "period_sq", "alliance_lag1")
+    assert meta.spec.fixed == ("period", "period_sq", "alliance")
     assert meta.extra["person_period"]["events_in_table"] == 2
-    assert meta.missing == {"alliance_lag1": 4}
+    assert meta.missing == {"alliance": 1}
 
 
 def test_hazard_factor_time_codes_sessions_in_numeric_order():

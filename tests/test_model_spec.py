@@ -20,10 +20,10 @@ from alliance.models.spec import (
 from alliance.settings import ModelsSettings
 
 DEFAULT_IDS = [
-    "symptoms_growth", "symptoms_lagged", "symptoms_lagged_detrended", "symptoms_by_arm",
-    "symptoms_by_modality", "symptoms_by_agency", "dropout_early_alliance", "dropout_gee",
-    "dropout_hazard", "relapse_cox", "suicidality", "agreement_rsa", "mediation_personality",
-    "pooled_sites",
+    "symptoms_growth", "symptoms_lagged", "symptoms_lagged_detrended", "symptoms_riclpm",
+    "symptoms_by_arm", "symptoms_by_modality", "symptoms_by_agency", "dropout_early_alliance",
+    "dropout_gee", "dropout_hazard", "relapse_cox", "suicidality", "suicidality_any",
+    "suicidality_active", "agreement_rsa", "mediation_personality", "pooled_sites",
 ]  # fmt: skip
 
 
@@ -45,8 +45,8 @@ def test_default_set_is_the_issue_list_and_every_default_is_valid():
     assert all(s.label for s in specs)
     growth = specs[0]
     assert growth.fixed == (
-        "weeks", "alliance_ther", "alliance_pat", "alliance_within", "weeks:alliance_pat", "arm",
-        "baseline_symptom",
+        "weeks", "alliance_ther_prior", "alliance_pat_prior", "alliance_within_prior",
+        "weeks:alliance_pat_prior", "arm", "weeks:arm", "baseline_symptom",
     )  # fmt: skip
     assert growth.random == "(1 + weeks | patient) + (1 | therapist)"
 
@@ -55,7 +55,7 @@ def test_lagged_defaults_carry_the_dynamic_panel_bias_note():
     specs = {s.id: s for s in load_specs(models())}
     for model_id in ("symptoms_lagged", "symptoms_lagged_detrended"):
         note = specs[model_id].options["note"]
-        assert "dynamic-panel" in note and "RI-CLPM" in note
+        assert "Nickell" in note and "symptoms_riclpm" in note
 
 
 def test_defaults_validate_through_the_config_schema():

@@ -133,6 +133,7 @@ def trial(seed: int = 7, n_ther: int = 12, per_ther: int = 5, n_sess: int = 6) -
                              "dropout": drop})  # fmt: skip
     out = pd.DataFrame(rows)
     out["alliance_lag1"] = out.groupby("patient")["alliance_within"].shift(1)
+    out["alliance"] = out["alliance_pat"] + out["alliance_within"]
     return out
 
 
@@ -200,9 +201,16 @@ def test_output_files_have_the_contract_columns_and_are_reproducible(sessions, t
         np.sqrt(np.diag(vcov.loc[coefs["term"], coefs["term"]])), coefs["std_error"], rtol=1e-10
     )
     assert list(coefs.columns) == COEF_COLUMNS and (coefs["model"] == "growth").all()
-    assert list(pd.read_csv(out / "simple_slopes.csv").columns) == [
+    slopes = pd.read_csv(out / "simple_slopes.csv")
+    assert list(slopes.columns) == [
         "term", "by", "level", "type", "value", "estimate", "std_error", "statistic", "df",
-        "p_value", "ci_low", "ci_high",
+        "p_value", "ci_low", "ci_high", "test",
+    ]  # fmt: skip
+    # LMM slopes: t tests with the Satterthwaite df of each combination (lmerTest contest1D)
+    assert (slopes["test"] == "t").all() and (slopes["df"] > 0).all()
+    assert list(pd.read_csv(out / "contrasts.csv").columns) == [
+        "term", "contrast", "plus", "minus", "estimate", "std_error", "statistic", "df",
+        "p_value", "ci_low", "ci_high", "test",
     ]  # fmt: skip
     assert list(pd.read_csv(out / "predictions.csv").columns) == [
         "x_variable", "x", "by_variable", "by_level", "by_value", "fit", "se_fit", "ci_low",
@@ -313,20 +321,21 @@ def test_rank_deficient_design_is_reported(sessions):
 
 
 def test_hazard_kind_fits_person_period_rows(sessions):
-    # dropouts leave after session 2..5 (the last row kept is their dropout session)
+    # dropouts leave after session 2..5 (their last attended row carries the event)
     rng = np.random.default_rng(11)
     last = {p: int(rng.integers(2, 6)) for p in sessions["patient"].unique()}
     keep = (sessions["dropout"] == 0) | (sessions["session_index"] <= sessions["patient"].map(last))
     sessions = sessions[keep]
-    spec = ModelSpec(id="hz", kind="hazard", outcome="dropout", fixed=("alliance_lag1",),
+    spec = ModelSpec(id="hz", kind="hazard", outcome="dropout", fixed=("alliance",),
                      random="(1 | therapist)",
-                     options={"predictions": {"x": "period", "by": "alliance_lag1"}})  # fmt: skip
+                     options={"predictions": {"x": "period", "by": "alliance"}})  # fmt: skip
     res, _ = fit_model(spec, sessions, None, AVAIL, MODEL)
-    events = int(sessions.groupby("patient")["dropout"].first().sum())
-    assert res.fit["hazard"]["events"] == events  # each dropout's last row kept (lag present)
-    assert res.fit["hazard"]["rows"] == len(sessions) - 60  # first sessions have no lag
+    dropout = sessions.groupby("patient")["dropout"].first()
+    assert res.fit["hazard"]["events"] == int(dropout.sum())
+    # every attended session is a risk row except each completer's last one
+    assert res.fit["hazard"]["rows"] == len(sessions) - int((dropout == 0).sum())
     assert res.fit["converged"]
     assert list(res.coefficients["term"]) == ["(Intercept)", "period", "period_sq",
-                                              "alliance_lag1"]  # fmt: skip
+                                              "alliance"]  # fmt: skip
     pred = res.extras["predictions"]
-    assert pred["x"].min() == 2.0 and {"fit_response", "ci_low_response"} <= set(pred.columns)
+    assert pred["x"].min() == 1.0 and {"fit_response", "ci_low_response"} <= set(pred.columns)

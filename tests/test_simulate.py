@@ -241,19 +241,6 @@ def test_ruptures_listed_and_visible_in_data(trial):
     assert abs(np.mean(returns)) < 0.5 * np.mean(np.abs(drops))
 
 
-def test_lagged_model_has_positive_autoregression():
-    t = simulate_trial(n_patients=200, n_therapists=16, outcome_model="lagged", seed=5)
-    assert t.truth["outcome_model"] == "lagged"
-    s = t.sessions.sort_values(["subject", "visit"])
-    prev = s.groupby("subject")["hamd"].shift()
-    ok = prev.notna()
-    # within-patient: demeaned hamd_t on demeaned hamd_{t-1}, with time removed
-    y = s.loc[ok, "hamd"] - s.loc[ok].groupby("subject")["hamd"].transform("mean")
-    x = prev[ok] - prev[ok].groupby(s.loc[ok, "subject"]).transform("mean")
-    assert t.truth["params"]["lag_phi"] > 0 and _ols_slope(x, y) > 0
-    assert "beta_lag" in t.truth["params"]
-
-
 def test_overrides_change_data_and_unknown_keys_fail():
     t = simulate_trial(n_patients=60, n_therapists=8, seed=1, item_missing_p=0.0)
     assert t.truth["params"]["item_missing_p"] == 0.0
@@ -263,8 +250,10 @@ def test_overrides_change_data_and_unknown_keys_fail():
     assert t2.truth["params"]["arm_time"]["CBT"] == 0.0
     with pytest.raises(ConfigError, match="unknown parameter 'alliance_mean'"):
         simulate_trial(alliance_mean=3.0)
-    with pytest.raises(ConfigError):
-        simulate_trial(outcome_model="linear")
+    with pytest.raises(ConfigError, match="unknown parameter 'outcome_model'"):
+        simulate_trial(outcome_model="lagged")  # one coherent process: no outcome models
+    with pytest.raises(ConfigError, match="not stationary"):
+        simulate_trial(n_patients=60, n_therapists=8, alliance_ar1=1.0)
     with pytest.raises(ConfigError):
         simulate_trial(alliance_var_patient=0.01)  # smaller than the trait paths
 
@@ -272,10 +261,14 @@ def test_overrides_change_data_and_unknown_keys_fail():
 def test_truth_is_json_and_complete(trial):
     text = json.dumps(trial.truth, sort_keys=True)
     back = json.loads(text)
-    for key in ("params", "design", "alliance", "mediation", "ruptures", "relapse", "realised"):
+    for key in (
+        "params", "design", "alliance", "mediation", "ruptures", "relapse", "realised",
+        "within_process", "sudden_gains", "estimands", "definitions",
+    ):  # fmt: skip
         assert key in back
-    for key in ("beta_P", "beta_T", "beta_S", "beta_tP", "lag_phi", "beta_lag", "relapse_beta"):
+    for key in ("beta_P", "beta_T", "beta_tP", "lag_phi", "beta_lag", "gamma_lag", "relapse_beta"):
         assert key in back["params"]
+    assert "beta_S" not in back["params"]  # no same-session effect: the VAR(1) is lagged only
     assert back["mediation"]["ab_per_sd"]["agreeableness"] == pytest.approx(
         back["mediation"]["a_per_sd"]["agreeableness"] * back["mediation"]["b_final_hamd_mean"],
         abs=1e-3,

@@ -34,8 +34,8 @@ def test_clean_stage_on_demo(demo_run):
     patients = pd.read_parquet(tmp_path / "results/clean/patients.parquet")
     sessions = pd.read_parquet(tmp_path / "results/clean/sessions.parquet")
     assert len(patients) == 522 and patients["started"].sum() == 468
-    assert len(sessions) == 6499
-    assert patients["dropout"].sum() == 116  # data/demo/README: 116 of 468 who started
+    assert len(sessions) == 6513
+    assert patients["dropout"].sum() == 111  # 111 of the 468 who started
     flow = pd.read_csv(tmp_path / "results/clean/flow.csv")
     assert flow.query("step == 'randomised' and arm == 'all'")["n"].item() == 480
     raw = pd.read_csv(ROOT / "data/demo/patients.csv")
@@ -176,7 +176,7 @@ def test_render_outputs(demo_run):
     # Tables match the model CSVs number for number (a sample of cells).
     coefs = pd.read_csv(demo_run / "results/models/symptoms_growth/coefficients.csv")
     table = pd.read_csv(tables / "model_symptoms_growth.csv", dtype=str)
-    row = coefs.set_index("term").loc["alliance_pat"]
+    row = coefs.set_index("term").loc["alliance_pat_prior"]
     cells = " ".join(table.astype(str).to_numpy().ravel())
     assert f"{row['estimate']:.2f}".replace("-", "\u2212") in cells
     assert f"{row['std_error']:.2f}" in cells

@@ -68,7 +68,7 @@ add_arm_slopes <- function(case, fit, data) {
   level_cols <- lapply(levels, function(l) if (l == ref) list() else setNames(list(1), arm_column(l)))
   names(level_cols) <- levels
   slopes <- list()
-  for (focal in c("alliance_pat", "alliance_within")) {
+  for (focal in c("alliance_pat_prior", "alliance_within_prior")) {
     for (l in levels) {
       L <- slope_L(focal, level_cols[[l]], bv$b)
       slopes[[paste(focal, l, sep = "|")]] <- L
@@ -107,7 +107,7 @@ add_value_slopes <- function(case, fit, data, by) {
     points <- c(m - s, m, m + s)
     labels <- c("-1 SD", "mean", "+1 SD")
   }
-  for (focal in c("alliance_pat", "alliance_within")) {
+  for (focal in c("alliance_pat_prior", "alliance_within_prior")) {
     for (k in seq_along(points)) {
       L <- slope_L(focal, setNames(list(points[k]), by), bv$b)
       add_lincomb(case, "slopes", paste(focal, labels[k], sep = "|"), L, bv)
@@ -136,7 +136,7 @@ add_predictions <- function(case, fit, data, x, by, patient_level, derived = fun
       w <- sapply(terms, function(t) {
         if (t == "(Intercept)") 1 else prod(v[strsplit(t, ":", fixed = TRUE)[[1]]])
       })
-      add_lincomb(case, "predictions", paste(label, format(xv), sep = "|"), w, bv)
+      add_lincomb(case, "predictions", paste(label, format(xv, digits = 6), sep = "|"), w, bv)
     }
   }
 }
@@ -216,11 +216,11 @@ for (i in seq_len(nrow(specs))) {
   if (s$case == "symptoms_by_modality") add_value_slopes(s$case, fit, data, "telehealth")
   if (s$case == "symptoms_by_agency") add_value_slopes(s$case, fit, data, "agency")
   if (s$case == "symptoms_growth") {
-    add_predictions(s$case, fit, data, "weeks", "alliance_pat", patient_level = TRUE)
+    add_predictions(s$case, fit, data, "weeks", "alliance_pat_prior", patient_level = FALSE)
     add_ranef(s$case, fit, "therapist")
   }
   if (s$case == "dropout_hazard") {
-    add_predictions(s$case, fit, data, "period", "alliance_lag1", patient_level = FALSE,
+    add_predictions(s$case, fit, data, "period", "alliance", patient_level = FALSE,
                     derived = function(v) { v["period_sq"] <- v[["period"]]^2; v })
   }
   if (!is.na(s$robust_cluster) && nzchar(s$robust_cluster)) {

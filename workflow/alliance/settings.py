@@ -141,6 +141,7 @@ class SymptomSettings(Section):
     remission_cutoff: float | None
     suicidality_threshold: float
     suicidality_max: float
+    relapse_population: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,6 +254,15 @@ class ModelsSettings(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class MultiplicitySettings(Section):
+    """`multiplicity`: families of key p-values (`model.term`) and the adjustments reported."""
+
+    primary: tuple[str, ...]
+    secondary: str | tuple[str, ...]
+    methods: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class PrivacySettings(Section):
     """`privacy`: pseudonym key source, the smallest count shown in descriptive tables, and
     whether the participant flow is suppressed too."""
@@ -324,6 +334,7 @@ class Settings(StageSettings):
     dropout: DropoutSettings
     checks: CheckSettings
     models: ModelsSettings
+    multiplicity: MultiplicitySettings
     privacy: PrivacySettings
 
     @classmethod
@@ -342,6 +353,10 @@ class Settings(StageSettings):
     def model_stage(self) -> ModelSettings:
         """What the model stage reads."""
         return self.view(ModelSettings)
+
+    def model_summary(self) -> SummarySettings:
+        """What the model summary reads (model specs and the multiplicity families)."""
+        return self.view(SummarySettings)
 
     def bootstrap_study(self) -> BootstrapRun:
         """What the model bootstrap reads (the model stage's view plus `bootstrap`)."""
@@ -392,6 +407,15 @@ class ModelSettings(StageSettings):
         a model job's params then change only when its own spec or the shared values change."""
         only = ModelsSettings(use_defaults=False, disable=(), custom=(_freeze(dict(spec)),))
         return dataclasses.replace(self, models=only)
+
+
+@dataclasses.dataclass(frozen=True)
+class SummarySettings(StageSettings):
+    """Everything results/models/summary.csv reads: the model specs (labels, key terms) and the
+    multiplicity families, so an edit to `multiplicity` reruns the summary, not the models."""
+
+    models: ModelsSettings
+    multiplicity: MultiplicitySettings
 
 
 @dataclasses.dataclass(frozen=True)

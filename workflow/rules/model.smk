@@ -47,6 +47,6 @@ rule model_summary:
         mem_mb=1000,
         runtime=5,
     params:
-        settings=SETTINGS.model_stage().to_json(),
+        settings=SETTINGS.model_summary().to_json(),
     script:
         "../scripts/model_summary.py"

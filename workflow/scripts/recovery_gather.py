@@ -1,4 +1,4 @@
-"""Snakemake entry: gather the recovery shards; write replicates, targets, summary and table."""
+"""Snakemake entry: gather the recovery shards; write replicates, summary, verdicts and table."""
 
 from alliance import files
 from alliance.runner import script_logger
@@ -6,8 +6,8 @@ from alliance.studies.recovery_results import (
     gather,
     read_shards,
     summarise,
-    target_table,
     to_markdown,
+    verdict_table,
 )
 from alliance.studies.recovery_study import load_study
 
@@ -15,20 +15,18 @@ from alliance.studies.recovery_study import load_study
 def main(smk) -> None:
     log = script_logger(smk, "recovery_gather")
     study = load_study(smk.input.study)
-    replicates, target_rows = gather(
-        read_shards(smk.input.shards), study["replicates"], study["target"]["trials"]
-    )
-    target = target_table(target_rows, study)
-    summary = summarise(replicates, target)
+    replicates = gather(read_shards(smk.input.shards), study["replicates"])
+    summary = summarise(replicates)
     files.write_csv(replicates, smk.output.replicates)
-    files.write_csv(target, smk.output.target)
     files.write_csv(summary, smk.output.recovery)
+    files.write_csv(verdict_table(summary), smk.output.verdicts)
     with files.atomic_path(smk.output.markdown) as tmp:
         tmp.write_text(to_markdown(summary, study), encoding="utf-8")
     for r in summary.itertuples():
         log.info(
-            "%s: true %.4f, bias %+.4f, RMSE %.4f, coverage %.3f, failed %d",
-            r.check, r.true_value, r.bias, r.rmse, r.coverage, r.n_failed,
+            "%s: truth %.4f, bias %+.4f (MC SE %.4f), coverage %.3f, failed %d of %d: %s %s",
+            r.check, r.truth, r.bias, r.mc_se, r.coverage_truth, r.failed, r.replicates,
+            r.verdict, r.verdict_note,
         )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Snakemake entry: one shard of the parameter-recovery study (replicates and target trials)."""
+"""Snakemake entry: one shard of the parameter-recovery study (its block of replicates)."""
 
 from alliance import files
 from alliance.runner import script_logger
@@ -12,11 +12,15 @@ def main(smk) -> None:
     shard, n_shards = int(smk.params.shard), int(smk.params.n_shards)
     table = run_shard(study, shard, n_shards)
     files.write_parquet(table, smk.output[0])
-    failed = table[table["status"] != "fitted"]
-    counts = table.groupby("kind")["replicate"].nunique().to_dict()
-    log.info("shard %d of %d: trials %s, %d not fitted", shard, n_shards, counts, len(failed))
-    for row in failed.itertuples():
-        log.warning("%s %d %s: %s %s", row.kind, row.replicate, row.check, row.status, row.reason)
+    fitted = table["status"] == "fitted"
+    not_fitted = table[~fitted & (table["status"] != "not fitted")]
+    log.info(
+        "shard %d of %d: %d replicates, %d checks fitted, %d not fitted, %d skipped or failed",
+        shard, n_shards, table["replicate"].nunique(), int(fitted.sum()),
+        int((table["status"] == "not fitted").sum()), len(not_fitted),
+    )  # fmt: skip
+    for row in not_fitted.itertuples():
+        log.warning("replicate %d %s: %s %s", row.replicate, row.check, row.status, row.reason)
 
 
 main(snakemake)  # noqa: F821

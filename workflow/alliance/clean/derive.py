@@ -64,10 +64,14 @@ def derive(
     p = p.merge(per, left_on="patient", right_index=True, how="left")
     p["n_sessions"] = p["n_sessions"].fillna(0).astype("int64")
     p["started"] = (p["n_sessions"] > 0).astype("int64")
-    if "baseline_symptom" not in p and "first_symptom" in p:
-        p["baseline_symptom"] = p["first_symptom"]
-    if "baseline_symptom" in p:
-        s["baseline_symptom"] = s["patient"].map(p.set_index("patient")["baseline_symptom"])
+    # The baseline is a pre-treatment score only. The session-1 score is an outcome row (it
+    # already carries the alliance effect): without a baseline column the covariate is missing
+    # (models drop it with a note) and change is measured from the first session instead.
+    if "baseline_symptom" not in p:
+        p["baseline_symptom"] = np.nan
+    s["baseline_symptom"] = s["patient"].map(p.set_index("patient")["baseline_symptom"])
+    pretreatment = bool(p["baseline_symptom"].notna().any())
+    reference = "baseline_symptom" if pretreatment else "first_symptom"
     # Dropout.
     if dropout.rule == "status" and "status" in p:
         p["dropout"] = (p["status"] == "dropout").astype("Int64")
@@ -81,23 +85,35 @@ def derive(
         p["dropout_rule"] = f"fewer than {dropout.min_sessions} sessions"
     p["completed"] = (1 - p["dropout"]).astype("Int64")
     # Response and remission (among completers and dropouts alike: last observation).
-    if "final_symptom" in p and "baseline_symptom" in p:
+    if "final_symptom" in p:
+        start = p[reference]
         sign = 1 if symptoms.higher_is_worse else -1
-        reduction = sign * (p["baseline_symptom"] - p["final_symptom"]) / p["baseline_symptom"]
-        p["symptom_change"] = p["final_symptom"] - p["baseline_symptom"]
+        reduction = sign * (start - p["final_symptom"]) / start
+        p["symptom_change"] = p["final_symptom"] - start
+        p["change_from"] = "pre-treatment baseline" if pretreatment else "first session"
         p["response"] = (reduction >= symptoms.response_reduction).astype("Int64")
-        p.loc[p["final_symptom"].isna() | p["baseline_symptom"].isna(), "response"] = pd.NA
+        p.loc[p["final_symptom"].isna() | start.isna(), "response"] = pd.NA
         if symptoms.remission_cutoff is not None:
             p["remission"] = (p["final_symptom"] <= symptoms.remission_cutoff).astype("Int64")
             p.loc[p["final_symptom"].isna(), "remission"] = pd.NA
     # Relapse follow-up only for responders.
+    # Relapse follow-up: responders (by default only those who completed acute treatment; a
+    # dropout's "response" is a last observation); time is clocked from the end of acute treatment.
     if "relapse_time" in p and "response" in p:
-        nonresp = p["response"].fillna(0) != 1
-        p["relapse_followed"] = (~nonresp & p["relapse_time"].notna()).astype("int64")
-        p.loc[nonresp, ["relapse_time", "relapse_event"]] = np.nan
+        eligible = p["response"].fillna(0) == 1
+        if symptoms.relapse_population == "completer_responders":
+            eligible &= p["completed"].fillna(0) == 1
+        p["relapse_followed"] = (eligible & p["relapse_time"].notna()).astype("int64")
+        p.loc[~eligible, ["relapse_time", "relapse_event"]] = np.nan
     if "suicidality" in s:
+        item = s["suicidality"]
         thr = symptoms.suicidality_threshold
-        s["ideation"] = (s["suicidality"] >= thr).astype("Int64").where(s["suicidality"].notna())
+        s["ideation"] = (item >= thr).astype("Int64").where(item.notna())
+        for k in range(1, int(symptoms.suicidality_max) + 1):
+            s[f"ideation_ge{k}"] = (item >= k).astype("Int64").where(item.notna())
+        if "symptom" in s:
+            # severity without the item itself (HAM-D item 3 is part of the total)
+            s["symptom_rest"] = s["symptom"] - item
     return s, p
 
 
@@ -126,6 +142,9 @@ def flow_table(
         add("dropped out", int((g["dropout"] == 1).sum()), arm)
         if "response" in g:
             add("responders", int((g["response"] == 1).sum()), arm)
+        if "response" in g and "completed" in g:
+            both = (g["response"] == 1) & (g["completed"] == 1)
+            add("completer responders", int(both.sum()), arm)
         if "relapse_followed" in g:
             add("followed for relapse", int(g["relapse_followed"].sum()), arm)
     dropped = [r for r in problems.rows if r["action"] == "drop_row"]

@@ -32,9 +32,9 @@ MIN_KEY_BYTES = 16
 # SHA-256 of the bundled demo exports as committed (data/demo/*.csv, data/demo_wide/*.sav);
 # tests/test_privacy_policy.py checks them against the files (update both after `make demo`).
 DEMO_SHA256 = {
-    "9a490bff8d1a74a223f695081850a21b7e7b7b1fc470069319a87e92a87f4a88": "data/demo/patients.csv",
-    "74af658446b866858040ca4df2952a87f8e3744ab750ec3de8adf3eb38c39610": "data/demo/sessions.csv",
-    "639e860e79c411605a5c4854eeaf9642340947d45e58d6a998da69b885425bfd": (
+    "5ac451dbce00feaae3cef6b64d886525d3c68a83dd3a42eb4e63be1e1595d9f3": "data/demo/patients.csv",
+    "1d0fd8825d1b6984ef6523a94e10fae20393ca71e67f512b4a1a78d823074c53": "data/demo/sessions.csv",
+    "4876bd4f2bec60556ea4b49c21c40006dbeaf5b5ac11e920af7b79a508b62316": (
         "data/demo_wide/trial_wide.sav"
     ),
 }

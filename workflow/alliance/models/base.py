@@ -29,6 +29,7 @@ KINDS: dict[str, str] = {
     "rsa": "alliance.models.rsa:fit",
     "mediation": "alliance.models.mediation:fit",
     "pool": "alliance.models.pool:fit",
+    "riclpm": "alliance.models.riclpm:fit",
 }
 
 

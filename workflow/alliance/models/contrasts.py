@@ -1,18 +1,26 @@
-"""Linear combinations of fixed effects: simple slopes, slope contrasts, population predictions.
+"""Linear combinations of fixed effects: simple slopes, slope contrasts, the Baldwin contrast,
+population predictions.
 
 Every derived number of the model stage is a row L of weights on the coefficients, so one helper
-(`linear_combinations`) gives estimate L'b, SE sqrt(L'VL), the Wald statistic, p and CI for all of
-them. V is the fixed-effect covariance the coefficient table used (lme4's vcov, or the
-cluster-robust one when the few-therapists rule applied).
+(`linear_combinations`) gives estimate L'b, SE sqrt(L'VL), the test, p and CI for all of them. V
+is the fixed-effect covariance the coefficient table used (lme4's vcov, or the cluster-robust one
+when the few-therapists rule applied).
 
-Degrees of freedom: GLMM rows are z-tests as in lme4. For LMMs the engine gives Satterthwaite df
-per coefficient only, not for an arbitrary L, so LMM combinations are reported as z-tests too
-(df = inf); with hundreds of patients the Satterthwaite df of between-patient terms are in the
-hundreds and t and z p-values agree to the third decimal. Robust (CR1) fits use clusters - 1 df.
+Tests (`test` column, with `df`): LMM rows are t tests with their own Satterthwaite df, as
+lmerTest::contest1D computes them (alliance.engine.mixed.contest1d: the fit passes a `df` rule
+L -> df); robust (CR1) fits use clusters - 1 df; GLMM rows are Wald z tests as in lme4 (df NaN,
+test "z"). Population predictions stay Wald z intervals (figures' bands).
+
+The Baldwin contrast (Baldwin, Wampold & Imel 2007): in a model with both a therapist-level and
+a patient-level alliance term of the same suffix (`alliance_ther_prior` / `alliance_pat_prior`,
+`alliance_ther` / `alliance_pat`), b_ther - b_pat asks whether the therapist part of the alliance
+predicts the outcome more strongly than the patient part. It is the difference of the two
+main-effect coefficients, i.e. at zero of any moderator they interact with.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,8 +31,13 @@ from alliance.engine.tidy import coef_table
 
 INTERCEPT = "(Intercept)"
 ESTIMATE_COLUMNS = [
-    "estimate", "std_error", "statistic", "df", "p_value", "ci_low", "ci_high",
+    "estimate", "std_error", "statistic", "df", "p_value", "ci_low", "ci_high", "test",
 ]  # fmt: skip
+CONTRAST_COLUMNS = ["term", "contrast", "plus", "minus"]
+BALDWIN = "baldwin: ther - pat"
+_THER = re.compile(r"^alliance_ther(?P<suffix>[A-Za-z0-9_]*)$")
+# df of a combination: one number for all rows, or a rule from L (aligned with beta) to its df
+DfRule = float | Callable[[np.ndarray], float]
 
 
 def linear_combinations(
@@ -32,13 +45,14 @@ def linear_combinations(
     beta: pd.Series,
     vcov: pd.DataFrame,
     *,
-    df: float = np.inf,
+    df: DfRule = np.inf,
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """Wald table (ESTIMATE_COLUMNS, index = weights.index) of each row of `weights`.
+    """Test table (ESTIMATE_COLUMNS, index = weights.index) of each row of `weights`.
 
     `weights` has one column per coefficient it uses (others count as 0); a column that is not
-    a coefficient is an error, so a misspelt term cannot silently weigh nothing.
+    a coefficient is an error, so a misspelt term cannot silently weigh nothing. Infinite df
+    give Wald z rows: df NaN, test "z"; other rows are t tests (test "t").
     """
     unknown = [c for c in weights.columns if c not in beta.index]
     if unknown:
@@ -47,8 +61,35 @@ def linear_combinations(
     v = vcov.loc[beta.index, beta.index].to_numpy(dtype=float)
     est = w @ beta.to_numpy(dtype=float)
     se = np.sqrt(np.einsum("ij,jk,ik->i", w, v, w))
-    table = coef_table(list(weights.index), est, se, df, level=level)
+    dfs = np.array([df(row) for row in w], dtype=float) if callable(df) else df
+    table = coef_table(list(weights.index), est, se, dfs, level=level)
+    z = np.isposinf(table["df"].to_numpy(dtype=float))
+    table["test"] = np.where(z, "z", "t")
+    table.loc[z, "df"] = np.nan
     return table[ESTIMATE_COLUMNS].set_index(weights.index)
+
+
+def baldwin_pairs(terms: Sequence[str]) -> list[tuple[str, str]]:
+    """(alliance_ther<suffix>, alliance_pat<suffix>) main-effect pairs among `terms`."""
+    pairs = []
+    for term in terms:
+        m = _THER.match(term)
+        if m is not None and f"alliance_pat{m['suffix']}" in terms:
+            pairs.append((term, f"alliance_pat{m['suffix']}"))
+    return pairs
+
+
+def baldwin_contrasts(beta: pd.Series, vcov: pd.DataFrame, *, df: DfRule = np.inf) -> pd.DataFrame:
+    """One row `baldwin: ther - pat` per pair: b_ther - b_pat (CONTRAST_COLUMNS + estimates)."""
+    pairs = baldwin_pairs(list(beta.index))
+    if not pairs:
+        return pd.DataFrame(columns=[*CONTRAST_COLUMNS, *ESTIMATE_COLUMNS])
+    weights = pd.DataFrame([{ther: 1.0, pat: -1.0} for ther, pat in pairs]).fillna(0.0)
+    table = linear_combinations(weights, beta, vcov, df=df).reset_index(drop=True)
+    meta = pd.DataFrame(
+        [(f"{ther} - {pat}", BALDWIN, ther, pat) for ther, pat in pairs], columns=CONTRAST_COLUMNS
+    )
+    return pd.concat([meta, table], axis=1)
 
 
 def interaction_name(a: str, b: str, terms: Sequence[str]) -> str | None:
@@ -84,7 +125,7 @@ def simple_slopes(
     by: str,
     points: Mapping[str, tuple[str, float, Mapping[str, float]]],
     *,
-    df: float = np.inf,
+    df: DfRule = np.inf,
 ) -> tuple[pd.DataFrame, dict[tuple[str, str], dict[str, float]]]:
     """Slopes of each focal term at each moderator point.
 
@@ -135,7 +176,7 @@ def slope_contrasts(
     focal_terms: Sequence[str],
     specs: Sequence[Mapping[str, str]],
     *,
-    df: float = np.inf,
+    df: DfRule = np.inf,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Differences of two simple slopes per focal term (`plus` - `minus`).
 
@@ -154,7 +195,7 @@ def slope_contrasts(
             keys = set(plus) | set(minus)
             rows.append({k: plus.get(k, 0.0) - minus.get(k, 0.0) for k in keys})
             index.append((focal, spec["name"], spec["plus"], spec["minus"]))
-    columns = ["term", "contrast", "plus", "minus"]
+    columns = CONTRAST_COLUMNS
     if not rows:
         return pd.DataFrame(columns=[*columns, *ESTIMATE_COLUMNS]), notes
     table = linear_combinations(pd.DataFrame(rows).fillna(0.0), beta, vcov, df=df).reset_index(

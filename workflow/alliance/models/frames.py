@@ -51,6 +51,13 @@ from alliance.models.coding import (
 from alliance.models.person_period import person_period_terms
 from alliance.models.terms import Terms, spec_terms
 
+# Why a covariate that is missing everywhere was dropped, when there is more to say than that.
+MISSING_REASON = {
+    "baseline_symptom": (
+        "no pre-treatment baseline score in the data; the first session's score is an outcome "
+        "row and is not used in its place (docs/estimands.md)"
+    ),
+}
 TABLES = {"sessions": "analysis.parquet", "patients": "patient_analysis.parquet"}
 MIXED_KINDS = ("lmm", "glmm", "hazard")
 # Which availability key explains a column's absence. (Personality traits need none: clean marks
@@ -184,11 +191,14 @@ def model_frame(
     if spec.subset:
         table = _apply_subset(spec, table, table_file)
     n_subset = len(table)
+    if spec.kind == "riclpm":
+        return _riclpm_frame(spec, table, table_file, n_table, n_subset)
 
     for var in terms.variables():
         if var != terms.outcome and table[var].isna().all():
+            why = MISSING_REASON.get(var, f"'{var}' is missing on every row")
             for t in terms.drop_variable(var):
-                dropped.append({"term": t, "reason": f"'{var}' is missing on every row"})
+                dropped.append({"term": t, "reason": why})
     if table[terms.outcome].isna().all():
         raise Skipped(f"outcome '{terms.outcome}' is missing on every row of {table_file}")
 
@@ -310,3 +320,23 @@ def _complete_rows(
         if not changed:
             return sub, missing
     raise RuntimeError(f"model '{spec.id}': term dropping did not settle")  # pragma: no cover
+
+
+def _riclpm_frame(
+    spec: ModelSpec, table: pd.DataFrame, table_file: str, n_table: int, n_subset: int
+) -> tuple[pd.DataFrame, FrameMeta]:
+    """The RI-CLPM's long frame: missing scores kept (full-information ML uses every score)."""
+    from alliance.models.riclpm import session_frame
+
+    frame = session_frame(spec, table)
+    meta = FrameMeta(
+        model=spec.id,
+        table=table_file,
+        spec=spec,
+        formula=f"RI-CLPM of {spec.options.get('x')} and {spec.options.get('y')} over sessions",
+        n_table=n_table,
+        n_subset=n_subset,
+        n_obs=len(frame),
+        groups={"patient": int(frame["patient"].nunique())},
+    )
+    return frame, meta

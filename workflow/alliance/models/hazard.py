@@ -1,20 +1,19 @@
 """Kind `hazard`: discrete-time dropout hazard as a binomial GLMM on person-period rows.
 
-Person-period rows (Singer & Willett's discrete-time survival layout): each patient who started
-treatment contributes one row per attended session t = 1..T_i (the session index), up to and
-including the last one; `event` = 1 on the row of the last session when the patient dropped out
-(outcome column, patient-level 0/1), else 0. A row is the question "was session t the last one,
-given the patient attended it?", so the model is
+Person-period rows (Singer & Willett's discrete-time survival layout, `models.person_period`):
+each patient who started treatment contributes one row per attended session t at which leaving
+was possible; `event` = 1 on the last attended session of a patient who dropped out (they did
+not come to session t+1), 0 otherwise; a completer's final session is not a risk row. A row is
+the question "given the patient attended session t, do they fail to come back?", so the model is
 
-    logit P(drop after session t | attended t) = alpha_t + beta' x_t + u_therapist.
+    logit P(no session t+1 | attended t) = alpha_t + beta' x_t + u_therapist,
 
-alpha_t (options.time): `quadratic` (default: period + period_sq, t and t^2: smooth, 3 parameters,
-never separates), `linear`, or `factor` (one parameter per session: most flexible, but a session
-with no dropout gives an infinite estimate). Predictors come from the spec's fixed terms; the
-default model uses `alliance_lag1`, the alliance at the session before t (A_{t-1} in the
-science notes). Rows where a predictor is missing are dropped (na.omit), including each
-patient's first session for a lagged predictor; an event on a dropped row is lost, and fit.json
-counts events kept and lost.
+with x_t known at the end of session t. The default model uses `alliance`, the rating of the
+session just attended (the simulator's hazard is on that session's latent alliance); a patient who
+left after session 1 contributes one row. alpha_t (options.time): `quadratic` (default: period +
+period_sq, smooth, 3 parameters, never separates), `linear`, or `factor` (one parameter per
+session: a session with no dropout gives an infinite estimate). Rows where a predictor is missing
+are dropped (na.omit); an event on a dropped row is lost, and fit.json counts events kept.
 """
 
 from __future__ import annotations

@@ -218,10 +218,21 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
                 coef_parts.append(coef_table([name], [point[name]], [se], df))
     paths = pd.DataFrame(rows)
     paths["proportion_mediated"] = np.nan
+    withheld = []
     for pred in preds:
-        c = point[f"c.{pred}"]
+        # A proportion of a total effect indistinguishable from 0 is not interpretable (it can
+        # exceed 1 or change sign): reported only when the total effect's interval excludes 0.
+        total = paths[(paths["predictor"] == pred) & (paths["path"] == "c")].iloc[0]
+        lo, hi = (
+            (total["pct_low"], total["pct_high"])
+            if roles["ci"] == "percentile"
+            else (total["bc_low"], total["bc_high"])
+        )
         sel = (paths["predictor"] == pred) & (paths["path"] == "indirect")
-        paths.loc[sel, "proportion_mediated"] = point[f"indirect.{pred}"] / c if c else np.nan
+        if np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0):
+            paths.loc[sel, "proportion_mediated"] = point[f"indirect.{pred}"] / total["estimate"]
+        else:
+            withheld.append(pred)
     table = pd.concat(coef_parts, ignore_index=True).assign(model=spec.id)[COEF_COLUMNS]
 
     n_clusters = int(frame[cluster].nunique()) if cluster else None
@@ -230,6 +241,12 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
         warns.append(
             f"only {n_clusters} clusters of '{cluster}': cluster-bootstrap intervals are too "
             f"narrow with fewer than ~{FEW_CLUSTERS} clusters"
+        )
+    if withheld:
+        warns.append(
+            "proportion mediated not reported for "
+            + ", ".join(withheld)
+            + ": the total effect's interval includes 0"
         )
     if n_failed:
         warns.append(f"{n_failed} of {roles['n_boot']} bootstrap replicates had a singular design")

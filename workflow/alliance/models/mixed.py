@@ -8,7 +8,12 @@ Extras (options):
 - `simple_slopes` / `contrasts`: slopes of focal terms per level / class / value of a moderator
   and differences of two slopes (alliance.models.contrasts);
 - `predictions`: population-level curves over x at -1 SD / mean / +1 SD of a patient-level term;
-- `random_effects`: conditional modes with conditional SDs of the listed grouping factors.
+- `random_effects`: conditional modes with conditional SDs of the listed grouping factors;
+- always, when the model has an alliance_ther* / alliance_pat* pair of the same suffix: the
+  Baldwin contrast b_ther - b_pat as a row of `contrasts` (contrast `baldwin: ther - pat`).
+
+Slopes and contrasts of an LMM are t tests with the Satterthwaite df of each combination
+(lmerTest contest1D); GLMM ones Wald z tests; after the robust fallback, t with J - 1 df.
 
 Few upper-level units (science notes: < ~10 therapists bias three-level SEs). When a grouping
 factor has fewer than `options.min_groups` (10) levels and the model has another grouping
@@ -22,6 +27,7 @@ marginal covariance of the two-level fit, t-tests with J - 1 df. fit.json record
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,11 +92,17 @@ def fit_mixed(
             "fixed-effects design is rank deficient; not estimable (dropped): " + ", ".join(missing)
         )
     coefs, vcov, df_method, vcov_method = mf.coefficients, mf.vcov, mf.df_method, mf.vcov_method
-    combo_df = np.inf
+    # tests of slopes and contrasts: Satterthwaite df per L (lmerTest contest1D) or Wald z
+    combo_df: contrasts.DfRule = np.inf
+    combo_method = "z (df = inf)"
+    if family == "gaussian":
+        combo_df = functools.partial(engine.satterthwaite_df, mf)
+        combo_method = "t, Satterthwaite df of each combination (lmerTest contest1D)"
     robust_info = None
     if robust_group is not None:
         vcov, n_clusters = cluster_robust_vcov(mf, fitted_spec, frame, robust_group)
         combo_df = float(n_clusters - 1)
+        combo_method = f"t ({combo_df:g})"
         coefs = coef_table(
             list(beta.index), beta.to_numpy(), np.sqrt(np.diag(vcov.to_numpy())), combo_df
         )
@@ -115,6 +127,10 @@ def fit_mixed(
             )
             extras["contrasts"] = ctab
             warnings += notes
+    baldwin = contrasts.baldwin_contrasts(beta, vcov, df=combo_df)
+    if not baldwin.empty:
+        parts = [t for t in (extras.get("contrasts"), baldwin) if t is not None and not t.empty]
+        extras["contrasts"] = pd.concat(parts, ignore_index=True)
     pred = opts.get("predictions")
     if pred:
         extras["predictions"], info["predictions"] = _predictions(
@@ -148,7 +164,7 @@ def fit_mixed(
         "warnings": [*warnings, *mf.warnings],
         "df_method": df_method,
         "vcov_method": vcov_method,
-        "linear_combinations_df": "z (df = inf)" if np.isinf(combo_df) else f"t ({combo_df:g})",
+        "linear_combinations_df": combo_method,
         "formula": f,
         "formula_r": mf.formula_r,
         "few_groups": robust_info or ({"groups": few, "action": "kept"} if few else None),

@@ -20,8 +20,16 @@ ADDED = ("event", "period", "period_sq")
 def person_period(
     table: pd.DataFrame, outcome: str = "dropout", time: str = "session_index"
 ) -> pd.DataFrame:
-    """Session rows sorted by patient and `time`, with `event` (NaN when the outcome is missing)
-    and `period` (= time). The outcome must be constant within patient."""
+    """Risk rows of the aligned discrete-time dropout hazard, with `event` and `period` (= time).
+
+    One row per attended session t at which leaving before the next session was possible: every
+    session of a patient who dropped out (the event, 1, on the last attended one: they did not
+    come to t+1), and every session but the last of a completer (their last session ended
+    treatment, so they were not at risk of leaving after it). A patient who left after session 1
+    contributes that one row. Predictors on row t are measured at or before t, so the model asks
+    "does the alliance of the session just attended predict not coming back?". `event` is NaN
+    when the outcome is missing. The outcome must be constant within patient.
+    """
     for col in ("patient", outcome, time):
         if col not in table.columns:
             raise InputError("person-period rows need this column", column=col, check="hazard")
@@ -45,7 +53,8 @@ def person_period(
     last = ~out["patient"].duplicated(keep="last").to_numpy()
     out["event"] = np.where(np.isnan(y), np.nan, (last & (y == 1)).astype(float))
     out["period"] = pd.to_numeric(out[time]).to_numpy(dtype=float)
-    return out
+    at_risk = ~(last & (y == 0))  # a completer's final session is not a risk row
+    return out.loc[at_risk].reset_index(drop=True)
 
 
 def person_period_terms(spec: ModelSpec, terms: Any, table: pd.DataFrame) -> tuple:
@@ -87,7 +96,10 @@ def person_period_terms(spec: ModelSpec, terms: Any, table: pd.DataFrame) -> tup
         "person_period": {
             "time": time,
             "time_column": time_col,
-            "event": f"1 on the last attended session of a patient with {spec.outcome} == 1",
+            "event": (
+                f"1 on the last attended session of a patient with {spec.outcome} == 1 "
+                "(did not come to the next one); a completer's final session is not at risk"
+            ),
             "patients": int(len(patients)),
             "events_in_table": int((patients == 1).sum()),
         }

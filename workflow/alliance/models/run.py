@@ -27,6 +27,7 @@ import pandas as pd
 
 from alliance import files
 from alliance.errors import ConfigError, InputError
+from alliance.models import multiplicity as families
 from alliance.models.base import (
     COEF_COLUMNS,
     FitContext,
@@ -36,11 +37,11 @@ from alliance.models.base import (
     kind_function,
 )
 from alliance.models.frames import FrameMeta, model_frame
-from alliance.settings import ModelSettings
+from alliance.settings import ModelSettings, MultiplicitySettings
 
 SUMMARY_COLUMNS = [
     "model", "label", "kind", "term", "estimate", "std_error", "ci_low", "ci_high", "p_value",
-    "n_obs", "converged", "singular", "status", "reason",
+    "p_holm", "p_bh", "family", "n_obs", "converged", "singular", "status", "reason",
 ]  # fmt: skip
 FIXED_OUTPUTS = ("coefficients.csv", "fit.json", "timing.json", "frame.parquet")
 # Numerical failures of a fit; anything else (TypeError, KeyError, ...) is a bug and propagates.
@@ -60,7 +61,13 @@ def fit_model(
     Returns (result, timing). Reusable for simulation studies on in-memory tables.
     """
     start = time.perf_counter()
-    header = {"id": spec.id, "label": spec.label or spec.id, "kind": spec.kind}
+    header = {
+        "id": spec.id,
+        "label": spec.label or spec.id,
+        "kind": spec.kind,
+        "note": spec.options.get("note"),
+        "sensitivity": bool(spec.options.get("sensitivity")),
+    }
     codings = settings.codings
     try:
         frame, meta = model_frame(
@@ -170,17 +177,24 @@ def load_result(outdir: str | Path) -> ModelResult:
 def summarise(
     results: Mapping[str, ModelResult | Skipped],
     specs: Mapping[str, ModelSpec] | None = None,
+    multiplicity: MultiplicitySettings | None = None,
 ) -> pd.DataFrame:
     """results/models/summary.csv: key terms of every fitted model, one row per skipped/failed.
 
-    Rows of a fitted model are its `key_terms` (all terms when it names none). A bare Skipped
-    takes label and kind from `specs` when given.
+    Rows of a fitted model are its `key_terms` (all terms when it names none) and any term a
+    multiplicity family names. A bare Skipped takes label and kind from `specs` when given.
+    With `multiplicity`, p_holm / p_bh are adjusted within each family (alliance.models.
+    multiplicity); entries not fitted are rows with status "not fitted".
     """
     rows: list[dict[str, Any]] = []
     specs = specs or {}
+    named = families.extra_terms(multiplicity)
+    statuses: dict[str, tuple[str, str]] = {}
+    labels = {i: (s.label or s.id, s.kind) for i, s in specs.items()}
     for model_id, res in results.items():
         spec = specs.get(model_id)
         if isinstance(res, Skipped):
+            statuses[model_id] = ("skipped", res.reason)
             rows.append(
                 {"model": model_id, "label": (spec.label or spec.id) if spec else model_id,
                  "kind": spec.kind if spec else "", "status": "skipped", "reason": res.reason}
@@ -198,6 +212,8 @@ def summarise(
             "reason": fit.get("reason", ""),
         }
         coefs = res.coefficients
+        statuses[model_id] = (str(base["status"]), str(base["reason"] or ""))
+        labels[model_id] = (str(base["label"]), str(base["kind"]))
         if base["status"] != "fitted" or coefs.empty:
             rows.append(base)
             continue
@@ -206,9 +222,17 @@ def summarise(
         if key and chosen.empty:
             base["reason"] = f"none of the key terms {key} is a coefficient"
             rows.append(base)
+        extra = named.get(model_id, set()) - set(chosen["term"])
+        chosen = pd.concat([chosen, coefs[coefs["term"].isin(extra)]])
         for _, c in chosen.iterrows():
             rows.append({**base, **{k: c[k] for k in SUMMARY_COLUMNS if k in c.index}})
-    out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    out = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c not in families.ADDED])
+    sensitivity = {
+        i for i, r in results.items() if not isinstance(r, Skipped) and r.fit.get("sensitivity")
+    } | {i for i, sp in specs.items() if sp.options.get("sensitivity")}
+    out = families.add_families(out, multiplicity, statuses, labels, sensitivity)[SUMMARY_COLUMNS]
+    for col in ("estimate", "std_error", "ci_low", "ci_high", "p_value", *families.ADDED[:-1]):
+        out[col] = pd.to_numeric(out[col], errors="coerce")
     for col in ("converged", "singular"):
         out[col] = out[col].astype("boolean")
     out["n_obs"] = out["n_obs"].astype("Int64")

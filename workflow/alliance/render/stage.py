@@ -2,7 +2,8 @@
 
 Tables go to `results/tables/<name>.{csv,md,tex,html}`; the overview page
 (`results/report/overview.html`) states the data used (n's from the clean stage), every analysis
-with its status, and why skipped ones are missing — the report quotes it.
+with its status and caveats (or why it was skipped), each model's note, each figure's caption
+with its model's note and caveats, and why missing figures are missing — the report quotes it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import pandas as pd
 
 from alliance.clean.disclosure import below, overview_counts
 from alliance.files import atomic_path, read_csv
+from alliance.render.captions import figure_caption
 from alliance.render.escape import html_escape
+from alliance.render.figures import FIGURES
+from alliance.render.notes import is_sensitivity, model_caveats, model_details, model_note
 from alliance.render.tables import (
     model_table,
     reliability_table,
@@ -81,7 +85,9 @@ def _row(cells: list[str], tag: str = "td") -> str:
 
 
 def overview_html(results: Path, settings: RenderSettings, figures: dict[str, Any]) -> str:
-    """A plain page: data used, every analysis with status/reason, and missing figures' reasons."""
+    """A plain page: data used, every analysis with status/reason and caveats, model notes,
+    figure captions (with their model's note and caveats) and missing figures' reasons. Every
+    config- or data-derived string is escaped (`html_escape`)."""
     avail = json.loads((results / "clean" / "availability.json").read_text())
     flow = read_csv(results / "clean" / "flow.csv")
     summ = avail.get("summary", {})
@@ -104,21 +110,34 @@ def overview_html(results: Path, settings: RenderSettings, figures: dict[str, An
         *[_row([r.step, r.arm, r.n]) for r in flow.itertuples()],
         "</table>",
         "<h3>Analyses</h3><table>",
-        _row(["model", "kind", "status", "n", "note"], "th"),
+        _row(["model", "kind", "status", "n", "reason and caveats"], "th"),
     ]
+    notes: list[str] = []
     for folder in model_folders(results / "models"):
         fit = json.loads((folder / "fit.json").read_text())
-        note = fit.get("reason") or ""
-        if fit.get("singular"):
-            note = (note + " singular fit (a variance component is ~0)").strip()
-        if fit.get("converged") is False:
-            note = (note + " did not converge").strip()
+        kind = str(fit.get("kind", ""))
+        kind += ", sensitivity analysis" if is_sensitivity(fit) else ""
+        remarks = "; ".join([str(fit.get("reason") or ""), *model_caveats(fit)][
+                            0 if fit.get("reason") else 1:])  # fmt: skip
         parts.append(
-            _row([folder.name, fit.get("kind", ""), fit.get("status", ""),
+            _row([folder.name, kind, fit.get("status", ""),
                   below(fit.get("n_obs", ""), settings.privacy.min_cell) if small
-                  else fit.get("n_obs", ""), note])
+                  else fit.get("n_obs", ""), remarks])
         )  # fmt: skip
+        about = " ".join(filter(None, [model_note(fit), *model_details(fit)]))
+        if about:
+            notes.append(f"<li>{html_escape(folder.name)}: {html_escape(about)}</li>")
     parts.append("</table>")
+    if notes:
+        parts += ["<h3>Model notes</h3><ul>", *notes, "</ul>"]
+    drawn = [k for k in FIGURES if k in figures and not isinstance(figures[k], str)]
+    if drawn:
+        parts.append("<h3>Figures</h3><ul>")
+        for name in drawn:
+            files = html_escape(", ".join(map(str, figures[name])))
+            caption = html_escape(figure_caption(name, results))
+            parts.append(f"<li>{html_escape(name)} ({files}): {caption}</li>")
+        parts.append("</ul>")
     missing = {k: v for k, v in figures.items() if isinstance(v, str)}
     unavailable = {
         k: v["reason"]

@@ -8,20 +8,30 @@ same scale rides along as `alliance_t`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from alliance import files
 from alliance.errors import ConfigError
 from alliance.instruments.definition import Instrument
+from alliance.instruments.items import keyed_items
 from alliance.score.agreement import agreement
 from alliance.score.levels import decompose, select_score
+from alliance.score.prior import error_variance, prior_parts
 from alliance.score.reliability import reliability_table
 from alliance.score.ruptures import rupture_table
-from alliance.score.scales import load_raters, patient_alliance, prorating_counts, score_alliance
+from alliance.score.scales import (
+    load_raters,
+    patient_alliance,
+    prorating_counts,
+    rater_item_columns,
+    score_alliance,
+)
 from alliance.settings import ScoreOptions, ScoreSettings
 
 STEM = "alliance"
@@ -31,7 +41,9 @@ RENAME = {
     f"{STEM}_within_detrended_lag1": f"{STEM}_within_dt_lag1",
     f"{STEM}_detrend_fallback": f"{STEM}_dt_fallback",
 }
-SESSION_CARRY = ("therapist", "site", "arm", "weeks", "ideation", "suicidality")
+SESSION_CARRY = ("therapist", "site", "arm", "weeks", "ideation", "suicidality", "symptom_rest")
+# ideation at other cut-offs of the suicidality item (sensitivity models)
+CARRY_PATTERN = re.compile(r"^ideation_ge\d+$")
 SUMMARY_NAMES = {"early": "early", "mean": "mean", "last": "last", "slope": "slope", "n_rated": "n"}
 
 
@@ -67,17 +79,23 @@ def build_analysis(
     rater: str,
     scale: str,
     detrend: bool,
+    raters: dict[str, Instrument] | None = None,
+    early_window: tuple[int, int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Session-level and patient-level analysis tables for the model stage.
 
     `rater` x `scale` is the primary alliance score (config `score.rater` / `score.scale`);
-    `detrend` adds the detrended within-patient part (`score.detrend`).
+    `detrend` adds the detrended within-patient part (`score.detrend`). Prior-only predictors
+    (`alliance.score.prior`) are always added; with `raters`, each score's squared standard error
+    of measurement (`alliance_error_var`); with `early_window`, the landmark columns of the
+    patient table (`landmark_columns`).
     """
     if not _rater_available(scores, rater, scale):
         raise ConfigError(
             f"config key score.rater/score.scale: no {rater}-rated '{scale}' scores in the data"
         )
     keep = [c for c in SESSION_CARRY if c in sessions.columns]
+    keep += [c for c in sessions.columns if CARRY_PATTERN.match(str(c))]
     table = decompose(
         sessions, scores, rater=rater, scale=scale, detrend=detrend, stem=STEM, keep=keep
     )
@@ -86,6 +104,8 @@ def build_analysis(
     # alliance = grand mean + alliance_ther + alliance_pat + alliance_within.
     grand = table.groupby("patient")[f"{STEM}_pmean"].first().mean()
     table[f"{STEM}_ther"] = table[f"{STEM}_ther"] - grand
+    table = prior_parts(table, stem=STEM)
+    table[f"{STEM}_error_var"] = _error_var(sessions, table, raters, rater, scale)
     other = "therapist" if rater != "therapist" else "patient"
     if _rater_available(scores, other, scale):
         t = select_score(scores, rater=other, scale=scale).rename(columns={"score": f"{STEM}_t"})
@@ -109,6 +129,8 @@ def build_analysis(
         )
     levels = table.groupby("patient", as_index=False)[[f"{STEM}_pat", f"{STEM}_ther"]].first()
     pat = started.merge(summaries, on="patient", how="left").merge(levels, on="patient", how="left")
+    if early_window is not None:
+        pat = pat.merge(landmark_columns(table, early_window), on="patient", how="left")
     if agree_patients is not None:
         agree = agree_patients[["patient", "mean_patient", "mean_therapist", "n_pairs"]].rename(
             columns={"mean_patient": "agree_p", "mean_therapist": "agree_t", "n_pairs": "agree_n"}
@@ -117,6 +139,57 @@ def build_analysis(
     session_level = session_level.sort_values(["patient", "session"]).reset_index(drop=True)
     session_level.attrs["grand_mean"] = float(grand)
     return session_level, pat.sort_values("patient").reset_index(drop=True)
+
+
+def _error_var(
+    sessions: pd.DataFrame,
+    table: pd.DataFrame,
+    raters: dict[str, Instrument] | None,
+    rater: str,
+    scale: str,
+) -> np.ndarray:
+    """Per row of `table`: squared SEM of the primary score (NaN without `raters`)."""
+    if raters is None or rater not in raters:
+        return np.full(len(table), np.nan)
+    inst = raters[rater]
+    members = dict(inst.scales()).get(scale)
+    columns = rater_item_columns(sessions, rater)
+    if members is None or not columns:
+        return np.full(len(table), np.nan)
+    keyed = keyed_items(sessions, columns, inst)
+    present = [m for m in members if m in keyed.columns]
+    answered = keyed[present].notna().sum(axis=1).to_numpy()
+    per_row, _ = error_variance(keyed, list(members), answered, inst.scoring)
+    values = pd.DataFrame(
+        {"patient": sessions["patient"].to_numpy(), "session": sessions["session"].to_numpy(),
+         "v": per_row}
+    )  # fmt: skip
+    merged = table[["patient", "session"]].merge(values, on=["patient", "session"], how="left")
+    return np.where(table[STEM].notna(), merged["v"].to_numpy(dtype=float), np.nan)
+
+
+def landmark_columns(table: pd.DataFrame, early_window: tuple[int, int]) -> pd.DataFrame:
+    """Per patient: still attending after the early window, and symptom change around it.
+
+    - `attended_after_early` 1 when the patient attended a session with index > w (the landmark
+      population: dropout after the window is then an outcome the early alliance precedes);
+    - `symptom_early` symptom at session w; `symptom_early_change` = that − the pre-treatment
+      baseline (early change, the reverse-causation control of Tang & DeRubeis 1999);
+    - `symptom_change_after_early` final symptom − symptom at w: change measured after the early
+      alliance (the mediation outcome).
+    """
+    w = int(early_window[1])
+    g = table.groupby("patient", sort=True)
+    out = pd.DataFrame({"patient": g.size().index})
+    last = g["session_index"].max().to_numpy()
+    out["attended_after_early"] = (last > w).astype("int64")
+    at_w = table.loc[table["session_index"] == w, ["patient", "symptom", "baseline_symptom"]]
+    out = out.merge(at_w.rename(columns={"symptom": "symptom_early"}), on="patient", how="left")
+    out["symptom_early_change"] = out["symptom_early"] - out["baseline_symptom"]
+    final = table.dropna(subset=["symptom"]).groupby("patient")["symptom"].last()
+    out["symptom_change_after_early"] = out["patient"].map(final) - out["symptom_early"]
+    out.loc[out["attended_after_early"] == 0, "symptom_change_after_early"] = np.nan
+    return out.drop(columns="baseline_symptom")
 
 
 def _wide_summaries(patient_scores: pd.DataFrame, rater: str, scale: str, prefix: str):
@@ -160,7 +233,8 @@ def run_score(
         notes["agreement"] = "skipped: needs patient- and therapist-rated scores of the same scale"
     analysis, patient_analysis = build_analysis(
         sessions, patients, scores, patient_scores, agree_patients,
-        rater=options.rater, scale=scale, detrend=options.detrend,
+        rater=options.rater, scale=scale, detrend=options.detrend, raters=raters,
+        early_window=tuple(options.early_window),
     )  # fmt: skip
     rup = options.ruptures
     series = select_score(scores, rater="patient", scale=scale) if "patient" in raters else None

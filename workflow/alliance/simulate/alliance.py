@@ -1,10 +1,11 @@
 """Patient- and therapist-rated working alliance: the latent model, ruptures and WAI-SR items.
 
 Why: the alliance decomposition is the truth every analysis is checked against. On the
-latent 1–5 metric, A_tij = mu + A_T_j + A_P_ij + gamma*(t-1) + A_S_tij, with A_T = therapist
+latent 1–5 metric, A_tij = mu + A_T_j + A_P_ij + growth*(t-1) + wA_tij, with A_T = therapist
 deviation, A_P = patient deviation from the therapist mean (includes trait paths and
-telehealth), A_S = session deviation from the patient mean (AR(1) noise plus injected rupture
-dips). The observed scores are 12 rounded, clipped, partly missing items.
+telehealth), wA = the within-person state of the alliance–symptom VAR(1) (`process`), into
+which ruptures enter as innovation shocks. The observed scores are 12 rounded, clipped, partly
+missing items.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from alliance.errors import ConfigError
 from alliance.simulate.design import therapist_rating_sessions
 from alliance.simulate.params import N_ITEMS
+from alliance.simulate.process import within_system
 
 
 def _latent_sd(p: dict[str, Any]) -> float:
@@ -47,9 +49,13 @@ def patient_residual_var(p: dict[str, Any]) -> float:
 def sd_change(p: dict[str, Any]) -> float:
     """Model-implied SD of the observed session-to-session change of the 12-item mean.
 
-    Analytic, ignoring clipping: latent AR(1) change plus item noise and rounding (1/12).
+    Analytic, ignoring clipping, trend and ruptures: the stationary change of wA in the
+    within VAR(1), 2 (Sigma_AA - Cov(wA_t, wA_{t-1})), plus item noise and rounding (1/12).
     """
-    latent = 2 * p["alliance_var_session"] * (1 - p["alliance_ar1"])
+    sys_ = within_system(p)
+    sigma = sys_["stationary_cov"]
+    lag1 = float((sys_["phi"] @ sigma)[0, 0])
+    latent = 2 * (sigma[0, 0] - lag1)
     measurement = 2 * (p["item_noise_sd"] ** 2 + 1 / 12) / N_ITEMS
     return math.sqrt(latent + measurement)
 
@@ -63,23 +69,19 @@ def patient_level(
     return traits_z @ a + telehealth_shift(p) * (video - p["video_share"]) + resid
 
 
-def ar1(rng: np.random.Generator, n: int, n_sessions: int, var: float, phi: float) -> np.ndarray:
-    """Stationary AR(1) session deviations with marginal variance `var`."""
-    eps = rng.normal(0.0, 1.0, (n, n_sessions))
-    w = np.empty((n, n_sessions))
-    w[:, 0] = eps[:, 0]
-    for t in range(1, n_sessions):
-        w[:, t] = phi * w[:, t - 1] + math.sqrt(1 - phi**2) * eps[:, t]
-    return w * math.sqrt(var)
-
-
 def rupture_dips(
     rng: np.random.Generator, p: dict[str, Any], n: int, n_sessions: int
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """V-shaped drops; repaired ones return to the pre-drop level within 1–3 sessions.
+    """Rupture paths of wA (alliance-only, before symptom feedback) and their records.
 
-    Returns the dip matrix and one record per scheduled episode (patient index, 1-based
-    session of the drop, repaired, sessions_to_repair or None, depth in alliance points).
+    Every rupture is an innovation shock of -depth at its session. An unrepaired one gets
+    nothing more and decays at rho = alliance_ar1 (path -depth*rho^r, r sessions after the
+    drop); a repaired one returns linearly, -depth*(1 - r/k), to the pre-drop level at r = k
+    (1–3 sessions), shaped by the shocks of its repair sessions (the last one positive). Shocks
+    are `process.rupture_shocks(dips)`; only repair shocks are predictable from the past, which
+    keeps the VAR(1) (and the RI-CLPM's coefficients) nearly intact. Returns the dip matrix
+    and one record per scheduled episode (patient index, 1-based session of the drop,
+    repaired, sessions_to_repair or None, depth in alliance points).
     """
     dips = np.zeros((n, n_sessions))
     first = p["rupture_first_session"]
@@ -90,19 +92,18 @@ def rupture_dips(
     episodes: list[dict[str, Any]] = []
     if last < first:
         return dips, episodes
-    sd = sd_change(p)
+    sd, rho = sd_change(p), p["alliance_ar1"]
     for i in np.flatnonzero(draws_u[:, 0] < p["rupture_patient_p"]):
         s_drop = first + int(draws_u[i, 1] * (last - first + 1))
         repaired = bool(draws_u[i, 2] < p["rupture_repaired_p"])
         depth = float(depth_sd[i] * sd)
-        t0 = s_drop - 1
+        r = np.arange(n_sessions - s_drop + 1, dtype=float)
+        path = -depth * rho**r
+        k = None
         if repaired:
             k = 1 + int(draws_u[i, 3] * max_k)
-            for r in range(k):
-                dips[i, t0 + r] = -depth * (1 - r / k)
-        else:
-            k = None
-            dips[i, t0:] = -depth
+            path = np.where(r < k, -depth * (1 - r / k), 0.0)
+        dips[i, s_drop - 1 :] = path
         episodes.append(
             {
                 "index": int(i),
@@ -144,24 +145,36 @@ def item_offsets(rng: np.random.Generator, sd: float) -> np.ndarray:
     return np.round(off - off.mean(), 3)
 
 
-def simulate_alliance(
+def alliance_between(
+    rng: np.random.Generator, p: dict[str, Any], design: dict[str, Any], people: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Therapist deviations u_j (one per therapist) and patient deviations A_P."""
+    u_t = rng.normal(0.0, math.sqrt(p["alliance_var_therapist"]), len(design["t_id"]))
+    n = len(design["arm"])
+    a_p = patient_level(rng, p, people["traits_z"][:n], people["video"])
+    return u_t, a_p
+
+
+def observe_alliance(
     rngs: dict[str, np.random.Generator],
     p: dict[str, Any],
     design: dict[str, Any],
-    people: dict[str, Any],
-    T: int,
+    u_t: np.ndarray,
+    a_p: np.ndarray,
+    within: dict[str, np.ndarray],
 ) -> dict[str, Any]:
-    """Latent patient- and therapist-rated alliance, rupture dips, and observed items."""
-    n, th = len(design["arm"]), design["therapist"]
+    """Latent patient- and therapist-rated alliance and the observed WAI-SR items.
+
+    `within` is `process.within_state`: wA and its rupture-driven part. The therapist sees
+    the rupture-driven part scaled by t_rupture_visibility and the rest linked at the session
+    level, like every other level.
+    """
+    th = design["therapist"]
+    w_a, rupture_a = within["w_a"], within["rupture_a"]
+    T = w_a.shape[1]
     tc = np.arange(T, dtype=float)
-    r_a = rngs["alliance"]
-    u_t = r_a.normal(0.0, math.sqrt(p["alliance_var_therapist"]), len(design["t_id"]))
     a_t = u_t[th]
-    a_p = patient_level(r_a, p, people["traits_z"][:n], people["video"])
-    w = ar1(r_a, n, T, p["alliance_var_session"], p["alliance_ar1"])
-    dips, scheduled = rupture_dips(rngs["ruptures"], p, n, T)
-    a_s = w + dips
-    a_true = p["alliance_mu"] + a_t[:, None] + a_p[:, None] + p["alliance_growth"] * tc + a_s
+    a_true = p["alliance_mu"] + a_t[:, None] + a_p[:, None] + p["alliance_growth"] * tc + w_a
 
     # therapist-rated: correlated with the patient's rating at each level
     r_ta = rngs["therapist_alliance"]
@@ -178,8 +191,8 @@ def simulate_alliance(
         + linked(u_t, "therapist")[th][:, None]
         + linked(a_p, "patient")[:, None]
         + p["t_alliance_growth"] * tc
-        + linked(w, "session")
-        + p["t_rupture_visibility"] * dips
+        + linked(w_a - rupture_a, "session")
+        + p["t_rupture_visibility"] * rupture_a
     )
     offsets = item_offsets(rngs["item_offsets"], p["item_offset_sd"])
     t_offsets = item_offsets(rngs["item_offsets"], p["item_offset_sd"])
@@ -193,9 +206,8 @@ def simulate_alliance(
     return {
         "a_t": a_t,
         "a_p": a_p,
-        "a_s": a_s,
+        "w_a": w_a,
         "a_true": a_true,
-        "scheduled": scheduled,
         "offsets": offsets,
         "t_offsets": t_offsets,
         "wai_p": wai_p,

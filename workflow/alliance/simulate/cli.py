@@ -24,7 +24,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", default="csv", choices=["csv", "tsv", "parquet", "xlsx", "sav", "dta"]
     )
     ap.add_argument("--layout", default="long", choices=["long", "wide"])
-    ap.add_argument("--outcome-model", default="growth", choices=["growth", "lagged"])
     ap.add_argument(
         "--missing-code",
         type=int,
@@ -42,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         n_therapists=args.therapists,
         n_sessions=args.sessions,
         seed=args.seed,
-        outcome_model=args.outcome_model,
     )
     paths = write_trial(
         trial, args.out, fmt=args.format, layout=args.layout, missing_code=args.missing_code

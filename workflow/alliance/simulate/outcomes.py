@@ -1,7 +1,9 @@
 """What happens to each patient: attendance (dropout), HAM-D, suicide item, relapse.
 
 Why: each outcome depends on the alliance components in a known way (the betas in
-DEFAULT_PARAMS), so the pipeline's models can be checked against those numbers.
+DEFAULT_PARAMS), so the pipeline's models can be checked against those numbers. Every
+alliance term an outcome uses is known before it: attendance of session t+1 and the
+suicide item of session t read the alliance of the session before.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ def attendance(
     design: dict[str, Any],
     started: np.ndarray,
     a_true: np.ndarray,
-) -> np.ndarray:
-    """Attendance matrix from a discrete-time hazard on the true alliance at t-1."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Attendance matrix: P(miss session t+1 | attended t) on the latent alliance of session t.
+
+    Attendance is monotone (no return after a miss), so session t is the last attended one.
+    Returns the matrix and each patient's therapist effect on the logit.
+    """
     n, T = a_true.shape
     r_th = rng.normal(0.0, p["dropout_therapist_sd"], len(design["t_id"]))[design["therapist"]]
     u = rng.random((n, T))
@@ -36,35 +42,49 @@ def attendance(
             + r_th
         )
         attended[:, t] = attended[:, t - 1] & (u[:, t] >= _expit(logit))
-    return attended
+    return attended, r_th
 
 
-def latent_hamd(
-    rng: np.random.Generator,
-    p: dict[str, Any],
-    model: str,
-    design: dict[str, Any],
-    people: dict[str, Any],
-    al: dict[str, Any],
-) -> np.ndarray:
-    """Latent (continuous) HAM-D per patient x session under the growth or lagged model."""
-    a_t, a_p, a_s = al["a_t"], al["a_p"], al["a_s"]
-    n, T = a_s.shape
-    tc = np.arange(T, dtype=float)
-    arm, th = design["arm"], design["therapist"]
-    agency, tz = people["agency"][:n], people["traits_z"][:n]
-    base = people["baseline"][:n].astype(float)
-    mult = np.array([p["beta_P_arm_multiplier"][a] for a in arm])
-    mult = mult * (1 - p["agency_moderation"] * agency)
-    slope = p["hamd_time"] + np.array([p["arm_time"][a] for a in arm])
+def outcome_draws(
+    rng: np.random.Generator, p: dict[str, Any], design: dict[str, Any], n: int, T: int
+) -> dict[str, np.ndarray]:
+    """Stream `outcome`: patient (level, slope) and therapist effects, symptom innovations."""
     sd0, sd1, rho = (
         p["sd_patient_intercept"],
         p["sd_patient_slope"],
         p["corr_patient_intercept_slope"],
     )
-    cov = np.array([[sd0**2, rho * sd0 * sd1], [rho * sd0 * sd1, sd1**2]])
-    re = rng.multivariate_normal([0.0, 0.0], cov, n, method="cholesky")
-    v_th = rng.normal(0.0, p["sd_therapist_outcome"], len(design["t_id"]))[th]
+    z = rng.normal(0.0, 1.0, (n, 2))  # (level, slope): correlated by the Cholesky factor
+    re = np.column_stack([sd0 * z[:, 0], sd1 * (rho * z[:, 0] + np.sqrt(1 - rho**2) * z[:, 1])])
+    v_th = rng.normal(0.0, p["sd_therapist_outcome"], len(design["t_id"]))[design["therapist"]]
+    z_y = rng.normal(0.0, 1.0, (n, T))
+    return {"re": re, "v_th": v_th, "z_y": z_y}
+
+
+def latent_hamd(
+    p: dict[str, Any],
+    design: dict[str, Any],
+    people: dict[str, Any],
+    al: dict[str, Any],
+    draws: dict[str, np.ndarray],
+    w_y: np.ndarray,
+) -> np.ndarray:
+    """Latent (continuous) HAM-D: level_i + slope_i*(t-1) + wY_it (n x T).
+
+    level_i = b0 + hamd_base*(baseline - centre) + beta_T*A_T + beta_P*m_i*A_P + direct trait
+    effects + patient and therapist effects; slope_i = hamd_time + arm_time + patient slope +
+    beta_tP*m_i*A_P; m_i = arm multiplier*(1 - agency_moderation*agency).
+    """
+    a_t, a_p = al["a_t"], al["a_p"]
+    n, T = w_y.shape
+    tc = np.arange(T, dtype=float)
+    arm = design["arm"]
+    agency, tz = people["agency"][:n], people["traits_z"][:n]
+    base = people["baseline"][:n].astype(float)
+    mult = np.array([p["beta_P_arm_multiplier"][a] for a in arm])
+    mult = mult * (1 - p["agency_moderation"] * agency)
+    slope = p["hamd_time"] + np.array([p["arm_time"][a] for a in arm])
+    re = draws["re"]
     direct = tz @ np.array(
         [p["direct_agreeableness"], p["direct_extraversion"], p["direct_openness"]]
     )
@@ -75,35 +95,28 @@ def latent_hamd(
         + p["beta_P"] * mult * a_p
         + direct
         + re[:, 0]
-        + v_th
+        + draws["v_th"]
     )
-    g = level[:, None] + (slope + re[:, 1] + p["beta_tP"] * mult * a_p)[:, None] * tc
-    e = rng.normal(0.0, p["sd_residual"], (n, T))
-    if model == "growth":
-        return g + p["beta_S"] * a_s + e
-    y = np.empty((n, T))
-    y[:, 0] = g[:, 0] + e[:, 0]
-    for t in range(1, T):
-        y[:, t] = (
-            g[:, t]
-            + p["lag_phi"] * (y[:, t - 1] - g[:, t - 1])
-            + p["beta_lag"] * a_s[:, t - 1]
-            + e[:, t]
-        )
-    return y
+    return level[:, None] + (slope + re[:, 1] + p["beta_tP"] * mult * a_p)[:, None] * tc + w_y
 
 
 def suicide_item(
     rng: np.random.Generator, p: dict[str, Any], hamd_latent: np.ndarray, al: dict[str, Any]
 ) -> np.ndarray:
-    """HAM-D item 3 (0–4) from a cumulative logit with a patient random intercept."""
-    a_t, a_p, a_s = al["a_t"], al["a_p"], al["a_s"]
-    n, T = a_s.shape
+    """HAM-D item 3 (0–4): cumulative logit with a patient random intercept.
+
+    eta_t = b_hamd*(latent HAM-D_t - 15) + b_between*(A_T + A_P) + b_within*wA_{t-1}, with the
+    within term 0 at session 1: the alliance terms are known before session t.
+    """
+    a_t, a_p, w_a = al["a_t"], al["a_p"], al["w_a"]
+    n, T = w_a.shape
     r_i = rng.normal(0.0, p["suicide_patient_sd"], n)
+    w_prev = np.zeros((n, T))
+    w_prev[:, 1:] = w_a[:, :-1]
     eta = (
         p["suicide_b_hamd"] * (hamd_latent - 15.0)
         + p["suicide_b_between"] * (a_t + a_p)[:, None]
-        + p["suicide_b_within"] * a_s
+        + p["suicide_b_within"] * w_prev
         + r_i[:, None]
     )
     u = rng.random((n, T))
@@ -116,7 +129,11 @@ def suicide_item(
 def relapse_after_response(
     rng: np.random.Generator, p: dict[str, Any], responder: np.ndarray, mean_alliance: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Exponential-baseline Cox model on standardised mean alliance, among responders."""
+    """Exponential-baseline Cox model on standardised mean alliance, among responders.
+
+    Time 0 is the end of acute treatment (the last session); `alliance_scale` (SD of the
+    observed mean alliance among responders, ddof 1) turns relapse_beta into a per-point effect.
+    """
     n = len(responder)
     follow = p["relapse_followup_weeks"]
     h0 = -math.log(1 - p["relapse_p52"]) / follow
@@ -139,5 +156,6 @@ def relapse_after_response(
         "lost_hazard_per_week": round(h_lost, 6),
         "alliance_centre": round(centre, 4),
         "alliance_scale": round(scale, 4),
+        "time_origin": "end of acute treatment: the last session (n_sessions)",
     }
     return weeks, event, info

@@ -20,7 +20,7 @@ WAI_T = tuple(f"wai_t_{k:02d}" for k in range(1, N_ITEMS + 1))
 # Independent random streams: adding a stream at the end never changes the others.
 STREAMS = (
     "design", "people", "alliance", "therapist_alliance", "items", "ruptures", "dropout",
-    "outcome", "suicide", "dates", "relapse", "item_offsets",
+    "outcome", "suicide", "dates", "relapse", "item_offsets", "sudden_gains",
 )  # fmt: skip
 
 # Every generating parameter. Units: alliance in WAI-SR item points (1–5), HAM-D in points,
@@ -51,8 +51,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "alliance_mu": 3.70,
     "alliance_var_therapist": 0.025,
     "alliance_var_patient": 0.14,  # total patient-level variance, incl. trait paths, telehealth
-    "alliance_var_session": 0.09,
-    "alliance_ar1": 0.40,
+    "alliance_var_session": 0.09,  # stationary variance of the within process wA (no ruptures)
+    "alliance_ar1": 0.40,  # rhoA: wA_t on wA_{t-1}
     "alliance_growth": 0.015,  # per session
     "telehealth_smd": -0.09,  # Seuling et al. 2023, SD = total latent SD
     "a_agreeableness": 0.12,  # alliance points per trait SD (Kushner et al. 2016 direction)
@@ -85,7 +85,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "hamd_baseline_centre": 20.0,
     "beta_T": -4.0,
     "beta_P": -0.7,
-    "beta_S": -1.0,
     "beta_tP": -0.09,
     "beta_P_arm_multiplier": {"CBT": 1.0, "IPT": 1.0, "IMI-CM": 0.6, "PLA-CM": 1.6},
     "agency_moderation": 0.30,  # beta_P and beta_tP scaled by (1 - kappa * agency)
@@ -97,23 +96,31 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "sd_patient_slope": 0.25,
     "corr_patient_intercept_slope": -0.2,
     "sd_therapist_outcome": 1.2,
-    "sd_residual": 2.5,
-    "lag_phi": 0.40,  # lagged model: AR coefficient of HAM-D deviation from trajectory
-    "beta_lag": -1.2,  # lagged model: effect of A_S at t-1
-    # dropout: logit P(leave before session t | attended t-1)
+    # within-person reciprocal process, a VAR(1) (the RI-CLPM's within part), for t >= 2:
+    # wA_t = rhoA wA_{t-1} + gammaYA wY_{t-1} + eA_t;  wY_t = rhoY wY_{t-1} + betaAY wA_{t-1} + eY_t
+    "sd_residual": 2.5,  # stationary SD of the within process wY (no sudden gains)
+    "lag_phi": 0.40,  # rhoY: wY_t on wY_{t-1}
+    "beta_lag": -1.2,  # betaAY: HAM-D points per alliance point of wA at the previous session
+    "gamma_lag": -0.015,  # gammaYA: alliance points per HAM-D point of wY at the previous session
+    # sudden gains (Tang & DeRubeis 1999): one symptom innovation shock per chosen patient
+    "sudden_gain_p": 0.15,
+    "sudden_gain_size": -7.0,  # HAM-D points, added to eY at the gain session
+    "sudden_gain_first_session": 3,  # gain session drawn from first .. n_sessions - 2
+    # dropout: logit P(miss session t+1 | attended session t, the last attended)
     "dropout_alpha": -4.3,
-    "dropout_beta_alliance": -1.3,  # per alliance point of A_{t-1} - alliance_mu
+    "dropout_beta_alliance": -1.3,  # per alliance point of latent A_t - alliance_mu
     "dropout_therapist_sd": 0.4,
     # suicidality item (HAM-D item 3), cumulative logit P(item >= k)
     "suicide_thresholds": [-2.4, -4.2, -5.6, -7.0],
     "suicide_b_hamd": 0.12,  # per HAM-D point above 15 (latent total)
     "suicide_b_between": -1.0,  # per point of A_T + A_P
-    "suicide_b_within": -0.8,  # per point of A_S
+    "suicide_b_within": -0.8,  # per point of wA at the previous session (0 at session 1)
     "suicide_patient_sd": 1.0,
     # response and relapse
     "response_threshold": 0.5,  # final HAM-D <= threshold * baseline_hamd (completers)
     "relapse_p52": 0.32,  # P(relapse by 52 weeks) at mean alliance, exponential baseline
     "relapse_beta": -0.45,  # Cox log-HR per SD of observed mean patient alliance
+    # relapse time is clocked from the last acute session (end of treatment)
     "relapse_followup_weeks": 52.0,
     "relapse_lost_p52": 0.10,  # random censoring (lost to follow-up) by 52 weeks
     # Monte-Carlo size for the expected observed variance shares
@@ -141,10 +148,8 @@ def resolve_params(overrides: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def check_design(n_patients: int, n_therapists: int, n_sessions: int, model: str) -> None:
-    """Raise ConfigError for a design the simulator cannot build (or an unknown outcome model)."""
-    if model not in ("growth", "lagged"):
-        raise ConfigError(f"outcome_model must be 'growth' or 'lagged', got {model!r}")
+def check_design(n_patients: int, n_therapists: int, n_sessions: int) -> None:
+    """Raise ConfigError for a design the simulator cannot build."""
     if n_therapists < 4:
         raise ConfigError("n_therapists must be >= 4 (one per treatment type at least)")
     if n_patients < n_therapists:

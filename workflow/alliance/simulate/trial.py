@@ -6,30 +6,39 @@ imipramine + clinical management, placebo + clinical management; psychotherapist
 CBT or IPT, pharmacotherapists deliver both pill arms). Sessions are nested in patients,
 patients in therapists, therapists in sites. Every number used is returned in `truth`.
 
-This module runs the stages in stream order and builds the two tables: parameters and
-streams in `params`, therapists and people in `design`, the alliance decomposition in
-`alliance`, dropout and outcomes in `outcomes`, `truth.json` in `truth`.
+This module runs the stages and builds the two tables: parameters and streams in `params`,
+therapists and people in `design`, the within-person alliance–symptom VAR(1) with ruptures
+and sudden gains in `process`, the alliance decomposition and items in `alliance`, dropout and
+outcomes in `outcomes`, `truth.json` in `truth` (its `estimands` list in `estimands`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from alliance.simulate.alliance import row_mean, simulate_alliance
+from alliance.simulate.alliance import alliance_between, observe_alliance, row_mean, rupture_dips
 from alliance.simulate.design import assessed_people, trial_dates, trial_design
+from alliance.simulate.estimands import estimands
 from alliance.simulate.outcomes import (
     attendance,
     latent_hamd,
+    outcome_draws,
     relapse_after_response,
     suicide_item,
 )
 from alliance.simulate.params import WAI_P, WAI_T, check_design, resolve_params, streams
-from alliance.simulate.truth import generating_truth, reached_episodes, realised_summary
+from alliance.simulate.process import sudden_gains, within_state
+from alliance.simulate.truth import (
+    generating_truth,
+    reached_episodes,
+    reached_gains,
+    realised_summary,
+)
 
 # Columns of the two tables, in order.
 SESSION_COLUMNS = ("subject", "visit", "visit_date", "hamd", "hamd_suicide", *WAI_P, *WAI_T)
@@ -42,11 +51,16 @@ PATIENT_COLUMNS = (
 
 @dataclass
 class SimulatedTrial:
-    """A simulated trial: long session table, patient table and the generating truth."""
+    """A simulated trial: long session table, patient table and the generating truth.
+
+    `latent` holds the generating arrays (patient x session, randomised patients in design
+    order): a_true, w_a, w_y, hamd_latent, attended, ...; kept out of truth.json, for tests.
+    """
 
     sessions: pd.DataFrame
     patients: pd.DataFrame
     truth: dict[str, Any]
+    latent: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def simulate_trial(
@@ -54,21 +68,28 @@ def simulate_trial(
     n_therapists: int = 40,
     n_sessions: int = 16,
     seed: int = 20261127,
-    outcome_model: str = "growth",
     **overrides: Any,
 ) -> SimulatedTrial:
     """Simulate one trial; `n_patients` counts randomised people (screen fails are added).
 
     `overrides` replace entries of `DEFAULT_PARAMS` (unknown names raise ConfigError).
     """
-    check_design(n_patients, n_therapists, n_sessions, outcome_model)
+    check_design(n_patients, n_therapists, n_sessions)
     p = resolve_params(overrides)
     rngs = streams(seed)
+    T = n_sessions
     design = trial_design(rngs["design"], p, n_patients, n_therapists)
     people = assessed_people(rngs["people"], p, design, n_patients)
-    al = simulate_alliance(rngs, p, design, people, n_sessions)
-    attended = attendance(rngs["dropout"], p, design, people["started"], al["a_true"])
-    hamd_latent = latent_hamd(rngs["outcome"], p, outcome_model, design, people, al)
+    r_a = rngs["alliance"]
+    u_t, a_p = alliance_between(r_a, p, design, people)
+    z_a = r_a.normal(0.0, 1.0, (n_patients, T))
+    dips, scheduled = rupture_dips(rngs["ruptures"], p, n_patients, T)
+    draws = outcome_draws(rngs["outcome"], p, design, n_patients, T)
+    gain_shocks, gains = sudden_gains(rngs["sudden_gains"], p, n_patients, T)
+    within = within_state(p, z_a, draws["z_y"], dips, gain_shocks)
+    al = observe_alliance(rngs, p, design, u_t, a_p, within)
+    attended, dropout_th = attendance(rngs["dropout"], p, design, people["started"], al["a_true"])
+    hamd_latent = latent_hamd(p, design, people, al, draws, within["w_y"])
     hamd = np.clip(np.rint(hamd_latent), 0, 52).astype(int)
     suicide = suicide_item(rngs["suicide"], p, hamd_latent, al)
     # item 3 is part of the total; the other 16 items add up to at most 48
@@ -84,7 +105,7 @@ def simulate_trial(
         rngs["relapse"], p, responder, mean_alliance
     )
 
-    start, consent_day, visit_day = trial_dates(rngs["dates"], p, n_patients, people, n_sessions)
+    start, consent_day, visit_day = trial_dates(rngs["dates"], p, n_patients, people, T)
     subject = people["subject"]
     sessions = _sessions_frame(
         subject, attended, _iso_grid(start, visit_day), hamd, suicide, al["wai_p"], al["wai_t"]
@@ -92,17 +113,39 @@ def simulate_trial(
     patients = _patients_frame(
         p, design, people, _iso(start, consent_day), status, relapse_weeks, relapse
     )
-    episodes = reached_episodes(al["scheduled"], attended, subject)
+    episodes = reached_episodes(scheduled, attended, subject)
+    gain_records = reached_gains(gains, attended, subject)
     truth = {
         "seed": seed,
         "n_patients_randomised": n_patients,
         "n_therapists": n_therapists,
         "n_sessions": n_sessions,
-        "outcome_model": outcome_model,
-        **generating_truth(p, seed, n_sessions, design, al, episodes, rel_info),
+        **generating_truth(p, seed, T, design, al, episodes, len(scheduled), rel_info),
+        "sudden_gains": {
+            "episodes": gain_records,
+            "n_episodes": len(gain_records),
+            "n_scheduled_not_reached": len(gains) - len(gain_records),
+        },
         "realised": realised_summary(sessions, patients, n_sessions),
     }
-    return SimulatedTrial(sessions=sessions, patients=patients, truth=truth)
+    truth["estimands"] = estimands(truth)
+    latent = {
+        "subject": list(subject[:n_patients]),
+        "a_true": al["a_true"],
+        "a_t": al["a_t"],
+        "a_p": al["a_p"],
+        "w_a": within["w_a"],
+        "w_y": within["w_y"],
+        "rupture_a": within["rupture_a"],
+        "shock_a": within["shock_a"],
+        "gain_shocks": gain_shocks,
+        "hamd_latent": hamd_latent,
+        "attended": attended,
+        "dropout_therapist": dropout_th,
+        "z_a": z_a,
+        "z_y": draws["z_y"],
+    }
+    return SimulatedTrial(sessions=sessions, patients=patients, truth=truth, latent=latent)
 
 
 def _iso(start: dt.date, days: np.ndarray) -> list[str]:

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from alliance.simulate.alliance import (
-    ar1,
     item_offsets,
     item_responses,
     patient_level,
@@ -27,6 +26,7 @@ from alliance.simulate.alliance import (
 )
 from alliance.simulate.design import therapist_rating_sessions, trait_z
 from alliance.simulate.params import ARMS, WAI_P, WAI_T, stream
+from alliance.simulate.process import sudden_gains, within_state, within_system
 
 
 @functools.lru_cache(maxsize=8)
@@ -42,16 +42,26 @@ def _expected_shares_cached(params_json: str, n_sessions: int, seed: int) -> dic
     u = np.repeat(rng.normal(0.0, math.sqrt(p["alliance_var_therapist"]), n_j), n_i)
     video = (rng.random(n) < p["video_share"]).astype(float)
     a_p = patient_level(rng, p, trait_z(rng, n), video)
-    w = ar1(rng, n, n_sessions, p["alliance_var_session"], p["alliance_ar1"])
+    z_a = rng.normal(0.0, 1.0, (n, n_sessions))
+    z_y = rng.normal(0.0, 1.0, (n, n_sessions))
     dips, _ = rupture_dips(rng, p, n, n_sessions)
+    gains, _ = sudden_gains(rng, p, n, n_sessions)
+    w = within_state(p, z_a, z_y, dips, gains)["w_a"]
     trend = p["alliance_growth"] * np.arange(n_sessions)
-    latent = p["alliance_mu"] + u[:, None] + a_p[:, None] + trend + w + dips
+    latent = p["alliance_mu"] + u[:, None] + a_p[:, None] + trend + w
     offsets = item_offsets(stream(seed, "item_offsets"), p["item_offset_sd"])
     items = item_responses(rng, latent, offsets, p["item_noise_sd"], p["item_missing_p"])
-    score = row_mean(items).reshape(n_j, n_i, n_sessions)
+    score = row_mean(items)
+    observed = _nested_anova(score.reshape(n_j, n_i, n_sessions))
+    error_var = float(np.nanvar(score - latent))
     return {
-        "observed": _nested_anova(score),
+        "observed": observed,
         "latent_check": _nested_anova(latent.reshape(n_j, n_i, n_sessions)),
+        "reliability": {
+            "error_var": round(error_var, 5),
+            "session_score": round(1 - error_var / float(np.nanvar(score)), 4),
+            "within_patient": round(1 - error_var / observed["var_session"], 4),
+        },
     }
 
 
@@ -82,7 +92,7 @@ def _nested_anova(y: np.ndarray) -> dict[str, float]:
 def reached_episodes(
     scheduled: list[dict[str, Any]], attended: np.ndarray, subject: list[str]
 ) -> list[dict[str, Any]]:
-    """Rupture episodes whose drop session was attended (the others never happened)."""
+    """Rupture episodes whose drop session was attended (the others are never observed)."""
     T = attended.shape[1]
     episodes = []
     for e in scheduled:
@@ -106,6 +116,61 @@ def reached_episodes(
     return sorted(episodes, key=lambda e: (e["subject"], e["session"]))
 
 
+def reached_gains(
+    scheduled: list[dict[str, Any]], attended: np.ndarray, subject: list[str]
+) -> list[dict[str, Any]]:
+    """Sudden gains whose session was attended: subject, session, size (HAM-D points)."""
+    gains = [
+        {"subject": subject[g["index"]], "session": g["session"], "size": g["size"]}
+        for g in scheduled
+        if attended[g["index"], g["session"] - 1]
+    ]
+    return sorted(gains, key=lambda g: (g["subject"], g["session"]))
+
+
+DEFINITIONS = {
+    "alliance": "A_tij = mu + A_T_j + A_P_ij + alliance_growth*(visit-1) + wA_tij (latent, 1-5)",
+    "A_T": "therapist deviation u_j",
+    "A_P": "patient deviation: trait a-paths + centred telehealth shift + residual",
+    "wA": "within-person alliance state of the VAR(1) (within_process), rupture shocks included",
+    "items": "round(clip(A + item_offset + N(0, item_noise_sd), 1, 5)); MCAR NaN",
+    "hamd": (
+        "Y_ti = level_i + slope_i*(visit-1) + wY_ti, rounded, clipped 0-52; level_i = b0 + "
+        "hamd_base*(baseline - centre) + beta_T*A_T + beta_P*m_i*A_P + direct trait effects + "
+        "u0_i + v_j; slope_i = hamd_time + arm_time[arm] + u1_i + beta_tP*m_i*A_P; m_i = "
+        "beta_P_arm_multiplier[arm]*(1 - agency_moderation*agency); baseline_hamd is the "
+        "pre-treatment screening score, distinct from session 1"
+    ),
+    "within_process": (
+        "VAR(1), t >= 2: wA_t = alliance_ar1*wA_{t-1} + gamma_lag*wY_{t-1} + eA_t; wY_t = "
+        "lag_phi*wY_{t-1} + beta_lag*wA_{t-1} + eY_t; eA, eY independent normal with the "
+        "variances in within_process.innovation_var (stationary var(wA) = alliance_var_session, "
+        "var(wY) = sd_residual^2); session 1 drawn from the stationary distribution; no "
+        "same-session (contemporaneous) effect in either direction"
+    ),
+    "dropout": "attended[t+1] = attended[t] and not leaving; logit P(miss session t+1 | "
+    "attended session t) = dropout_alpha + dropout_beta_alliance*(latent A_t - mu) + "
+    "N(0, dropout_therapist_sd) per therapist; A_t is the alliance of the last attended session",
+    "response": "completed and hamd at last session <= response_threshold*baseline_hamd",
+    "relapse": "responders; time 0 = the last acute session (end of treatment); h(t) = "
+    "h0*exp(relapse_beta*z), z = observed mean patient alliance (12-item mean, attended "
+    "sessions) standardised among responders (relapse.alliance_centre, alliance_scale, ddof 1);"
+    " censoring: exponential loss + administrative at relapse_followup_weeks",
+    "suicide": "cumulative logit P(item3 >= k) = threshold_k + b_hamd*(latent HAM-D_t - 15) + "
+    "b_between*(A_T + A_P) + b_within*wA_{t-1} (0 at session 1) + N(0, suicide_patient_sd); "
+    "capped at hamd",
+    "ruptures": "innovation shocks of wA: a drop of depth (rupture_depth_sd x sd_change) at "
+    "`session`; unrepaired: nothing more, the drop decays at alliance_ar1 (-depth*rho^r, r "
+    "sessions later); repaired: repair-session shocks (the last positive) give a linear return "
+    "-depth*(1 - r/k), back at the pre-drop level at session + sessions_to_repair (k); symptoms "
+    "respond through beta_lag; the therapist sees t_rupture_visibility of the rupture-driven part",
+    "sudden_gains": "with probability sudden_gain_p per patient one innovation shock of "
+    "sudden_gain_size HAM-D points in eY at a session in sudden_gain_first_session..n_sessions-2 "
+    "(Tang & DeRubeis 1999); transient (decays at lag_phi); the next alliance rises through "
+    "gamma_lag",
+}
+
+
 def generating_truth(
     p: dict[str, Any],
     seed: int,
@@ -113,10 +178,11 @@ def generating_truth(
     design: dict[str, Any],
     al: dict[str, Any],
     episodes: list[dict[str, Any]],
-    rel_info: dict[str, float],
+    n_scheduled: int,
+    rel_info: dict[str, Any],
 ) -> dict[str, Any]:
-    """Every generating parameter plus derived truths (shares, mediation, ruptures)."""
-    d, offsets, t_offsets, scheduled = design, al["offsets"], al["t_offsets"], al["scheduled"]
+    """Every generating parameter plus derived truths (shares, within process, ruptures, ...)."""
+    d, offsets, t_offsets = design, al["offsets"], al["t_offsets"]
     var_u, var_v, var_w = (
         p["alliance_var_therapist"],
         p["alliance_var_patient"],
@@ -133,10 +199,12 @@ def generating_truth(
         "openness": p["a_openness"],
     }
     repaired = sum(e["repaired"] for e in episodes)
+    system = within_system(p)
     return {
         "params": p,
         "design": {
             "arms": list(ARMS),
+            "arm_counts": {a: int((d["arm"] == a).sum()) for a in ARMS},
             "therapists": [
                 {"therapist": tid, "site": s, "type": ty}
                 for tid, s, ty in zip(d["t_id"], d["t_site"], d["t_type"], strict=True)
@@ -146,33 +214,15 @@ def generating_truth(
             "patient_item_columns": list(WAI_P),
             "time_variable": "t = visit - 1",
         },
-        "definitions": {
-            "alliance": "A_tij = mu + A_T_j + A_P_ij + gamma*(visit-1) + A_S_tij (latent, 1-5)",
-            "A_T": "therapist deviation u_j",
-            "A_P": "patient deviation: trait a-paths + centred telehealth shift + residual",
-            "A_S": "session deviation: stationary AR(1) + rupture dips",
-            "items": "round(clip(A + item_offset + N(0, item_noise_sd), 1, 5)); MCAR NaN",
-            "hamd_growth": (
-                "b0 + (hamd_time + arm_time[arm] + u1_i + beta_tP*m_i*A_P)*t + hamd_base*"
-                "(baseline - centre) + beta_T*A_T + beta_P*m_i*A_P + beta_S*A_S + direct trait"
-                " effects + u0_i + v_j + e; m_i = beta_P_arm_multiplier[arm]*(1 - "
-                "agency_moderation*agency); rounded, clipped 0-52"
-            ),
-            "hamd_lagged": (
-                "y_t = g_t + lag_phi*(y_{t-1} - g_{t-1}) + beta_lag*A_S_{t-1} + e_t, g_t = "
-                "growth model without beta_S*A_S; so y_t on y_{t-1} has coefficient lag_phi"
-            ),
-            "dropout": "logit P(leave before t | attended t-1) = dropout_alpha + "
-            "dropout_beta_alliance*(A_{t-1} - mu) + N(0, dropout_therapist_sd) per therapist",
-            "response": "completed and hamd at last session <= response_threshold*baseline_hamd",
-            "relapse": "responders; h(t) = h0*exp(relapse_beta*z), z = observed mean patient "
-            "alliance (12-item mean, attended sessions) standardised among responders; "
-            "censoring: exponential loss + administrative at relapse_followup_weeks",
-            "suicide": "cumulative logit P(item3 >= k) = threshold_k + b_hamd*(latent HAM-D - "
-            "15) + b_between*(A_T + A_P) + b_within*A_S + N(0, suicide_patient_sd); capped at "
-            "hamd",
-            "ruptures": "V-shaped dip of depth (rupture_depth_sd x sd_change) at `session`; "
-            "repaired: linear return to 0 at session + sessions_to_repair; unrepaired: stays",
+        "definitions": dict(DEFINITIONS),
+        "within_process": {
+            "order": ["wA", "wY"],
+            "phi": np.round(system["phi"], 6).tolist(),
+            "innovation_var": np.round(system["innovation_var"], 6).tolist(),
+            "stationary_cov": np.round(system["stationary_cov"], 6).tolist(),
+            "eigenvalues": np.round(system["eigenvalues"], 6).tolist(),
+            "spectral_radius": round(system["spectral_radius"], 6),
+            "stationary": True,
         },
         "alliance": {
             "latent_variance": {"therapist": var_u, "patient": var_v, "session": var_w},
@@ -187,11 +237,13 @@ def generating_truth(
             "item_offsets_therapist": t_offsets.tolist(),
             "observed_score_expected": expected["observed"],
             "latent_expected_incl_trend_and_ruptures": expected["latent_check"],
+            "observed_score_reliability": expected["reliability"],
             "observed_score_method": (
-                "Monte Carlo: same generating model (incl. time trend, ruptures, item noise, "
-                "rounding, clipping, item non-response; no dropout) on a balanced design of "
-                "mc_therapists x mc_patients_per_therapist x n_sessions; 12-item mean score; "
-                "balanced nested ANOVA (method of moments) variance components"
+                "Monte Carlo: same generating model (incl. time trend, within VAR(1), ruptures, "
+                "sudden gains, item noise, rounding, clipping, item non-response; no dropout) on "
+                "a balanced design of mc_therapists x mc_patients_per_therapist x n_sessions; "
+                "12-item mean score; balanced nested ANOVA (method of moments) variance "
+                "components; reliability = 1 - var(score - latent) / var (all or within-patient)"
             ),
         },
         "mediation": {
@@ -211,13 +263,14 @@ def generating_truth(
         "relapse": rel_info,
         "ruptures": {
             "sd_change": round(sd_change(p), 5),
-            "sd_change_method": "analytic: 2*var_session*(1-ar1) + 2*(item_noise_sd^2 + 1/12)/12",
+            "sd_change_method": "analytic: 2*(Sigma_AA - Cov(wA_t, wA_{t-1})) of the within "
+            "VAR(1) + 2*(item_noise_sd^2 + 1/12)/12",
             "episodes": episodes,
             "n_episodes": len(episodes),
             "n_repaired": int(repaired),
             "n_unrepaired": len(episodes) - int(repaired),
             "n_repair_observed": sum(e["repair_observed"] for e in episodes),
-            "n_scheduled_not_reached": len(scheduled) - len(episodes),
+            "n_scheduled_not_reached": n_scheduled - len(episodes),
         },
     }
 

@@ -13,8 +13,10 @@ What we add on top of the engine, and why:
   (theta, beta) jointly, exactly as lme4's `vcov(use.hessian = TRUE)` (`deriv12`, delta 1e-4).
   The engine's own vcov is the RX-based one (beta conditional on theta), which lme4 only uses
   with `use.hessian = FALSE`: on cbpp it gives 0.2279 where lme4 gives 0.2312.
-- Satterthwaite df are computed as lmerTest computes them (`_satterthwaite_df`); the engine's
-  own version matches lmerTest for REML fits but is about 1 % off for ML fits.
+- Satterthwaite df are computed as lmerTest computes them (`inference._satterthwaite`); the
+  engine's own version matches lmerTest for REML fits but is about 1 % off for ML fits. The
+  pieces stay on the fit, so `contest1d` tests any linear combination L'beta with its own
+  Satterthwaite df (lmerTest contest1D); GLMM combinations are Wald z tests.
 - `cbind(successes, failures) ~ ...` is accepted (the engine does not parse it): it becomes the
   proportion successes / (successes + failures) with prior weights successes + failures, which
   is the same binomial likelihood.
@@ -23,6 +25,11 @@ Two engine internals are used, both covered by the R-reference tests so an engin
 changes them fails loudly: `LMMOptimizer._evaluate_core` (deviance pieces at a given theta, for
 the Satterthwaite df) and `LmerResult._prediction_fixed_matrix` (fixed-effect design matrix of
 new data, for prediction SEs).
+
+`formula_r` of an LMM carries `lmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5,
+rhoend = 1e-10))`: lme4's default optimizer stops early on larger three-level models (on the
+demo's symptoms_growth it warns "failed to converge" and its estimates differ from the optimum by
+up to 3e-4), whereas the engine reports the optimum; with the control the R refit reaches it too.
 
 Known difference from lme4 defaults (GLMM only): lme4's default PIRLS tolerance
 (`tolPwrss = 1e-7`) stops the inner conditional-mode iteration early, so its Laplace deviance is
@@ -33,12 +40,17 @@ control so the R refit reproduces them.
 
 Modules: `fit` (fit_lmm, fit_glmm and the tidying of the engine's result), `result` (MixedFit,
 predictions, random effects), `prepare` (formula columns, na.omit, R factor coding, binomial
-responses), `inference` (Satterthwaite df, the GLMM Hessian). `_prepare` is re-exported for the
-benchmark (alliance.studies.bench), which times data preparation apart from the fit.
+responses), `inference` (Satterthwaite pieces, the GLMM Hessian), `contest` (tests of L'beta).
+`_prepare` is re-exported for the benchmark (alliance.studies.bench), which times data
+preparation apart from the fit.
 """
 
+from alliance.engine.mixed.contest import CONTEST_COLUMNS, contest1d, satterthwaite_df
 from alliance.engine.mixed.fit import fit_glmm, fit_lmm
 from alliance.engine.mixed.prepare import _prepare as _prepare
 from alliance.engine.mixed.result import ENGINE, MixedFit, engine_version
 
-__all__ = ["ENGINE", "MixedFit", "engine_version", "fit_glmm", "fit_lmm"]
+__all__ = [
+    "CONTEST_COLUMNS", "ENGINE", "MixedFit", "contest1d", "engine_version", "fit_glmm",
+    "fit_lmm", "satterthwaite_df",
+]  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.engine.mixed.inference import _laplace_hessian_vcov, _satterthwaite_df
+from alliance.engine.mixed.inference import _laplace_hessian_vcov, _satterthwaite
 from alliance.engine.mixed.prepare import _binomial_response, _prepare
 from alliance.engine.mixed.result import MixedFit, engine_version
 from alliance.engine.tidy import coef_table
@@ -37,22 +37,24 @@ def fit_lmm(
     control = mixedlm.lmerControl(maxiter=max_iter) if max_iter is not None else None
     start = time.perf_counter()
     result, caught = _call_engine(mixedlm.lmer, formula, frame, REML=reml, control=control)
-    df, df_note = _satterthwaite_df(result, reml)
+    satterthwaite, df_notes = _satterthwaite(result, reml)
     seconds = time.perf_counter() - start
-    if df_note:
-        caught.append(df_note)
+    beta = np.asarray(result.beta, dtype=float)
+    df = np.full(len(beta), np.nan) if satterthwaite is None else satterthwaite.coefficient_df()
+    if len(df) and not np.all(np.isfinite(df)) and satterthwaite is not None:
+        df_notes.append("Satterthwaite df not finite for some terms")
+    caught += df_notes
 
     terms = _r_names(list(result.fixef().keys()), levels)
     vcov = np.asarray(result.vcov(), dtype=float)
-    beta = np.asarray(result.beta, dtype=float)
     coefs = coef_table(terms, beta, np.sqrt(np.diag(vcov)), df, level=level)
     vc = _variance_components(result, residual=True)
     return _mixed_fit(
         result, levels, formula=formula, family="gaussian", coefs=coefs, vcov=vcov, vc=vc,
         reml=reml, warnings=caught, seconds=seconds, df_method="Satterthwaite",
         vcov_method="sigma^2 (X'V^-1 X)^-1 at the optimum (lme4 vcov)",
-        icc=_icc(vc, residual_var=None),
-        formula_r=f"lmer({formula}, data = data, REML = {'TRUE' if reml else 'FALSE'})",
+        icc=_icc(vc, residual_var=None), formula_r=_lmer_call(formula, reml),
+        _satterthwaite=satterthwaite,
     )  # fmt: skip
 
 
@@ -263,6 +265,20 @@ def _icc(vc: pd.DataFrame, residual_var: float | None) -> dict[str, float] | Non
     return {
         str(g): float(v) / total for g, v in zip(groups["group"], groups["variance"], strict=True)
     }
+
+
+# lme4's default lmer optimizer (nloptwrap, ftol 1e-6) can stop short of the optimum on larger
+# three-level models (the demo's symptoms_growth: "failed to converge", estimates off by 3e-4);
+# bobyqa run to a small trust region reaches the optimum the engine reports.
+LMER_CONTROL = 'lmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5, rhoend = 1e-10))'
+
+
+def _lmer_call(formula: str, reml: bool) -> str:
+    """The lme4 call that reproduces the fit (bobyqa to a tight tolerance: LMER_CONTROL)."""
+    return (
+        f"lmer({formula}, data = data, REML = {'TRUE' if reml else 'FALSE'}, "
+        f"control = {LMER_CONTROL})"
+    )
 
 
 def _glmer_call(formula: str, weights: str | None) -> str:

@@ -1,4 +1,4 @@
-"""Finite-difference inference: lmerTest Satterthwaite df and lme4's Hessian-based GLMM vcov.
+"""Finite-difference inference: lmerTest Satterthwaite pieces and lme4's Hessian-based GLMM vcov.
 
 Both need the deviance at parameter values other than the optimum, through engine internals named
 in the package docstring (alliance.engine.mixed) and covered by the lme4 reference tests.
@@ -7,6 +7,7 @@ in the package docstring (alliance.engine.mixed) and covered by the lme4 referen
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,15 +17,54 @@ import pandas as pd
 _HESSIAN_DELTA = 1e-4
 
 
-def _satterthwaite_df(result: Any, reml: bool) -> tuple[np.ndarray, str]:
-    """Satterthwaite df per fixed effect, computed as lmerTest 3.1 does.
+# lmerTest's threshold for Hessian eigenvalues (as_lmerModLT, tol = 1e-8): smaller ones are
+# dropped from its generalised inverse (and reported)
+_EIGEN_TOL = 1e-8
+
+
+@dataclass(frozen=True)
+class Satterthwaite:
+    """What lmerTest keeps on a fit for Satterthwaite tests of any contrast L (contest1D).
+
+    vcov_varpar: A = 2 H^+, the covariance of varpar = (theta, sigma) from the Moore-Penrose
+    inverse of the deviance Hessian over its eigenvalues > 1e-8 (as lmerTest);
+    jacobian: d Var(beta) / d varpar_i stacked as (q, p, p); vcov_beta: Var(beta) at the optimum.
+    """
+
+    vcov_varpar: np.ndarray
+    jacobian: np.ndarray
+    vcov_beta: np.ndarray
+
+    def df(self, weights: np.ndarray) -> float:
+        """Satterthwaite df of L'beta: 2 (L'VL)^2 / (g'Ag) with g_i = L' (dV/dvarpar_i) L.
+
+        A zero denominator (L'VL does not depend on varpar) gives Inf, as in lmerTest.
+        """
+        w = np.asarray(weights, dtype=float)
+        var = float(w @ self.vcov_beta @ w)
+        g = np.einsum("j,ijk,k->i", w, self.jacobian, w)
+        denom = float(g @ self.vcov_varpar @ g)
+        if denom > 0:
+            return 2.0 * var**2 / denom
+        return np.inf if denom == 0 and var > 0 else np.nan
+
+    def coefficient_df(self) -> np.ndarray:
+        """df of each fixed effect (L = unit vectors): lmerTest's summary() column."""
+        eye = np.eye(self.vcov_beta.shape[0])
+        return np.array([self.df(row) for row in eye])
+
+
+def _satterthwaite(result: Any, reml: bool) -> tuple[Satterthwaite | None, list[str]]:
+    """Satterthwaite pieces of an LMM, computed as lmerTest 3.1 does (None when unavailable).
 
     lmerTest differentiates the deviance in varpar = (theta, sigma) (sigma not profiled out),
-    takes A = 2 H^-1 as the covariance of varpar, differentiates Var(beta) = sigma^2 (RX'RX)^-1
-    in varpar (gradient g) and sets df = 2 Var(beta_k)^2 / (g' A g). The engine's own
-    `satterthwaite_df` profiles sigma out instead; it matches lmerTest for REML fits but is
-    about 1 % off for ML fits, hence this version. Evaluating the deviance pieces (ldL2, ldRX2,
-    pwrss, RX'RX) at a given theta needs the engine's internal evaluator.
+    takes A = 2 H^+ as the covariance of varpar and differentiates Var(beta) = sigma^2 (RX'RX)^-1
+    in varpar. The engine's own `satterthwaite_df` profiles sigma out instead; it matches
+    lmerTest for REML fits but is about 1 % off for ML fits, hence this version. Evaluating the
+    deviance pieces (ldL2, ldRX2, pwrss, RX'RX) at a given theta needs the engine's internal
+    evaluator. A variance at 0 (theta on the boundary) is evaluated on both sides of it (the
+    deviance is even in theta), and Hessian eigenvalues at or below 1e-8 leave the inverse
+    as in lmerTest, so such fits keep finite df.
     """
     from mixedlm.estimation.reml import LMMOptimizer  # engine internal, see docstring
 
@@ -32,7 +72,7 @@ def _satterthwaite_df(result: Any, reml: bool) -> tuple[np.ndarray, str]:
     n = float(result.matrices.n_obs)
     p = int(result.matrices.n_fixed)
     if p == 0:
-        return np.empty(0), ""
+        return None, []
 
     def core(theta: np.ndarray) -> Any:
         c = evaluator._evaluate_core(np.asarray(theta, dtype=float))
@@ -53,18 +93,26 @@ def _satterthwaite_df(result: Any, reml: bool) -> tuple[np.ndarray, str]:
 
     varpar = np.r_[np.asarray(result.theta, dtype=float), float(result.sigma)]
     try:
-        a = 2.0 * np.linalg.inv(_central_hessian(deviance, varpar))
-        grads = _central_jacobian(cov_beta, varpar)
+        hessian = _richardson_hessian(deviance, varpar)
+        grads = np.stack(_central_jacobian(cov_beta, varpar))
         v = cov_beta(varpar)
+        values, vectors = np.linalg.eigh(hessian)
     except np.linalg.LinAlgError as exc:
-        return np.full(p, np.nan), f"Satterthwaite df not available: {exc}"
-    df = np.empty(p)
-    for k in range(p):
-        g = np.array([gk[k, k] for gk in grads])
-        denom = float(g @ a @ g)
-        df[k] = 2.0 * v[k, k] ** 2 / denom if denom > 0 else np.nan
-    note = "" if np.all(np.isfinite(df)) else "Satterthwaite df not finite for some terms"
-    return df, note
+        return None, [f"Satterthwaite df not available: {exc}"]
+    if not (np.all(np.isfinite(hessian)) and np.all(np.isfinite(grads))):
+        return None, ["Satterthwaite df not available: deviance not finite near the optimum"]
+    notes = []
+    negative, zero = values[values < -_EIGEN_TOL], values[np.abs(values) <= _EIGEN_TOL]
+    for kind, vals in (("negative", negative), ("close to zero", zero)):
+        if len(vals):
+            listed = " ".join(f"{x:.1e}" for x in vals)
+            notes.append(
+                f"Hessian of the deviance in (theta, sigma) has {len(vals)} eigenvalue(s) "
+                f"{kind}: {listed} (Satterthwaite df use its generalised inverse, as lmerTest)"
+            )
+    keep = values > _EIGEN_TOL
+    a = 2.0 * (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
+    return Satterthwaite(vcov_varpar=a, jacobian=grads, vcov_beta=v), notes
 
 
 def _step(x: np.ndarray, rel: float) -> np.ndarray:
@@ -89,6 +137,17 @@ def _central_hessian(fun: Any, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
                 fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej) + fun(x - ei - ej)
             ) / (4.0 * h[i] * h[j])
     return out
+
+
+def _richardson_hessian(fun: Any, x: np.ndarray, rel: float = 4e-3) -> np.ndarray:
+    """Central Hessians at steps h and h/2 combined by one Richardson step (error O(h^4)).
+
+    lmerTest's numDeriv::hessian extrapolates likewise. A plain central difference needs a step
+    that balances truncation against rounding in a deviance of 1e4-1e5: at 1e-4 relative it
+    was 1.3e-4 off lmerTest's df on the demo's 6,000-row symptoms_growth, at 1e-3 and with this
+    extrapolation a few 1e-6 (tests/test_contest.py has the figures).
+    """
+    return (4.0 * _central_hessian(fun, x, rel / 2.0) - _central_hessian(fun, x, rel)) / 3.0
 
 
 def _central_jacobian(fun: Any, x: np.ndarray, rel: float = 1e-5) -> list[np.ndarray]:

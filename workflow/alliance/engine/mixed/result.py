@@ -58,6 +58,7 @@ class MixedFit:
     _result: Any = field(default=None, repr=False)
     _levels: dict[str, list[Any]] = field(default_factory=dict, repr=False)
     _re_cache: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _satterthwaite: Any = field(default=None, repr=False)  # inference.Satterthwaite (LMM)
 
     @property
     def random_effects(self) -> pd.DataFrame:

@@ -1,10 +1,12 @@
 """The publication figures: a registry of what each draws from, and `draw_all`.
 
 Every figure is a function of DataFrames / dicts and the render settings (`settings`, a
-`RenderSettings`) returning a matplotlib Figure, or None when its input says the analysis was
-skipped. `FIGURES` names, per figure, the results files it needs (paths relative to `results/`)
-and the model whose fit.json gates it; `draw_all` loads what exists, draws, saves
-`<out_dir>/<name>.png/.svg` and returns the paths or "skipped: <reason>" per figure.
+`RenderSettings`) returning a matplotlib Figure (or a list of pages, when it does not fit on one),
+or None when its input says the analysis was skipped. `FIGURES` names, per figure, the results
+files it needs (paths relative to `results/`) and the model whose fit.json gates it; `draw_all`
+loads what exists, draws, saves `<out_dir>/<name>.png/.svg` (later pages `<name>_page2`, ...)
+and returns the paths or "skipped: <reason>" per figure. Captions with each model's note and
+caveats: `alliance.render.captions`.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
-
 from alliance.render import style
 from alliance.render.figures.agreement import draw_agreement_surface
-from alliance.render.figures.common import NothingToDraw, plain_text, read_input
+from alliance.render.figures.common import NothingToDraw, Pages, plain_pages, read_input
 from alliance.render.figures.dropout import draw_dropout
 from alliance.render.figures.flow import draw_flow
 from alliance.render.figures.forest import draw_forest
+from alliance.render.figures.hazard import draw_dropout_hazard
+from alliance.render.figures.riclpm import draw_riclpm
 from alliance.render.figures.ruptures import draw_ruptures
 from alliance.render.figures.slopes import draw_arm_slopes
 from alliance.render.figures.survival import draw_km_relapse
@@ -30,7 +32,7 @@ from alliance.render.figures.therapists import draw_therapists
 from alliance.render.figures.trajectories import draw_alliance_sessions, draw_symptom_trajectories
 from alliance.settings import RenderSettings
 
-__all__ = ["FIGURES", "FigureSpec", "draw_all", "draw_figure", "load_inputs"]
+__all__ = ["FIGURES", "FigureSpec", "draw_all", "draw_figure", "load_inputs", "page_stem"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class FigureSpec:
     """
 
     name: str
-    draw: Callable[..., Figure | None]
+    draw: Callable[..., Pages | None]
     inputs: Mapping[str, str]
     optional: Mapping[str, str] = field(default_factory=dict)
     model: str | None = None
@@ -120,6 +122,20 @@ FIGURES: dict[str, FigureSpec] = {
             model="dropout_early_alliance",
         ),
         FigureSpec(
+            "dropout_hazard",
+            draw_dropout_hazard,
+            {
+                "fit": _m("dropout_hazard", "fit.json"),
+                "predictions": _m("dropout_hazard", "predictions.csv"),
+            },
+            {
+                "coefficients": _m("dropout_hazard", "coefficients.csv"),
+                "frame": _m("dropout_hazard", "frame.parquet"),
+                "vcov": _m("dropout_hazard", "vcov.csv"),
+            },
+            model="dropout_hazard",
+        ),
+        FigureSpec(
             "therapists",
             draw_therapists,
             {
@@ -158,6 +174,15 @@ FIGURES: dict[str, FigureSpec] = {
             },
             {"contrasts": _m("symptoms_by_arm", "contrasts.csv")},
             model="symptoms_by_arm",
+        ),
+        FigureSpec(
+            "riclpm_paths",
+            draw_riclpm,
+            {
+                "fit": _m("symptoms_riclpm", "fit.json"),
+                "coefficients": _m("symptoms_riclpm", "coefficients.csv"),
+            },
+            model="symptoms_riclpm",
         ),
     ]
 }
@@ -198,9 +223,9 @@ def load_inputs(spec: FigureSpec, results_dir: str | os.PathLike[str]) -> dict[s
 
 def draw_figure(
     spec: FigureSpec, results_dir: str | os.PathLike[str], settings: RenderSettings
-) -> Figure | str:
-    """The figure, or its skip reason (input missing or the analysis skipped); its text is
-    plain (`plain_text`: a `$` in a label, code or name never starts mathtext)."""
+) -> Pages | str:
+    """The figure (or its pages), or its skip reason (input missing or the analysis skipped);
+    its text is plain (`plain_text`: a `$` in a label, code or name never starts mathtext)."""
     inputs = load_inputs(spec, results_dir)
     if isinstance(inputs, str):
         return inputs
@@ -209,7 +234,22 @@ def draw_figure(
         fig = raw(**inputs, settings=settings)
     except NothingToDraw as exc:
         return exc.reason
-    return plain_text(fig)
+    return plain_pages(fig)
+
+
+def page_stem(name: str, page: int) -> str:
+    """File stem of a figure's page: `forest`, then `forest_page2`, `forest_page3`, ..."""
+    return name if page == 1 else f"{name}_page{page}"
+
+
+def _remove_pages(out: Path, name: str, keep: int) -> None:
+    """Delete files of `name` beyond its first `keep` pages (all of them when keep = 0)."""
+    stale = [out / f"{name}.png", out / f"{name}.svg"] if keep == 0 else []
+    stale += [p for p in out.glob(f"{name}_page*.*")
+              if p.suffix in (".png", ".svg") and p.stem.removeprefix(f"{name}_page").isdigit()
+              and int(p.stem.removeprefix(f"{name}_page")) > keep]  # fmt: skip
+    for path in stale:
+        path.unlink(missing_ok=True)
 
 
 def draw_all(
@@ -220,8 +260,10 @@ def draw_all(
 ) -> dict[str, list[Path] | str]:
     """Draw every available figure into `out_dir`: name -> [png, svg] or "skipped: <reason>".
 
-    A skipped figure leaves no file behind: an older PNG/SVG of that name is removed, so the
-    report never shows a stale figure beside a current skip reason.
+    A figure of several pages is saved as `<name>` and `<name>_page2`, ...; the paths of every
+    page are listed in order. A skipped figure leaves no file behind: an older PNG/SVG of that
+    name (and its pages) is removed, so the report never shows a stale figure beside a current
+    skip reason; so are pages an earlier, longer draw left.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -230,9 +272,11 @@ def draw_all(
         spec = FIGURES[name]
         fig = draw_figure(spec, results_dir, settings)
         if isinstance(fig, str):
-            for suffix in (".png", ".svg"):
-                (out / f"{name}{suffix}").unlink(missing_ok=True)
+            _remove_pages(out, name, 0)
             result[name] = f"skipped: {fig}"
             continue
-        result[name] = style.save_figure(fig, out / name)
+        pages = fig if isinstance(fig, list) else [fig]
+        result[name] = [path for i, page in enumerate(pages, start=1)
+                        for path in style.save_figure(page, out / page_stem(name, i))]  # fmt: skip
+        _remove_pages(out, name, len(pages))
     return result

@@ -51,18 +51,26 @@ class NothingToDraw(Exception):
         super().__init__(reason)
 
 
-def skippable(fn: Callable[P, Figure]) -> Callable[P, Figure | None]:
+Pages = Figure | list[Figure]  # a figure, or its pages when it does not fit on one
+
+
+def skippable(fn: Callable[P, Pages]) -> Callable[P, Pages | None]:
     """`fn` returning None instead of raising NothingToDraw (`fn.__wrapped__` still raises);
-    the figure's text is made plain (`plain_text`)."""
+    the figure's text (every page's) is made plain (`plain_text`)."""
 
     @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure | None:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Pages | None:
         try:
-            return plain_text(fn(*args, **kwargs))
+            return plain_pages(fn(*args, **kwargs))
         except NothingToDraw:
             return None
 
     return wrapper
+
+
+def plain_pages(fig: Pages) -> Pages:
+    """`plain_text` on a figure or on each of its pages."""
+    return [plain_text(f) for f in fig] if isinstance(fig, list) else plain_text(fig)
 
 
 # ---- text: no mathtext from labels, codes or names --------------------------------------------
@@ -240,6 +248,16 @@ def tertiles(values: pd.Series) -> pd.Series:
     """ "Low" / "Middle" / "High" thirds of `values` (ordered categorical; ties by rank)."""
     ranks = values.rank(method="first")
     return pd.qcut(ranks, 3, labels=list(TERTILE_NAMES))
+
+
+def level_key(label: str) -> str:
+    """ "low" / "mid" / "high" of a prediction level ("-1 SD", "mean", "+1 SD"; LEVEL_COLORS)."""
+    text = str(label).strip().lower()
+    if text.startswith("-") or text.startswith("\N{MINUS SIGN}") or "low" in text:
+        return "low"
+    if text.startswith("+") or "high" in text:
+        return "high"
+    return "mid"
 
 
 # ---- small layout helpers --------------------------------------------------------------------

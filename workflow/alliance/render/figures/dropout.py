@@ -105,19 +105,23 @@ def draw_dropout(
     settings: RenderSettings,
 ) -> Figure:
     """Probability of dropping out of treatment against early patient-rated alliance (mean of
-    sessions 1-3). Line: population-level prediction of the logistic GLMM
-    dropout_early_alliance (therapist effect at zero; other covariates, including the arm
-    indicators, at their sample means, so the curve describes the trial's mix of arms like the
-    observed rates) with its 95 % confidence band when the model provides the coefficient
-    covariance. Points: observed dropout rate in five equal-count bins of early alliance at
-    the bin mean, with 95 % Wilson intervals (patients per bin in the legend); ticks at the
-    bottom: individual patients.
+    the early window's sessions), among the patients the model was fitted on (by default the
+    landmark set: patients still attending after the early window, so every dropout follows
+    the early alliance). Line: population-level prediction of the logistic GLMM
+    dropout_early_alliance (therapist effect at zero; other covariates, including early
+    symptom change and the arm indicators, at their sample means, so the curve describes the
+    trial's mix like the observed rates) with its 95 % confidence band when the model provides
+    the coefficient covariance. Points: observed dropout rate in up to five equal-count bins of
+    early alliance at the bin mean, with 95 % Wilson intervals (patients per bin in the
+    legend); ticks at the bottom: individual patients.
     """
     require_fitted(fit, "dropout_early_alliance")
     require_rows(coefficients, "dropout_early_alliance/coefficients.csv")
     require_columns(patients, [FOCAL, "dropout"], "patient_analysis.parquet")
-    bins = observed_bins(patients, FOCAL)
-    source = frame if frame is not None and FOCAL in frame.columns else patients
+    # the patients the model was fitted on (the landmark subset), else every patient
+    fitted = frame is not None and {FOCAL, "dropout"} <= set(frame.columns) and not frame.empty
+    source = frame if fitted else patients
+    bins = observed_bins(source, FOCAL)
     xs = pd.to_numeric(source[FOCAL], errors="coerce").dropna()
     grid = np.linspace(float(xs.min()), float(xs.max()), 101)
     curve = _from_predictions(predictions, FOCAL) if predictions is not None else None

@@ -2,10 +2,13 @@
 
 Models on different scales are drawn in separate panels, not standardised (a standardised
 effect would need each outcome's SD and model-specific conversions the reader cannot check):
-linear models (lmm, rsa, mediation) as unstandardised coefficients in outcome units; logistic
-models (glmm, discrete-time hazard, GEE) as odds ratios and Cox models as hazard ratios, both on
-a log axis; pooled correlations as r, with the sites' correlations and the meta-analytic
-benchmark (Flückiger et al. 2018: r = .278 [.256, .299]) as a shaded band.
+linear models (lmm, rsa) as unstandardised coefficients in outcome units; the RI-CLPM's
+within-patient paths in raw units, one panel per path (symptom points per alliance point and
+alliance points per symptom point); mediation's indirect effects; pooled correlations as r,
+with the sites' correlations and the meta-analytic benchmark (Flückiger et al. 2018:
+r = .278 [.256, .299]) as a shaded band; logistic models (glmm, discrete-time hazard, GEE) as
+odds ratios and Cox models as hazard ratios, both on a log axis. What is drawn, in which order
+and on how many pages: alliance.render.figures.forest_layout.
 """
 
 from __future__ import annotations
@@ -18,161 +21,55 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 from alliance.render import apa, style
 from alliance.render.figures.common import (
     NothingToDraw,
-    require_columns,
+    alliance_instrument,
+    early_window_text,
     require_rows,
     skippable,
 )
+from alliance.render.figures.forest_layout import (
+    AXIS_IN,
+    GAP_IN,
+    TOP_IN,
+    Block,
+    Line,
+    Panel,
+    conditional_note,
+    forest_rows,
+    model_blocks,
+    page_height,
+    paginate,
+    row_height,
+    sensitivity_models,
+)
+from alliance.render.figures.labels import ARROW, TIMES, term_text
 from alliance.settings import RenderSettings
+
+__all__ = ["conditional_note", "draw_forest", "forest_rows", "sensitivity_models", "term_text"]
 
 # Flückiger, Del Re, Wampold & Horvath (2018), Psychotherapy 55:316 (science notes §2); used
 # when the pooled model did not write its own benchmark.csv.
 BENCHMARK = {"r": 0.278, "ci_low": 0.256, "ci_high": 0.299,
              "source": "Flückiger et al. 2018"}  # fmt: skip
-SCALE_OF_KIND = {
-    "lmm": "linear", "rsa": "linear", "mediation": "indirect", "gee": "odds", "glmm": "odds",
-    "hazard": "odds", "cox": "hazard", "pool": "correlation",
-}  # fmt: skip
-SCALES = ("linear", "indirect", "odds", "hazard", "correlation")
-TERM_TEXT = {
-    "alliance_ther": "Therapist-level alliance",
-    "alliance_pat": "Patient-level alliance",
-    "alliance_within": "Session-level alliance",
-    "alliance_lag1": "Alliance, previous session",
-    "alliance_within_lag1": "Session-level alliance, previous session",
-    "alliance_within_dt_lag1": "Session-level alliance (detrended), previous session",
-    "alliance_early": "Early alliance (sessions 1\N{EN DASH}3)",
-    "alliance_mean": "Mean alliance",
-    "alliance_last": "End-of-treatment alliance",
-    "alliance_t": "Therapist-rated alliance",
-    "weeks": "weeks",
-    "telehealth": "telehealth",
-    "agency": "agency",
-    "a1": "a\u2081 slope along P = T",
-    "a2": "a\u2082 curvature along P = T",
-    "a3": "a\u2083 slope along P = \N{MINUS SIGN}T",
-    "a4": "a\u2084 curvature along P = \N{MINUS SIGN}T",
-}
-PATH_TEXT = {
-    "indirect": "Indirect effect via alliance",
-    "a": "Path a (predictor \N{RIGHTWARDS ARROW} alliance)",
-    "b": "Path b (alliance \N{RIGHTWARDS ARROW} outcome)",
-    "c": "Total effect",
-    "c_prime": "Direct effect",
-}
-ROW_IN = 0.155  # inches per row: 7 pt text with a little air
-MIN_ROW_IN = 0.118  # 7 pt text (0.097 in) with the least air that still reads
+LABEL_IN, PLOT_IN = 2.85, 2.15  # label column | plot | value column (the rest of the width)
 
 
-def term_text(term: str) -> str:
-    """Readable term: known names translated, interactions joined by a multiplication sign;
-    mediation paths (`indirect.agreeableness`) and pooled correlations (`pooled_r_REML`)."""
-    term = str(term)
-    path, _, rest = term.partition(".")
-    if rest and path in PATH_TEXT:
-        return f"{PATH_TEXT[path]}: {rest}"
-    if term.startswith("pooled_r"):
-        method = term.removeprefix("pooled_r").strip("_")
-        return f"Pooled r ({method})" if method else "Pooled r"
-    parts = [TERM_TEXT.get(p, p) for p in str(term).split(":")]
-    parts = [parts[0]] + [p[0].lower() + p[1:] if p[1:2].islower() else p for p in parts[1:]]
-    text = " \N{MULTIPLICATION SIGN} ".join(parts)
-    if not text or str(term) in ("a1", "a2", "a3", "a4"):  # a-subscript names stay lower case
-        return text
-    return text[0].upper() + text[1:]
-
-
-def _scale_of(row: pd.Series) -> str:
-    for col in ("scale", "family"):
-        value = str(row.get(col, "") or "")
-        if value == "gaussian":
-            return "linear"
-        if value in SCALES:
-            return value
-    return SCALE_OF_KIND.get(str(row.get("kind", "")), "linear")
-
-
-def forest_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """Fitted rows with a finite estimate and CI, tagged with their scale (panel)."""
-    require_columns(summary, ["model", "kind", "term", "estimate", "ci_low", "ci_high"],
-                    "summary.csv")  # fmt: skip
-    s = summary.copy()
-    if "status" in s.columns:
-        s = s[s["status"].astype(str) == "fitted"]
-    s = s[np.isfinite(pd.to_numeric(s["estimate"], errors="coerce"))]
-    s = s[s["term"].astype(str) != "(Intercept)"]
-    if "kind" in s.columns:
-        s = s[
-            ~(
-                (s["kind"].astype(str) == "rsa")
-                & ~s["term"].astype(str).isin(["a1", "a2", "a3", "a4"])
-            )
-        ]
-    s = s.assign(scale=[_scale_of(r) for _, r in s.iterrows()])
-    return s.reset_index(drop=True)
-
-
-def _interactions(formula: str, term: str) -> list[str]:
-    """Columns that `term` interacts with in `formula` (fixed part, two-way terms)."""
-    fixed = formula.split("~", 1)[-1]
-    out = []
-    for piece in fixed.split("+"):
-        parts = [p.strip() for p in piece.split(":")]
-        if len(parts) == 2 and term in parts and "|" not in piece:
-            out.append(parts[1] if parts[0] == term else parts[0])
-    return out
-
-
-def conditional_note(term: str, fit: Mapping[str, Any] | None) -> str:
-    """ " (in PLA-CM)" / " (at telehealth = 0)" when `term` is a main effect that the model
-    also interacts with a moderator: its estimate is then the slope at the moderator's zero."""
-    if not fit or ":" in term:
-        return ""
-    moderators = _interactions(str(fit.get("formula") or ""), term)
-    if not moderators:
-        return ""
-    factors = ((fit.get("frame") or {}).get("factors")) or {}
-    notes = []
-    for col in moderators:
-        owner = next((f for f, info in factors.items()
-                      if col in (info.get("columns") or {}).values()), None)  # fmt: skip
-        note = f"in {factors[owner].get('reference')}" if owner else f"at {col} = 0"
-        if note not in notes:
-            notes.append(note)
-    return f" ({'; '.join(notes)})"
-
-
-def _layout(
-    rows: pd.DataFrame, fits: Mapping[str, Mapping[str, Any]] | None = None
-) -> list[tuple[str, list[tuple[str, pd.Series | None]]]]:
-    """Per scale: (label, row or None for a model header), models in summary order."""
-    out = []
-    for scale in SCALES:
-        sub = rows[rows["scale"] == scale]
-        if sub.empty:
-            continue
-        lines: list[tuple[str, pd.Series | None]] = []
-        for model in dict.fromkeys(sub["model"]):
-            m = sub[sub["model"] == model]
-            title = str(m["label"].iloc[0]) if "label" in m.columns else str(model)
-            title = title.replace("->", "\N{RIGHTWARDS ARROW}")
-            lines.append((title, None))
-            fit = (fits or {}).get(str(model))
-            lines += [(term_text(r["term"]) + conditional_note(str(r["term"]), fit), r)
-                      for _, r in m.iterrows()]  # fmt: skip
-        out.append((scale, lines))
-    return out
-
-
-def _axis_label(scale: str, sym: str) -> str:
+def _axis_label(scale: str, settings: RenderSettings) -> str:
+    sym = settings.symptoms.label
+    ali, _ = alliance_instrument(settings.alliance, settings.score.rater)
     return {
         "linear": f"Coefficient B (outcome units; symptom models: {sym} points)",
-        "indirect": "Indirect effect a \N{MULTIPLICATION SIGN} b (outcome units)",
+        "cross_as": f"Alliance {ARROW} next symptoms: {sym} points per {ali} point",
+        "cross_sa": f"Symptoms {ARROW} next alliance: {ali} points per {sym} point",
+        "autoregression": "Autoregression: points per point of the same measure",
+        "surface": f"Response surface coefficient (outcome units per {ali} point; a\u2082, a\u2084 "
+        "per squared point)",
+        "indirect": f"Indirect effect a {TIMES} b (outcome units)",
         "odds": "Odds ratio (log scale)",
         "hazard": "Hazard ratio (log scale)",
         "correlation": "Correlation r (positive = better alliance, more improvement)",
@@ -194,7 +91,7 @@ def _value_text(est: float, lo: float, hi: float, p: Any, digits: int, r_like: b
     return f"{num} {ci}, {ptxt}"
 
 
-def panel_digits(lines: list[tuple[str, pd.Series | None]], ratio: bool) -> int:
+def panel_digits(lines: list[Line], ratio: bool) -> int:
     """Decimals for one panel: enough that its narrowest CI shows two significant digits
     (2 to 4), so small indirect effects do not print as 0.00."""
     widths = []
@@ -228,7 +125,7 @@ def _draw_panel(
     label_x: float,
     value_x: float,
     scale: str,
-    lines: list[tuple[str, pd.Series | None]],
+    lines: list[Line],
     extra: list | None = None,
 ) -> Axes:
     """One panel: axes at `rect` (figure fractions), labels at `label_x`, values at `value_x`."""
@@ -289,10 +186,12 @@ def _draw_panel(
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_major_formatter(FixedFormatter([_tick_text(t) for t in ticks]))
         ax.xaxis.set_minor_locator(NullLocator())
+    else:  # few ticks: long labels ("−0.025") must not run into each other
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
     return ax
 
 
-def _units_lines(units: pd.DataFrame | None) -> list[tuple[str, pd.Series]]:
+def _units_lines(units: pd.DataFrame | None) -> list[Line]:
     """One row per pooled unit (site): its r with a 95 % CI back-transformed from Fisher z."""
     if units is None or units.empty or "r" not in units.columns:
         return []
@@ -330,11 +229,55 @@ def _benchmark(benchmark: pd.DataFrame | None) -> dict[str, Any]:
     return out
 
 
-def _benchmark_line(bench: Mapping[str, Any]) -> tuple[str, pd.Series]:
+def _benchmark_line(bench: Mapping[str, Any]) -> Line:
     source = str(bench["source"]).split(",")[0]
     row = {"estimate": float(bench["r"]), "ci_low": float(bench["ci_low"]),
            "ci_high": float(bench["ci_high"]), "p_value": np.nan, "kind": "benchmark"}  # fmt: skip
     return f"Benchmark: {source}", pd.Series(row)
+
+
+def _with_sites(
+    blocks: list[Block], units: pd.DataFrame | None, bench: Mapping[str, Any]
+) -> list[Block]:
+    """Blocks with the sites' correlations under the first pooled model's title and the
+    benchmark after the last pooled model."""
+    where = [i for i, (scale, _, _) in enumerate(blocks) if scale == "correlation"]
+    if not where:
+        return blocks
+    out = list(blocks)
+    scale, model, lines = out[where[0]]
+    out[where[0]] = (scale, model, lines[:1] + _units_lines(units) + lines[1:])
+    scale, model, lines = out[where[-1]]
+    out[where[-1]] = (scale, model, [*lines, _benchmark_line(bench)])
+    return out
+
+
+def _draw_page(panels: list[Panel], settings: RenderSettings, bench: Mapping[str, Any]) -> Figure:
+    """One page: label column | plot | value column, panels stacked, sized in inches."""
+
+    def band(ax: Axes) -> None:
+        ax.axvspan(float(bench["ci_low"]), float(bench["ci_high"]), color=style.GREY, alpha=0.25,
+                   linewidth=0, zorder=0)  # fmt: skip
+
+    width = style.WIDTHS["double"]
+    row_in = row_height(panels)
+    total_h = page_height(panels, row_in)
+    fig, first = style.new_figure("double", total_h)
+    fig.set_layout_engine("none")
+    fig.delaxes(first)
+    top = total_h - TOP_IN
+    value_x = (LABEL_IN + PLOT_IN + 0.12) / width
+    for scale, lines in panels:
+        h = row_in * len(lines)
+        bottom = top - h
+        rect = (LABEL_IN / width, bottom / total_h, PLOT_IN / width, h / total_h)
+        extra = [band] if scale == "correlation" else None
+        ax = _draw_panel(fig, rect, 0.01, value_x, scale, lines, extra)
+        ax.set_xlabel(_axis_label(scale, settings))
+        top = bottom - AXIS_IN - GAP_IN
+    fig.text(value_x, (total_h - 0.06) / total_h, "Estimate [95 % CI], p", ha="left", va="top",
+             fontsize=7, fontstyle="italic")  # fmt: skip
+    return fig
 
 
 @skippable
@@ -344,56 +287,26 @@ def draw_forest(
     benchmark: pd.DataFrame | None,
     fits: Mapping[str, Mapping[str, Any]] | None,
     settings: RenderSettings,
-) -> Figure:
+) -> Figure | list[Figure]:
     """Alliance effects (key terms) of every fitted model with 95 % CIs, one panel per scale:
-    linear coefficients in outcome units, odds ratios and hazard ratios on log axes, and the
-    correlation pooled over sites (diamond) with each site's r and the published benchmark
-    r = .278 [.256, .299] (Flückiger et al. 2018) as a shaded band. Not standardised: compare
-    effects within a panel only. A main effect whose model also interacts it with a moderator
-    is the slope at the moderator's reference level or zero, as its label says. Skipped models
-    are not shown (the model table lists them).
+    linear coefficients in outcome units; the RI-CLPM's within-patient cross-lagged paths in raw
+    units, one panel per path (symptom points per alliance point; alliance points per symptom
+    point); indirect effects; the correlation pooled over sites (diamond) with each site's r and
+    the published benchmark r = .278 [.256, .299] (Flückiger et al. 2018) as a shaded band;
+    odds ratios and hazard ratios on log axes. Not standardised: compare effects within a panel
+    only. A main effect whose model also interacts it with a moderator is the slope at the
+    moderator's reference level or zero, as its label says. Models marked as sensitivity
+    analyses (options.sensitivity) and skipped models are not drawn (the model tables list
+    them). When the rows do not fit on one page they continue on a second page
+    (forest_page2), split between models.
     """
     require_rows(summary, "models/summary.csv")
-    rows = forest_rows(summary)
+    rows = forest_rows(summary, fits)
     if rows.empty:
         raise NothingToDraw("summary.csv has no fitted model with an estimate")
-    panels = _layout(rows, fits)
-    extras: dict[str, list] = {}
-    for i, (scale, lines) in enumerate(panels):
-        if scale != "correlation":
-            continue
-        unit_lines = _units_lines(units)
-        bench = _benchmark(benchmark)
-        head, rest = lines[:1], lines[1:]
-        panels[i] = (scale, head + unit_lines + rest + [_benchmark_line(bench)])
-
-        def band(ax: Axes, b: dict[str, Any] = bench) -> None:
-            ax.axvspan(float(b["ci_low"]), float(b["ci_high"]), color=style.GREY, alpha=0.25,
-                       linewidth=0, zorder=0)  # fmt: skip
-
-        extras[scale] = [band]
-    # manual layout in inches: label column | plot | value column; panels stacked
-    width = style.WIDTHS["double"]
-    label_w, plot_w, axis_h, gap = 2.95, 2.35, 0.40, 0.1
-    n_rows = sum(len(x) for _, x in panels)
-    fixed = (axis_h + gap) * len(panels) + 0.2
-    # rows close up to MIN_ROW_IN to keep the figure on one page
-    row_in = min(ROW_IN, (style.MAX_HEIGHT - fixed) / n_rows)
-    if row_in < MIN_ROW_IN:
-        raise NothingToDraw(f"{n_rows} rows do not fit on one page; disable some models")
-    heights = [row_in * len(lines) for _, lines in panels]
-    total_h = sum(heights) + fixed
-    fig, first = style.new_figure("double", total_h)
-    fig.set_layout_engine("none")
-    fig.delaxes(first)
-    top = total_h - 0.2
-    value_x = (label_w + plot_w + 0.12) / width
-    for (scale, lines), h in zip(panels, heights, strict=True):
-        bottom = top - h
-        rect = (label_w / width, bottom / total_h, plot_w / width, h / total_h)
-        ax = _draw_panel(fig, rect, 0.01, value_x, scale, lines, extras.get(scale))
-        ax.set_xlabel(_axis_label(scale, settings.symptoms.label))
-        top = bottom - axis_h - gap
-    fig.text(value_x, (total_h - 0.06) / total_h, "Estimate [95 % CI], p", ha="left", va="top",
-             fontsize=7, fontstyle="italic")  # fmt: skip
-    return fig
+    score = settings.score
+    early = early_window_text(score.early_window, score.early_session)
+    bench = _benchmark(benchmark)
+    blocks = _with_sites(model_blocks(rows, fits, early), units, bench)
+    figures = [_draw_page(panels, settings, bench) for panels in paginate(blocks)]
+    return figures[0] if len(figures) == 1 else figures

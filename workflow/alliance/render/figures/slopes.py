@@ -26,6 +26,10 @@ from alliance.settings import RenderSettings
 
 CLASS_ORDER = ("placebo", "drug", "psychotherapy", "other")
 TERM_TEXT = {
+    "alliance_pat_prior": "Between patients\n(patient-level alliance so far)",
+    "alliance_within_prior": "Within patients\n(last session's alliance vs own running mean)",
+    "alliance_within_dt_prior": "Within patients\n(last session's alliance vs own trend)",
+    "alliance_ther_prior": "Between therapists\n(therapist-level alliance so far)",
     "alliance_pat": "Between patients\n(patient-level alliance)",
     "alliance_within": "Within patients\n(session-level alliance)",
     "alliance_ther": "Between therapists\n(therapist-level alliance)",
@@ -100,8 +104,11 @@ def draw_arm_slopes(
     """Simple slopes of alliance on symptoms per treatment arm (dots) and per treatment class
     with several arms (open diamonds, the equal-weight average of its arms) with 95 % CIs, from
     the growth model with alliance x arm interactions (symptoms_by_arm); negative = higher
-    alliance, lower symptom scores. One panel per alliance level; below each, the contrast of
-    slopes named in the config (e.g. drug minus placebo) with 95 % CI and p.
+    alliance, lower symptom scores. One panel per alliance part, computed from ratings of
+    earlier sessions only in the default model: the patient's running mean relative to the
+    therapist's (between patients) and the last session's departure from the patient's running
+    mean (within patients). Below each, the contrast of slopes named in the config (e.g. drug
+    minus placebo) with 95 % CI and p.
     """
     require_fitted(fit, "symptoms_by_arm")
     require_rows(slopes, "symptoms_by_arm/simple_slopes.csv")

@@ -20,6 +20,7 @@ from alliance.render.figures.common import (
     alliance_instrument,
     arm_classes,
     arm_order,
+    level_key,
     mean_ci,
     require_columns,
     require_fitted,
@@ -27,6 +28,7 @@ from alliance.render.figures.common import (
     skippable,
     tertiles,
 )
+from alliance.render.figures.labels import term_text
 from alliance.render.figures.predict import predict
 from alliance.settings import RenderSettings
 
@@ -123,15 +125,6 @@ def draw_alliance_sessions(
     return fig
 
 
-def _level_key(label: str) -> str:
-    text = str(label).strip().lower()
-    if text.startswith("-") or text.startswith("\N{MINUS SIGN}") or "low" in text:
-        return "low"
-    if text.startswith("+") or "high" in text:
-        return "high"
-    return "mid"
-
-
 def marginal_predictions(
     predictions: pd.DataFrame,
     coefficients: pd.DataFrame | None,
@@ -172,6 +165,23 @@ def _reference_subset(analysis: pd.DataFrame, fit: Mapping[str, Any]) -> tuple[p
     return analysis, ", ".join(names)
 
 
+def observed_thirds(analysis: pd.DataFrame, by_var: str) -> pd.Series:
+    """Low / Middle / High third of `by_var` for every row of `analysis` (NaN where missing).
+
+    Cut over every patient (one value each) when the variable is constant within patients (the
+    whole-treatment `alliance_pat`), as the model's SD is; over session rows when it changes
+    from session to session (the running `alliance_pat_prior`), so each row is placed by what
+    was known before that session.
+    """
+    values = pd.to_numeric(analysis[by_var], errors="coerce")
+    varies = bool((values.groupby(analysis["patient"]).nunique() > 1).any())
+    if varies:
+        known = values.dropna()
+        return tertiles(known).astype(object).reindex(analysis.index)
+    per_patient = values.groupby(analysis["patient"], sort=True).first().dropna()
+    return analysis["patient"].map(tertiles(per_patient).astype(object))
+
+
 @skippable
 def draw_symptom_trajectories(
     fit: Mapping[str, Any],
@@ -184,11 +194,14 @@ def draw_symptom_trajectories(
 ) -> Figure:
     """Model-predicted symptom trajectories (symptoms_growth; population level, random effects
     at zero) at patient-level alliance 1 SD below the mean, at the mean and 1 SD above, with
-    95 % Wald confidence bands; other predictors at their sample means. Points: observed mean
-    symptom score per week (rounded) in the low, middle and high thirds of the same alliance
-    variable, with 95 % t intervals. When the model's coefficient covariance is available the
-    curves hold the arm indicators at their sample means and the points pool all arms; else
-    the curves are the model's own (reference arm) and the points are that arm's patients.
+    95 % Wald confidence bands; other predictors at their sample means. In the default model the
+    patient-level alliance is known before each session (the patient's mean rating over earlier
+    sessions relative to the therapist's), so the curves start at the second session. Points:
+    observed mean symptom score per week (rounded) in the low, middle and high thirds of the
+    same alliance variable (cut over session rows when it changes from session to session),
+    with 95 % t intervals. When the model's coefficient covariance is available the curves hold
+    the arm indicators at their sample means and the points pool all arms; else the curves are
+    the model's own (reference arm) and the points are that arm's patients.
     """
     require_fitted(fit, "symptoms_growth")
     require_rows(predictions, "symptoms_growth/predictions.csv")
@@ -205,7 +218,7 @@ def draw_symptom_trajectories(
     levels = list(dict.fromkeys(predictions["by_level"].astype(str)))
     names = {"low": "Low (\N{MINUS SIGN}1 SD)", "mid": "Mean", "high": "High (+1 SD)"}
     for level in levels:
-        key = _level_key(level)
+        key = level_key(level)
         p = predictions[predictions["by_level"].astype(str) == level].sort_values("x")
         ax.fill_between(p["x"], p["ci_low"], p["ci_high"], color=LEVEL_COLORS[key], alpha=0.18,
                         linewidth=0)  # fmt: skip
@@ -213,11 +226,8 @@ def draw_symptom_trajectories(
                 linestyle="-" if key != "mid" else "--", label=names[key])  # fmt: skip
     observed = by_var is not None and {by_var, x_var, "symptom", "patient"} <= set(analysis)
     if observed:
-        # thirds are cut on every patient, as the model's SD is, then shown for the rows kept
-        per_patient = analysis.groupby("patient", sort=True)[by_var].first().dropna()
-        third = tertiles(per_patient)
-        obs = observed_rows.assign(third=observed_rows["patient"].map(third),
-                                   xr=observed_rows[x_var].round())  # fmt: skip
+        third = observed_thirds(analysis, by_var).reindex(observed_rows.index)
+        obs = observed_rows.assign(third=third, xr=observed_rows[x_var].round())
         floor = settings.privacy.min_cell
         offsets = dict(zip(TERTILE_NAMES, (-0.18, 0.0, 0.18), strict=True))
         keys = dict(zip(TERTILE_NAMES, ("low", "mid", "high"), strict=True))
@@ -242,6 +252,7 @@ def draw_symptom_trajectories(
     handles += [Patch(facecolor=style.GREY, alpha=0.3)]
     labels += ["95 % CI"]
     # lower left: below the falling curves, which start high on the left
-    ax.legend(handles, labels, title=f"Patient-level alliance ({label})", loc="lower left",
+    title = term_text(by_var) if by_var else "Patient-level alliance"
+    ax.legend(handles, labels, title=f"{title} ({label})", loc="lower left",
               handlelength=1.8, alignment="left")  # fmt: skip
     return fig

@@ -216,6 +216,48 @@ def _skipped(rec: Mapping[str, Any]) -> bool:
     return apa.is_missing(rec.get("estimate")) and bool(_text(rec.get("reason")))
 
 
+ADJUSTED = {  # summary column -> (table header, method as the note names it)
+    "p_holm": ("p Holm", "Holm's step-down method (family-wise error rate)"),
+    "p_bh": ("p BH", "the Benjamini–Hochberg method (false discovery rate)"),
+}
+
+
+def _has_values(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame.columns and pd.to_numeric(frame[column], errors="coerce").notna().any()
+
+
+def _multiplicity_note(summary: pd.DataFrame, labels: Mapping[str, str]) -> str | None:
+    """The methods, then each family: its number of p values, the primary entries by name."""
+    methods = [how for col, (_, how) in ADJUSTED.items() if _has_values(summary, col)]
+    if not methods or "family" not in summary.columns:
+        return None
+    family = summary["family"].fillna("").astype(str)
+    status = summary.get("status", pd.Series("fitted", index=summary.index)).astype(str)
+    obtained = pd.to_numeric(summary["p_value"], errors="coerce").notna() & (status == "fitted")
+    missing = status == "not fitted"
+    terms = summary["term"] if "term" in summary.columns else pd.Series("", index=summary.index)
+    names = [
+        f"{label_of(labels, str(m))} {_text(t)}".strip()
+        for m, t in zip(summary["model"], terms, strict=True)
+    ]
+    text = [
+        "Multiplicity: p values adjusted within each family, over the p values obtained, by "
+        + " and by ".join(methods)
+        + "."
+    ]
+    order = {"primary": 0, "secondary": 1}
+    for name in sorted(dict.fromkeys(f for f in family if f), key=lambda f: order.get(f, 2)):
+        rows = (family == name).to_numpy()
+        line = f"{name.capitalize()} family, {int((rows & obtained).sum())} p values"
+        if name == "primary":
+            line += ": " + "; ".join(n for n, r in zip(names, rows & obtained, strict=True) if r)
+        absent = [n for n, r in zip(names, rows & missing, strict=True) if r]
+        if absent:
+            line += "; not fitted: " + "; ".join(absent)
+        text.append(line + ".")
+    return " ".join(text)
+
+
 def summary_table(
     summary: pd.DataFrame,
     *,
@@ -226,20 +268,26 @@ def summary_table(
     """One row per model x key alliance term, plus one row per skipped model with its reason.
 
     Reads columns model, term, estimate, std_error, ci_low, ci_high, p_value and, when present,
-    statistic, df, status ("skipped"), reason, converged, singular.
+    statistic, df, status ("skipped", "not fitted"), reason, converged, singular, and the
+    multiplicity columns p_holm, p_bh, family (adjusted p columns and a note on the families).
     """
     _require(summary, ["model"], "model summary")
     labels = dict(labels or {})
     has_test = "statistic" in summary.columns
+    adjusted = [col for col in ADJUSTED if _has_values(summary, col)]
+    has_family = bool(adjusted) and "family" in summary.columns
+    blanks = (5 if has_test else 4) + len(adjusted) + int(has_family)
     body, skipped = [], 0
     for rec in summary.to_dict("records"):
         model = label_of(labels, str(rec["model"]))
-        if _skipped(rec):
-            skipped += 1
+        family = [_text(rec.get("family"))] if has_family else []
+        if _skipped(rec) or _text(rec.get("status")) == "not fitted":
+            not_fitted = not _skipped(rec)
+            skipped += 0 if not_fitted else 1
             reason = _text(rec.get("reason")) or "no reason recorded"
             row = [model, label_of(labels, _text(rec.get("term"))) or apa.MISSING]
-            row += [apa.MISSING] * (5 if has_test else 4) + [f"Skipped: {reason}"]
-            body.append(row)
+            row += [apa.MISSING] * (blanks - len(family)) + family
+            body.append(row + [f"{'Not fitted' if not_fitted else 'Skipped'}: {reason}"])
             continue
         flags = []
         if "converged" in rec and str(rec["converged"]).lower() in {"false", "0"}:
@@ -255,12 +303,17 @@ def summary_table(
         ]
         if has_test:
             row.append(apa.fmt_stat("t", rec.get("statistic"), rec.get("df"), digits))
-        row += [apa.fmt_p(rec.get("p_value")), "; ".join(flags)]
-        body.append(row)
-    header = ["Model", "Term", "b", "SE", "95% CI"] + (["Test"] if has_test else []) + ["p", "Note"]
+        row.append(apa.fmt_p(rec.get("p_value")))
+        row += [apa.fmt_p(rec.get(col)) for col in adjusted] + family
+        body.append(row + ["; ".join(flags)])
+    header = ["Model", "Term", "b", "SE", "95% CI"] + (["Test"] if has_test else []) + ["p"]
+    header += [ADJUSTED[col][0] for col in adjusted] + (["Family"] if has_family else [])
     notes = ["b = unstandardised estimate; SE = standard error; CI = 95% confidence interval."]
     if has_test:
         notes.append("t tests with the model's df method; z = Wald z test.")
+    multiplicity = _multiplicity_note(summary, labels)
+    if multiplicity:
+        notes.append(multiplicity)
     if skipped:
         notes.append(f"{skipped} model(s) skipped; the Note column gives the reason.")
-    return Table(title, pd.DataFrame(body, columns=header, dtype="str"), notes)
+    return Table(title, pd.DataFrame(body, columns=[*header, "Note"], dtype="str"), notes)

@@ -17,7 +17,7 @@ from typing import Any
 GROWTH = "symptoms_growth"
 # Models statsmodels MixedLM can fit too (one grouping factor, or a nested one as a variance
 # component); the comparison: symptoms ~ session + within + between alliance.
-_BASE = "symptom ~ weeks + alliance_within + alliance_pat + alliance_ther"
+_BASE = "symptom ~ weeks + alliance_within_prior + alliance_pat_prior + alliance_ther_prior"
 COMPARED = {
     "growth_slope": (f"{_BASE} + (1 + weeks | patient)", "patient", "~weeks", None),
     "therapist_patient": (

@@ -1,0 +1,258 @@
+"""The simulator's causal structure, checked on the latent arrays of one large trial.
+
+The within-person alliance–symptom VAR(1) (the RI-CLPM's within part), the dropout hazard's
+alignment (leaving before session t+1 depends on the alliance of session t), sudden gains, the
+prior-only alliance term of the suicide item, stream independence, and truth's estimands.
+Every statistical check allows 4 standard errors of its own estimate (fixed seeds: the
+outcomes are deterministic, the tolerance says how close is close).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+from alliance.simulate.params import DEFAULT_PARAMS, STREAMS, WAI_P, stream
+from alliance.simulate.process import within_system
+from alliance.simulate.trial import simulate_trial
+
+P = DEFAULT_PARAMS
+BIG = {"n_patients": 4000, "n_therapists": 80, "seed": 11, "mc_therapists": 8}
+SMALL = {"n_patients": 120, "n_therapists": 12, "seed": 4, "mc_therapists": 8}
+
+
+@pytest.fixture(scope="module")
+def big():
+    return simulate_trial(**BIG)
+
+
+def _ols(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OLS coefficients and their SEs of y on the columns of x (no intercept)."""
+    fit = sm.OLS(y, x).fit()
+    return fit.params, fit.bse
+
+
+def _lags(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(value at t, value at t-1) for t >= 2, flattened over patients and sessions."""
+    return a[:, 1:].ravel(), a[:, :-1].ravel()
+
+
+def test_within_process_is_a_stationary_var1_with_the_stated_variances():
+    s = within_system(P)
+    assert s["spectral_radius"] < 1
+    assert np.allclose(
+        s["phi"], [[P["alliance_ar1"], P["gamma_lag"]], [P["beta_lag"], P["lag_phi"]]]
+    )
+    assert s["stationary_cov"][0, 0] == pytest.approx(P["alliance_var_session"])
+    assert s["stationary_cov"][1, 1] == pytest.approx(P["sd_residual"] ** 2)
+    # Sigma = Phi Sigma Phi' + Q
+    phi, sigma = s["phi"], s["stationary_cov"]
+    assert np.allclose(phi @ sigma @ phi.T + np.diag(s["innovation_var"]), sigma)
+
+
+def test_within_regressions_recover_the_var_coefficients(big):
+    """wY_t on (wY_{t-1}, wA_{t-1}) and wA_t on both: the four generating coefficients.
+
+    Rupture and sudden-gain shocks are taken out of the innovations (they are known), which
+    leaves the Gaussian VAR(1) exactly; with them in, the estimates move only a little.
+    """
+    lat = big.latent
+    a_t, a_1 = _lags(lat["w_a"])
+    y_t, y_1 = _lags(lat["w_y"])
+    shock_a, _ = _lags(lat["shock_a"])
+    shock_y, _ = _lags(lat["gain_shocks"])
+    x = np.column_stack([a_1, y_1])
+    b_a, se_a = _ols(a_t - shock_a, x)
+    b_y, se_y = _ols(y_t - shock_y, x)
+    truth = {
+        "alliance_ar1": (b_a[0], se_a[0]), "gamma_lag": (b_a[1], se_a[1]),
+        "beta_lag": (b_y[0], se_y[0]), "lag_phi": (b_y[1], se_y[1]),
+    }  # fmt: skip
+    for name, (est, se) in truth.items():
+        assert abs(est - P[name]) < 4 * se, (name, est, se)
+    # the symptom-to-alliance path is small but clearly there (Falkenstrom et al. 2013)
+    assert b_a[1] + 4 * se_a[1] < 0
+    # shocks included (what any model of the data sees): close to the generating values
+    raw_a, _ = _ols(a_t, x)
+    raw_y, _ = _ols(y_t, x)
+    assert raw_a[0] == pytest.approx(P["alliance_ar1"], abs=0.04)
+    assert raw_y[0] == pytest.approx(P["beta_lag"], abs=0.15)
+    assert raw_y[1] == pytest.approx(P["lag_phi"], abs=0.02)
+
+
+def test_within_variances_stationary_from_session_one():
+    t = simulate_trial(**{**BIG, "rupture_patient_p": 0.0, "sudden_gain_p": 0.0})
+    w_a, w_y = t.latent["w_a"], t.latent["w_y"]
+    n = w_a.shape[0]
+    se_a = P["alliance_var_session"] * np.sqrt(2 / n)
+    se_y = P["sd_residual"] ** 2 * np.sqrt(2 / n)
+    for s in (0, 7, 15):  # session 1 is drawn from the stationary distribution
+        assert abs(w_a[:, s].var() - P["alliance_var_session"]) < 4 * se_a
+        assert abs(w_y[:, s].var() - P["sd_residual"] ** 2) < 4 * se_y
+
+
+def test_dropout_hazard_is_aligned_to_the_last_attended_session(big):
+    """Leaving before session t+1 depends on latent A_t (the last attended), not on A_{t+1}."""
+    lat = big.latent
+    att, a = lat["attended"], lat["a_true"] - P["alliance_mu"]
+    rows = att[:, :-1]  # at risk: attended session t (t = 1..T-1)
+    left = (~att[:, 1:])[rows].astype(float)
+    a_now, a_next = a[:, :-1][rows], a[:, 1:][rows]
+    offset = np.broadcast_to(lat["dropout_therapist"][:, None], rows.shape)[rows]
+    x = np.column_stack([np.ones(len(left)), a_now, a_next])
+    fit = sm.GLM(left, x, family=sm.families.Binomial(), offset=offset).fit()
+    assert abs(fit.params[0] - P["dropout_alpha"]) < 4 * fit.bse[0]
+    (b_now, b_next), (se_now, se_next) = fit.params[1:], fit.bse[1:]
+    assert abs(b_now - P["dropout_beta_alliance"]) < 4 * se_now
+    assert abs(b_next) < 4 * se_next
+
+
+def test_sudden_gains_recorded_visible_and_raise_the_next_alliance(big):
+    gains = big.truth["sudden_gains"]
+    episodes = gains["episodes"]
+    T = big.truth["n_sessions"]
+    started = (big.patients["status"].isin(["completed", "dropout"])).sum()
+    assert 0.08 <= len(episodes) / started <= 0.16  # p = 0.15 among patients reaching the session
+    assert all(P["sudden_gain_first_session"] <= e["session"] <= T - 2 for e in episodes)
+    lat = big.latent
+    index = {s: k for k, s in enumerate(lat["subject"])}
+    rows = np.array([index[e["subject"]] for e in episodes])
+    cols = np.array([e["session"] - 1 for e in episodes])
+    assert (lat["gain_shocks"][rows, cols] == P["sudden_gain_size"]).all()
+    assert (lat["gain_shocks"] != 0).sum() >= len(episodes)  # unreached ones stay unrecorded
+    # visible in the observed HAM-D: a drop of about the shock at the gain session
+    hamd = big.sessions.set_index(["subject", "visit"])["hamd"]
+    drops = [
+        hamd[(e["subject"], e["session"])] - hamd[(e["subject"], e["session"] - 1)]
+        for e in episodes
+    ]
+    assert np.mean(drops) < 0.7 * P["sudden_gain_size"]
+    # through gamma_lag the next alliance rises by about gamma_lag x (shock + E[wY] = 0)
+    nxt = lat["w_a"][rows, cols + 1]
+    expected = P["gamma_lag"] * P["sudden_gain_size"]
+    assert abs(nxt.mean() - expected) < 4 * nxt.std(ddof=1) / np.sqrt(len(nxt))
+    assert nxt.mean() > 0
+
+
+def test_suicide_item_uses_the_previous_sessions_alliance():
+    base = simulate_trial(**SMALL)
+    off = simulate_trial(**SMALL, suicide_b_within=0.0)
+    s0, s1 = base.sessions, off.sessions
+    first = s0["visit"] == 1
+    # session 1 has no previous session: the within term is 0 there, so nothing changes
+    assert s0.loc[first, "hamd_suicide"].equals(s1.loc[first, "hamd_suicide"])
+    assert not s0.loc[~first, "hamd_suicide"].equals(s1.loc[~first, "hamd_suicide"])
+
+
+def test_suicide_logit_loads_on_lagged_not_current_within_alliance(big):
+    lat = big.latent
+    sess = big.sessions.set_index(["subject", "visit"])["hamd_suicide"]
+    idx = {s: k for k, s in enumerate(lat["subject"])}
+    keys = [(s, v) for s, v in sess.index if v >= 2]
+    i = np.array([idx[s] for s, _ in keys])
+    t = np.array([v - 1 for _, v in keys])
+    y = (sess.loc[keys].to_numpy() >= 1).astype(float)
+    x = np.column_stack([
+        np.ones(len(i)), lat["hamd_latent"][i, t] - 15, (lat["a_t"] + lat["a_p"])[i],
+        lat["w_a"][i, t - 1], lat["w_a"][i, t],
+    ])  # fmt: skip
+    fit = sm.Logit(y, x).fit(disp=0)
+    b_prev, b_now = fit.params[3], fit.params[4]
+    assert abs(b_now) < 4 * fit.bse[4]
+    # the omitted patient intercept (SD 1) attenuates the marginal slope somewhat
+    assert P["suicide_b_within"] - 4 * fit.bse[3] < b_prev < 0.5 * P["suicide_b_within"]
+
+
+def test_streams_independent_as_documented():
+    # the new stream is appended: the others keep their index and so their draws
+    assert STREAMS[-1] == "sudden_gains"
+    assert STREAMS.index("alliance") == 2 and STREAMS.index("outcome") == 7
+    a = stream(3, "alliance").random(3)
+    assert np.array_equal(a, np.random.default_rng([3, 2]).random(3))
+    base = simulate_trial(**SMALL, gamma_lag=0.0)
+    # without the symptom-to-alliance path, symptom parameters leave the alliance, its items
+    # and attendance (a hazard on the alliance) untouched; only the symptom columns move
+    for over in ({"beta_lag": -3.0}, {"sudden_gain_p": 0.9}, {"hamd_b0": 25.0}):
+        other = simulate_trial(**SMALL, gamma_lag=0.0, **over)
+        cols = ["subject", "visit", "visit_date", *WAI_P]
+        pd.testing.assert_frame_equal(base.sessions[cols], other.sessions[cols])
+        assert not base.sessions["hamd"].equals(other.sessions["hamd"])
+    # with it, symptoms feed back into the alliance (the reciprocal process)
+    coupled = simulate_trial(**SMALL)
+    moved = simulate_trial(**SMALL, sudden_gain_p=0.9)
+    assert not np.array_equal(coupled.latent["w_a"], moved.latent["w_a"])
+    # no outcome or alliance parameter changes who is in the trial or when they consented
+    people = ["subject", "therapist", "site", "arm", "consent_date", "baseline_hamd", "agency"]
+    pd.testing.assert_frame_equal(coupled.patients[people], moved.patients[people])
+    grown = simulate_trial(**SMALL, alliance_growth=0.05)
+    pd.testing.assert_frame_equal(coupled.patients[people], grown.patients[people])
+    # ... nor when a session is held: the dates of sessions attended in both trials agree
+    both = coupled.sessions.merge(grown.sessions, on=["subject", "visit"])
+    assert len(both) > 0.8 * len(coupled.sessions)
+    assert (both["visit_date_x"] == both["visit_date_y"]).all()
+
+
+def test_relapse_estimand_is_per_point_of_the_realised_responder_sd(big):
+    p, s = big.patients, big.sessions
+    score = s[list(WAI_P)].astype("float64").mean(axis=1)
+    mean = score.groupby(s["subject"]).mean()
+    responders = p.loc[p["relapse"].notna(), "subject"]
+    sd = float(mean.loc[responders].std(ddof=1))
+    rel = big.truth["relapse"]
+    assert rel["alliance_scale"] == pytest.approx(sd, abs=1e-4)
+    assert "last session" in rel["time_origin"]
+    est = {(e["model"], e["term"]): e for e in big.truth["estimands"]}
+    cox = est[("relapse_cox", "alliance_mean")]
+    assert cox["identified"] and cox["value"] == pytest.approx(P["relapse_beta"] / sd, rel=1e-3)
+    assert est[("relapse_cox", "alliance_last")]["value"] == 0.0
+
+
+KEY_TERMS = {
+    "symptoms_riclpm": ["alliance_to_symptom", "symptom_to_alliance", "alliance_ar", "symptom_ar"],
+    "symptoms_growth": [
+        "alliance_ther_prior", "alliance_pat_prior", "alliance_within_prior",
+        "weeks:alliance_pat_prior",
+    ],
+    "symptoms_lagged": ["alliance_within_prior", "alliance_pat_prior", "alliance_ther_prior"],
+    "symptoms_lagged_detrended": [
+        "alliance_within_dt_prior", "alliance_pat_prior", "alliance_ther_prior",
+    ],
+    "symptoms_by_arm": ["alliance_pat_prior", "alliance_within_prior"],
+    "symptoms_by_modality": ["alliance_pat_prior:telehealth", "alliance_within_prior:telehealth"],
+    "symptoms_by_agency": ["alliance_pat_prior:agency", "alliance_within_prior:agency"],
+    "dropout_hazard": ["alliance"],
+    "dropout_early_alliance": ["alliance_early"],
+    "dropout_gee": ["alliance_early"],
+    "relapse_cox": ["alliance_mean", "alliance_last"],
+    "suicidality": ["alliance_within_prior", "alliance_pat_prior", "alliance_ther_prior"],
+    "agreement_rsa": ["a1", "a2", "a3", "a4"],
+    "mediation_personality": [
+        "indirect.agreeableness", "indirect.extraversion", "indirect.openness",
+    ],
+    "pooled_sites": ["pooled_r_REML"],
+}  # fmt: skip
+
+
+def test_estimands_cover_every_default_key_term(big):
+    rows = big.truth["estimands"]
+    got = {(e["model"], e["term"]) for e in rows}
+    wanted = {(m, t) for m, terms in KEY_TERMS.items() for t in terms}
+    assert got == wanted and len(rows) == len(got)
+    for e in rows:
+        assert set(e) == {"model", "term", "value", "identified", "reason", "parameter"}
+        assert e["value"] is None or isinstance(e["value"], float)
+        assert isinstance(e["identified"], bool) and len(e["reason"]) > 20 and e["parameter"]
+    identified = {(e["model"], e["term"]) for e in rows if e["identified"]}
+    assert identified == {
+        *(("symptoms_riclpm", t) for t in KEY_TERMS["symptoms_riclpm"]),
+        ("dropout_hazard", "alliance"), ("relapse_cox", "alliance_mean"),
+        ("relapse_cox", "alliance_last"),
+    }  # fmt: skip
+    value = {(e["model"], e["term"]): e["value"] for e in rows}
+    assert value[("symptoms_riclpm", "alliance_to_symptom")] == P["beta_lag"]
+    assert value[("symptoms_riclpm", "symptom_to_alliance")] == P["gamma_lag"]
+    assert value[("symptoms_riclpm", "alliance_ar")] == P["alliance_ar1"]
+    assert value[("symptoms_riclpm", "symptom_ar")] == P["lag_phi"]
+    assert value[("dropout_hazard", "alliance")] == P["dropout_beta_alliance"]
