@@ -1,7 +1,8 @@
 # Parameter-recovery study (`make validate`; not part of the default target): simulated trials ->
-# clean -> score -> checked models, split into config/validate.yaml `shards` jobs (each also runs
-# its share of the large target trials) and gathered into results/validation/ (identical
-# whatever the number of shards).
+# clean -> score -> the default models (and the study's extra specs), each estimate scored
+# against that trial's true value from the simulator (truth.json estimands). Split into
+# config/validate.yaml `shards` jobs and gathered into results/validation/ (identical whatever
+# the number of shards).
 from alliance.studies.recovery_study import load_study
 
 # Relative to the repository, so runs with --directory elsewhere still find it.
@@ -44,8 +45,8 @@ rule recovery_gather:
         ),
     output:
         replicates=f"{VALIDATION_DIR}/replicates.csv",
-        target=f"{VALIDATION_DIR}/target.csv",
         recovery=f"{VALIDATION_DIR}/recovery.csv",
+        verdicts=f"{VALIDATION_DIR}/recovery_verdicts.csv",
         markdown=f"{VALIDATION_DIR}/recovery.md",
     log:
         f"{LOGS}/recovery_gather.log",

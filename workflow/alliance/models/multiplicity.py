@@ -2,10 +2,10 @@
 
 Config `multiplicity` names a primary family of `model.term` entries and a secondary one (`auto`:
 every other key term of every fitted model except sensitivity models, or a list). Each family is
-adjusted over the p-values actually obtained (fitted rows with a p-value); an entry whose model was skipped, failed or is not
-in the run, or whose term is not a coefficient, is kept as a row with status "not fitted" and the
-reason, and takes no part in the adjustment. `p_adjust` equals R's p.adjust (checked against it in
-tests/test_multiplicity.py).
+adjusted over the p-values actually obtained (fitted rows with a p-value); an entry whose model
+was skipped, failed or is not in the run, or whose term is not a coefficient, is kept as a row
+with status "not fitted" and the reason, and takes no part in the adjustment. `p_adjust` equals
+R's p.adjust (checked against it in tests/test_multiplicity.py).
 """
 
 from __future__ import annotations

@@ -1,32 +1,28 @@
 """Parameter-recovery study: simulate trials with a known truth, run the pipeline, compare.
 
-Why: a model stage that runs is not yet a model stage that is right. Each replicate r simulates a
-trial (`alliance.simulate.trial`) from its own seed `derive_seed(study seed, "recovery:r")`, so its
-result never depends on how replicates are split into shards; runs the clean stage, the score
-stage's analysis tables and the checked models in memory; and keeps, per checked term, the
-estimate, SE and 95 % CI. The study's config is `alliance.studies.recovery_study`; gathering the
-shards and the summary (bias, RMSE, SE calibration, CI coverage) are
-`alliance.studies.recovery_results`.
+Why: a model stage that runs is not yet a model stage that answers the question it claims to.
+Each replicate r simulates a trial (`alliance.simulate.trial`) from its own seed
+`derive_seed(study seed, "recovery:r")`, so its result never depends on how replicates are split
+into shards; runs the clean stage, the score stage's analysis tables and the checked models in
+memory; and keeps, per checked term, the estimate, SE, 95 % CI and that replicate's TRUE value.
 
-Two reference values per term (the documentation in config/validate.yaml gives the reasoning):
-- `generating`: the simulator's parameter in the model's parameterisation (truth.json);
-- `target`: the value the estimator converges to under this data-generating process, i.e. the
-  same model fitted to large simulated trials (`target.scale` x the replicate design, the same
-  patients per therapist and sessions per patient, independent seeds). The models use observed
-  item scores, not the simulator's latent alliance, so measurement error attenuates the
-  session-level effects; the therapist mean of observed patient means carries part of the patient
-  level; the lagged model has dynamic-panel (Nickell-type) bias. These are properties of the
-  estimand, not of the code, and `gap = target - generating` shows them.
-Bias, RMSE and coverage are judged against the true value (is the SE right, is the estimator
-unbiased for what it estimates): the target, or the generating value where the model matches the
-simulator exactly (`reference: generating`, the Cox check); coverage of the generating value is
-reported beside it. Target trials are sharded like replicates.
+The truth comes from the simulator, not from the estimators: truth.json carries
+`truth["estimands"]`, one entry per default model key term: {model, term, value (float or null),
+identified, reason, parameter}. The value may differ between replicates (the Cox per-point truth
+depends on the realised SD of mean alliance), so each replicate is scored against its own. Every
+entry is checked (identified or not: both are reported, only identified ones are judged); an entry
+without a value is listed but not fitted (nothing to compare with). The study's `extra_checks`
+add terms of its own specs, each mapped to a simulator parameter.
+
+The study's config is `alliance.studies.recovery_study`; gathering the shards, the summary and
+the verdicts are `alliance.studies.recovery_results`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -39,32 +35,28 @@ import pandas as pd
 from alliance.clean.stage import clean_trial
 from alliance.config import load_config
 from alliance.engine.bootstrap import derive_seed, shard_replicates
-from alliance.errors import ConfigError
+from alliance.errors import ConfigError, InputError
 from alliance.instruments.definition import Instrument
 from alliance.models.base import ModelResult, ModelSpec
 from alliance.models.run import fit_model
 from alliance.models.spec import load_specs
+from alliance.score.agreement import agreement
 from alliance.score.scales import load_raters
 from alliance.score.stage import build_analysis, score_tables
 from alliance.settings import ModelsSettings, ScoreOptions, Settings
 from alliance.simulate.export import write_trial
-from alliance.simulate.params import ARMS
 from alliance.simulate.trial import simulate_trial
 from alliance.studies.recovery_results import REPLICATE_COLUMNS, typed_rows
 from alliance.studies.recovery_study import check_id
 
-OUTCOME_MODELS = ("growth", "lagged")
-# beta_P and beta_tP enter the simulator multiplied by beta_P_arm_multiplier[arm] *
-# (1 - agency_moderation * agency); the models have neither interaction, so their population-average
-# slope is the arm-share-weighted multiplier (agency has mean 0) times the parameter.
-ARM_WEIGHTED = ("beta_P", "beta_tP")
 # Options that only add extra tables (never change coefficients): dropped to save time.
 EXTRAS_ONLY = ("predictions", "random_effects", "simple_slopes", "contrasts", "tertile_of")
+ESTIMAND_KEYS = ("model", "term", "value", "identified", "reason", "parameter")
 
 
 @dataclasses.dataclass
 class Pipeline:
-    """What every replicate reuses: the pipeline settings, raters and the checked specs."""
+    """What every replicate reuses: the pipeline settings, raters and every spec (no extras)."""
 
     settings: Settings
     raters: dict[str, Instrument]
@@ -72,7 +64,7 @@ class Pipeline:
 
 
 def pipeline(study: Mapping[str, Any]) -> Pipeline:
-    """Pipeline settings with the study's extra specs; only the checked specs, without extras.
+    """Pipeline settings with the study's extra specs; every spec, without extras-only options.
 
     The study's specs join `models.custom` after the config is validated: `load_specs` checks
     them, as it checks every spec.
@@ -81,20 +73,18 @@ def pipeline(study: Mapping[str, Any]) -> Pipeline:
     models = settings.models.to_dict()
     models["custom"] += study["models"]
     settings = dataclasses.replace(settings, models=ModelsSettings.from_mapping(models))
-    by_id = {s.id: s for s in load_specs(settings.models)}
-    wanted = sorted({c["model"] for c in study["checks"]})
-    missing = [m for m in wanted if m not in by_id]
+    specs = {
+        s.id: dataclasses.replace(
+            s, options={k: v for k, v in s.options.items() if k not in EXTRAS_ONLY}
+        )
+        for s in load_specs(settings.models)
+    }
+    missing = sorted({c["model"] for c in study["extra_checks"]} - set(specs))
     if missing:
         raise ConfigError(
-            f"config key checks: model(s) {missing} are neither default specs nor listed under "
-            "the study's models"
+            f"config key extra_checks: model(s) {missing} are neither default specs nor listed "
+            "under the study's models"
         )
-    specs = {
-        m: dataclasses.replace(
-            by_id[m], options={k: v for k, v in by_id[m].options.items() if k not in EXTRAS_ONLY}
-        )
-        for m in wanted
-    }
     with warnings.catch_warnings():
         # the unverified-key warning of the therapist form is logged by the pipeline itself
         warnings.simplefilter("ignore", UserWarning)
@@ -106,11 +96,6 @@ def pipeline(study: Mapping[str, Any]) -> Pipeline:
 def replicate_seed(seed: int, replicate: int) -> int:
     """Simulator seed of replicate r: depends on (study seed, r) only, never on the shards."""
     return derive_seed(seed, f"recovery:{int(replicate)}")
-
-
-def target_seed(seed: int, k: int) -> int:
-    """Simulator seed of target trial k (a stream no replicate uses)."""
-    return derive_seed(seed, f"recovery-target:{int(k)}")
 
 
 # Pseudonym key of the simulated trials (no real people; the pipeline's demo key is refused on
@@ -130,6 +115,11 @@ def trial_settings(settings: Settings, folder: str | Path) -> Settings:
     return dataclasses.replace(settings, data=data, privacy=privacy)
 
 
+def _has_scores(scores: pd.DataFrame, rater: str, scale: str) -> bool:
+    rows = scores[(scores["rater"] == rater) & (scores["scale"] == scale)]
+    return bool(rows["score"].notna().any())
+
+
 def analysis_tables(
     sessions: pd.DataFrame,
     patients: pd.DataFrame,
@@ -138,27 +128,29 @@ def analysis_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The score stage's analysis tables, built by the functions `run_score` composes.
 
-    Reliability, agreement and ruptures are skipped: no checked model reads them and reliability
-    alone takes longer than the rest of the score stage.
+    Reliability and ruptures are skipped: no model reads them and reliability alone takes
+    longer than the rest of the score stage.
     """
     scores, patient_scores = score_tables(sessions, raters, options)
+    agree = None
+    pair = "patient" in raters and "therapist" in raters
+    if pair and all(_has_scores(scores, r, options.scale) for r in raters):
+        _, agree = agreement(scores, scale=options.scale)
     return build_analysis(
-        sessions, patients, scores, patient_scores, None,
-        rater=options.rater, scale=options.scale, detrend=options.detrend,
+        sessions, patients, scores, patient_scores, agree,
+        rater=options.rater, scale=options.scale, detrend=options.detrend, raters=raters,
+        early_window=tuple(options.early_window),
     )  # fmt: skip
 
 
-def simulate_and_prepare(
-    study: Mapping[str, Any], pipe: Pipeline, seed: int, outcome_model: str, scale: int = 1
-) -> dict[str, Any]:
+def simulate_and_prepare(study: Mapping[str, Any], pipe: Pipeline, seed: int) -> dict[str, Any]:
     """Simulate one trial, clean it (through temporary files: clean reads files) and score it."""
     d = study["design"]
     trial = simulate_trial(
-        n_patients=d["patients"] * scale,
-        n_therapists=d["therapists"] * scale,
+        n_patients=d["patients"],
+        n_therapists=d["therapists"],
         n_sessions=d["sessions"],
         seed=seed,
-        outcome_model=outcome_model,
         **study["simulator"],
     )
     with tempfile.TemporaryDirectory(prefix="alliance-recovery-") as tmp:
@@ -169,121 +161,173 @@ def simulate_and_prepare(
     )
     return {
         "truth": trial.truth,
-        "arms": trial.patients["arm"].dropna().value_counts().to_dict(),
         "sessions": analysis,
         "patients": patient_analysis,
         "availability": cleaned.availability,
     }
 
 
-def generating_value(name: str, truth: Mapping[str, Any], arm_counts: Mapping[str, int]) -> float:
-    """The simulator's parameter `name` in the models' parameterisation (see ARM_WEIGHTED)."""
+# --------------------------------------------------------------------------------- the checks
+def _float_or_nan(value: Any) -> float:
+    if value is None:
+        return math.nan
+    out = float(value)
+    return out if math.isfinite(out) else math.nan
+
+
+def estimand_checks(truth: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One check per entry of `truth["estimands"]` (none when truth.json has no such key)."""
+    out = []
+    for i, entry in enumerate(truth.get("estimands") or []):
+        missing = [k for k in ESTIMAND_KEYS if k not in entry]
+        if missing:
+            raise InputError(
+                "truth.json estimands entry lacks key(s)",
+                value=f"entry {i}: missing {missing}",
+                check="recovery.estimands",
+            )
+        out.append(
+            {
+                "model": str(entry["model"]),
+                "term": str(entry["term"]),
+                "source": "estimand",
+                "parameter": str(entry["parameter"] or ""),
+                "identified": bool(entry["identified"]),
+                "truth_reason": str(entry["reason"] or ""),
+                "truth": _float_or_nan(entry["value"]),
+            }
+        )
+    return out
+
+
+def study_checks(study: Mapping[str, Any], truth: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The study's extra checks, each valued by its simulator parameter in truth.json."""
     params = truth["params"]
-    value = float(params[name])
-    if name in ARM_WEIGHTED:
-        mult = params["beta_P_arm_multiplier"]
-        total = sum(arm_counts.get(a, 0) for a in ARMS)
-        value *= sum(mult[a] * arm_counts.get(a, 0) for a in ARMS) / total
-    return value
+    return [
+        {
+            "model": c["model"],
+            "term": c["term"],
+            "source": "study",
+            "parameter": c["parameter"],
+            "identified": bool(c["identified"]),
+            "truth_reason": c["reason"],
+            "truth": _float_or_nan(params[c["parameter"]]),
+        }
+        for c in study["extra_checks"]
+    ]
+
+
+def checks_for(study: Mapping[str, Any], truth: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every check of one replicate, in order (`position`): estimands, then the study's own."""
+    checks = estimand_checks(truth) + study_checks(study, truth)
+    if not checks:
+        raise InputError(
+            "nothing to check: the simulated truth.json has no 'estimands' and the study has "
+            "no extra_checks",
+            check="recovery.checks",
+        )
+    ids = [check_id(c) for c in checks]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise InputError("a model:term is checked twice", value=str(dup), check="recovery.checks")
+    return [{"position": k, "check": check_id(c), **c} for k, c in enumerate(checks)]
+
+
+def _fit(pipe: Pipeline, model: str, trial: Mapping[str, Any]) -> ModelResult | tuple[str, str]:
+    """The model's fit on the trial, or (status, reason) when it could not run at all."""
+    if model not in pipe.specs:
+        return "skipped", f"model {model!r} is not among the pipeline config's specs"
+    try:
+        with warnings.catch_warnings():
+            # fit warnings are kept in fit["warnings"]; repeating them per replicate is noise
+            warnings.simplefilter("ignore")
+            result, _ = fit_model(
+                pipe.specs[model],
+                trial["sessions"],
+                trial["patients"],
+                trial["availability"],
+                pipe.settings.model_stage(),
+            )
+    except ConfigError as exc:  # e.g. a column the study's tables lack: recorded, not fatal
+        return "failed", f"ConfigError: {exc}"
+    return result
 
 
 def fit_checks(
-    study: Mapping[str, Any], pipe: Pipeline, trials: Mapping[str, Mapping[str, Any]]
+    checks: list[dict[str, Any]],
+    pipe: Pipeline,
+    trial: Mapping[str, Any],
+    fit_unidentified: bool = True,
 ) -> list[dict[str, Any]]:
-    """Fit each checked model once per trial and return one record per check."""
-    fits: dict[str, Any] = {}
-    model_view = pipe.settings.model_stage()
+    """Fit each needed model once and return one row per check (NaN estimate when not fitted).
+
+    A check without a true value is not fitted (nothing to compare with), nor an unidentified
+    one when `fit_unidentified` is false.
+    """
+    fits: dict[str, ModelResult | tuple[str, str]] = {}
     rows = []
-    for check in study["checks"]:
-        model, om = check["model"], check["outcome_model"]
-        trial = trials[om]
-        key = f"{om}/{model}"
-        if key not in fits:
-            with warnings.catch_warnings():
-                # fit warnings are kept in fit["warnings"]; repeating them per replicate is noise
-                warnings.simplefilter("ignore")
-                fits[key], _ = fit_model(
-                    pipe.specs[model],
-                    trial["sessions"],
-                    trial["patients"],
-                    trial["availability"],
-                    model_view,
-                )
-        rows.append(_extract(check, fits[key], trial))
+    for check in checks:
+        row: dict[str, Any] = {
+            **check,
+            "status": "not fitted",
+            "reason": "no true value: " + (check["truth_reason"] or "not identified"),
+            "converged": None,
+            "singular": None,
+            "n_obs": None,
+            "estimate": np.nan,
+            "std_error": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+        }
+        if not (check["identified"] or fit_unidentified):
+            row["reason"] = "not identified, not fitted (fit_unidentified: false)"
+        elif math.isfinite(check["truth"]):
+            if check["model"] not in fits:
+                fits[check["model"]] = _fit(pipe, check["model"], trial)
+            _extract(row, fits[check["model"]])
+        rows.append(row)
     return rows
 
 
-def _extract(
-    check: Mapping[str, Any], result: ModelResult, trial: Mapping[str, Any]
-) -> dict[str, Any]:
-    """One check's row: status, estimate, SE, CI (rescaled per SD when asked), generating value."""
+def _extract(row: dict[str, Any], result: ModelResult | tuple[str, str]) -> None:
+    """Fill status, estimate, SE and CI of `row` from the model's result."""
+    if isinstance(result, tuple):
+        row.update(status=result[0], reason=result[1])
+        return
     fit = result.fit
-    row: dict[str, Any] = {
-        "check": check_id(check),
-        "model": check["model"],
-        "term": check["term"],
-        "outcome_model": check["outcome_model"],
-        "status": fit.get("status", "failed"),
-        "reason": fit.get("reason", "") or "",
-        "converged": fit.get("converged"),
-        "singular": fit.get("singular"),
-        "n_obs": fit.get("n_obs"),
-        "estimate": np.nan,
-        "std_error": np.nan,
-        "ci_low": np.nan,
-        "ci_high": np.nan,
-        "scale": 1.0,
-        "generating": generating_value(check["generating"], trial["truth"], trial["arms"]),
-    }
-    if row["status"] != "fitted":
-        return row
-    coefs = result.coefficients.set_index("term")
-    if check["term"] not in coefs.index:
-        row.update(status="failed", reason=f"term {check['term']!r} not among the coefficients")
-        return row
-    c = coefs.loc[check["term"]]
-    scale = 1.0
-    if check["per_sd"]:
-        scale = float(pd.to_numeric(result.frame[check["term"]]).std(ddof=1))
     row.update(
-        scale=scale,
-        estimate=float(c["estimate"]) * scale,
-        std_error=float(c["std_error"]) * scale,
-        ci_low=float(c["ci_low"]) * scale,
-        ci_high=float(c["ci_high"]) * scale,
+        status=fit.get("status", "failed"),
+        reason=fit.get("reason", "") or "",
+        converged=fit.get("converged"),
+        singular=fit.get("singular"),
+        n_obs=fit.get("n_obs"),
     )
-    return row
+    if row["status"] != "fitted":
+        return
+    coefs = result.coefficients.set_index("term")
+    if row["term"] not in coefs.index:
+        row.update(status="failed", reason=f"term {row['term']!r} not among the coefficients")
+        return
+    c = coefs.loc[row["term"]]
+    row.update({k: float(c[k]) for k in ("estimate", "std_error", "ci_low", "ci_high")})
 
 
-def _needed(study: Mapping[str, Any]) -> list[str]:
-    return [m for m in OUTCOME_MODELS if any(c["outcome_model"] == m for c in study["checks"])]
-
-
-def run_trial(study: Mapping[str, Any], pipe: Pipeline, kind: str, index: int) -> list[dict]:
-    """All checks on replicate `index` (kind "replicate") or target trial `index` ("target").
-
-    The growth and lagged trials of one replicate share the seed (and so the alliance, dropout
-    and design) but not the outcomes.
-    """
-    if kind == "replicate":
-        seed, scale = replicate_seed(study["seed"], index), 1
-    elif kind == "target":
-        seed, scale = target_seed(study["seed"], index), study["target"]["scale"]
-    else:
-        raise ValueError(f"kind must be 'replicate' or 'target', got {kind!r}")
-    trials = {m: simulate_and_prepare(study, pipe, seed, m, scale) for m in _needed(study)}
-    rows = fit_checks(study, pipe, trials)
-    return [{"kind": kind, "replicate": index, "seed": seed, **row} for row in rows]
+def run_replicate(study: Mapping[str, Any], pipe: Pipeline, replicate: int) -> list[dict]:
+    """All checks on replicate `replicate`: one row per check."""
+    seed = replicate_seed(study["seed"], replicate)
+    trial = simulate_and_prepare(study, pipe, seed)
+    checks = checks_for(study, trial["truth"])
+    rows = fit_checks(checks, pipe, trial, study["fit_unidentified"])
+    return [{"replicate": replicate, "seed": seed, **row} for row in rows]
 
 
 def run_shard(
     study: Mapping[str, Any], shard: int, n_shards: int, pipe: Pipeline | None = None
 ) -> pd.DataFrame:
-    """Shard i of n: its block of replicates and its block of target trials (contiguous blocks,
-    `bootstrap.shard_replicates`), one row per trial x check."""
+    """Shard i of n: its contiguous block of replicates (`bootstrap.shard_replicates`), one row
+    per replicate x check."""
     pipe = pipe or pipeline(study)
     rows: list[dict] = []
-    for kind, n in (("replicate", study["replicates"]), ("target", study["target"]["trials"])):
-        for r in shard_replicates(n, (shard, n_shards)):
-            rows += run_trial(study, pipe, kind, r)
+    for r in shard_replicates(study["replicates"], (shard, n_shards)):
+        rows += run_replicate(study, pipe, r)
     return typed_rows(pd.DataFrame(rows, columns=REPLICATE_COLUMNS))

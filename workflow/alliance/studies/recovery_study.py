@@ -2,12 +2,17 @@
 
 Same conventions as the pipeline's config schema: every key has a description and a default,
 unknown keys are errors. `check_id` names a check (`model:term`) in every output table.
+
+What is checked is not listed here: it is every default model's key term that the simulated
+trial's truth.json has an entry for (`truth["estimands"]`), plus `extra_checks` on the study's
+own `models` (each mapped to a simulator parameter, e.g. a deliberately misaligned model).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +23,6 @@ from alliance.config import fill_defaults, format_schema_error, load_yaml_mappin
 from alliance.errors import ConfigError
 from alliance.simulate.params import DEFAULT_PARAMS
 
-# Schema of config/validate.yaml (same conventions as the pipeline's config schema: every key has
-# a description and a default, unknown keys are errors).
 STUDY_SCHEMA: dict[str, Any] = yaml.safe_load(
     """
 type: object
@@ -29,18 +32,19 @@ properties:
     type: integer
     default: 20261127
     description: "Study seed; replicate r simulates with derive_seed(seed, 'recovery:r')."
-  replicates: {type: integer, minimum: 1, default: 200, description: Simulated trials.}
+  replicates: {type: integer, minimum: 1, default: 500, description: Simulated trials.}
   shards:
     type: integer
     minimum: 1
-    default: 4
-    description: Jobs the trials are split into; the gathered results do not depend on it.
+    default: 10
+    description: Jobs the replicates are split into; the gathered results do not depend on it.
   pipeline_config:
     type: string
     default: config/config.yaml
     description: >
       Pipeline config whose column mapping fits the simulator's tables (the demo config); its
-      data paths are replaced by each simulated trial. Relative to the working directory.
+      data paths are replaced by each simulated trial and its model specs (the defaults) are
+      the ones checked. Relative to the working directory.
   design:
     type: object
     default: {}
@@ -48,11 +52,7 @@ properties:
     description: Size of one replicate trial.
     properties:
       patients: {type: integer, minimum: 8, default: 240, description: Randomised patients.}
-      therapists:
-        type: integer
-        minimum: 4
-        default: 24
-        description: Therapists (patients per therapist shape the therapist-level target).
+      therapists: {type: integer, minimum: 4, default: 24, description: Therapists.}
       sessions:
         {type: integer, minimum: 4, maximum: 52, default: 12, description: Planned sessions.}
   simulator:
@@ -62,96 +62,80 @@ properties:
       Overrides of alliance.simulate.DEFAULT_PARAMS for every trial. mc_therapists only sizes the
       Monte-Carlo variance shares written to truth.json (unused here): small saves time and
       changes no data.
-  target:
-    type: object
-    default: {}
-    additionalProperties: false
-    description: Large trials whose mean estimate is the value each estimator targets.
-    properties:
-      scale:
-        type: integer
-        minimum: 1
-        default: 20
-        description: >
-          Patients and therapists of a target trial = scale x design (same patients per
-          therapist, same sessions).
-      trials:
-        type: integer
-        minimum: 1
-        default: 8
-        description: "Target trials averaged (seeds derive_seed(seed, 'recovery-target:k'))."
+  fit_unidentified:
+    type: boolean
+    default: true
+    description: >
+      Fit the terms truth.json marks not identified (when it gives a value) and report their
+      bias and coverage unjudged; false saves most of the run time (they are then listed only).
   models:
     type: array
     default: []
     description: >
-      Extra model specs (the schema of the config's models.custom) for checks no default spec
-      targets.
-  checks:
+      Extra model specs (the schema of the config's models.custom) for extra_checks, e.g. a
+      deliberately misaligned model that the study must fail.
+  extra_checks:
     type: array
-    minItems: 1
-    default:
-      - {model: symptoms_growth, term: alliance_ther, generating: beta_T}
-      - {model: symptoms_growth, term: alliance_pat, generating: beta_P}
-      - {model: symptoms_growth, term: alliance_within, generating: beta_S}
-      - {model: symptoms_growth, term: "weeks:alliance_pat", generating: beta_tP}
-      - {model: symptoms_lagged, term: alliance_within_lag1, generating: beta_lag,
-         outcome_model: lagged}
-    description: Terms whose recovery is checked.
+    default: []
+    description: >
+      Terms of the extra models, each compared with a simulator parameter (truth.json params);
+      reported and judged beside the default models' estimands.
     items:
       type: object
       additionalProperties: false
-      required: [model, term, generating]
+      required: [model, term, parameter]
       properties:
-        model: {type: string, description: Model spec id (a default or one under models).}
+        model: {type: string, description: Model spec id (one under models, or a default).}
         term: {type: string, description: Coefficient as named in coefficients.csv.}
-        generating:
-          enum: [beta_T, beta_P, beta_S, beta_tP, beta_lag, lag_phi, relapse_beta,
-                 dropout_beta_alliance]
-          description: Simulator parameter the term estimates (ARM_WEIGHTED ones are rescaled).
-        outcome_model:
-          enum: [growth, lagged]
-          default: growth
-          description: Simulator outcome model of the trial the model is fitted to.
-        per_sd:
+        parameter:
+          type: string
+          description: Key of truth.json params (DEFAULT_PARAMS) holding the true value.
+        identified:
           type: boolean
-          default: false
-          description: >
-            Rescale estimate, SE and CI to per SD (sample, ddof 1) of the term's column in the
-            fitted frame, as the simulator's Cox covariate is defined.
-        reference:
-          enum: [target, generating]
-          default: target
-          description: >
-            True value for bias and coverage: the large-trial target, or the generating value
-            when the model matches the simulator exactly.
+          default: true
+          description: Judge the term (pass / fail); false only reports it.
+        reason:
+          type: string
+          default: ""
+          description: What the check shows (e.g. why it is expected to fail).
 """
 )
-CHECK_DEFAULTS = {"outcome_model": "growth", "per_sd": False, "reference": "target"}
-# Simulator parameters a check can be compared with.
-GENERATING = tuple(
-    STUDY_SCHEMA["properties"]["checks"]["items"]["properties"]["generating"]["enum"]
-)
+CHECK_DEFAULTS: dict[str, Any] = {"identified": True, "reason": ""}
 
 
 def validate_study(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults-filled copy of a study config, or ConfigError listing every problem."""
     study = fill_defaults(copy.deepcopy(dict(raw)), STUDY_SCHEMA, STUDY_SCHEMA)
-    for check in study["checks"] if isinstance(study["checks"], list) else []:
+    extra = study["extra_checks"] if isinstance(study["extra_checks"], list) else []
+    for check in extra:
         if isinstance(check, dict):  # defaults of array items (fill_defaults stops at arrays)
             for key, value in CHECK_DEFAULTS.items():
                 check.setdefault(key, value)
     validator = jsonschema.Draft202012Validator(STUDY_SCHEMA)
     errors = sorted(validator.iter_errors(study), key=lambda e: list(map(str, e.path)))
     problems = [format_schema_error(e) for e in errors]
-    unknown = sorted(set(study["simulator"]) - set(DEFAULT_PARAMS))
+    simulator = study["simulator"] if isinstance(study["simulator"], dict) else {}
+    unknown = sorted(set(simulator) - set(DEFAULT_PARAMS))
     if unknown:
         problems.append(f"config key simulator: unknown simulator parameter(s) {unknown}")
-    ids = [check_id(c) for c in study["checks"] if isinstance(c, dict) and "term" in c]
+    for i, check in enumerate(c for c in extra if isinstance(c, dict)):
+        name = check.get("parameter")
+        if isinstance(name, str) and not _numeric_param(name):
+            problems.append(
+                f"config key extra_checks[{i}].parameter: {name!r} is not a numeric simulator "
+                "parameter (a key of alliance.simulate.DEFAULT_PARAMS)"
+            )
+    ids = [check_id(c) for c in extra if isinstance(c, dict) and {"model", "term"} <= set(c)]
     if len(set(ids)) != len(ids):
-        problems.append("config key checks: a model:term pair is listed twice")
+        problems.append("config key extra_checks: a model:term pair is listed twice")
     if problems:
         raise ConfigError("invalid validation study config:\n  - " + "\n  - ".join(problems))
     return study
+
+
+def _numeric_param(name: str) -> bool:
+    value = DEFAULT_PARAMS.get(name)
+    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def load_study(path: str | Path) -> dict[str, Any]:
