@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from alliance import files
-from alliance.clean.checks import _to_dates, code_series, parse_dates, reject_control_characters
+from alliance.clean.checks import code_series, parse_dates, reject_control_characters
 from alliance.clean.problems import FILE, ROW, Problems
+from alliance.clean.readers.dates import _to_dates
 from alliance.errors import InputError
 
 

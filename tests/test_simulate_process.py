@@ -9,6 +9,8 @@ outcomes are deterministic, the tolerance says how close is close).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -222,7 +224,7 @@ KEY_TERMS = {
     "symptoms_by_arm": ["alliance_pat_prior", "alliance_within_prior"],
     "symptoms_by_modality": ["alliance_pat_prior:telehealth", "alliance_within_prior:telehealth"],
     "symptoms_by_agency": ["alliance_pat_prior:agency", "alliance_within_prior:agency"],
-    "dropout_hazard": ["alliance"],
+    "dropout_hazard": ["alliance", "alliance_rc"],
     "dropout_early_alliance": ["alliance_early"],
     "dropout_gee": ["alliance_early"],
     "relapse_cox": ["alliance_mean", "alliance_last"],
@@ -247,12 +249,17 @@ def test_estimands_cover_every_default_key_term(big):
     identified = {(e["model"], e["term"]) for e in rows if e["identified"]}
     assert identified == {
         *(("symptoms_riclpm", t) for t in KEY_TERMS["symptoms_riclpm"]),
-        ("dropout_hazard", "alliance"), ("relapse_cox", "alliance_mean"),
+        ("dropout_hazard", "alliance_rc"), ("relapse_cox", "alliance_mean"),
         ("relapse_cox", "alliance_last"),
     }  # fmt: skip
+    # the models see the alliance on the observed scale: latent paths times its slope
+    scale = big.truth["alliance"]["observed_score_reliability"]
+    assert 0.85 < scale["scale_within"] < 1 and 0.85 < scale["scale_total"] < 1
     value = {(e["model"], e["term"]): e["value"] for e in rows}
-    assert value[("symptoms_riclpm", "alliance_to_symptom")] == P["beta_lag"]
-    assert value[("symptoms_riclpm", "symptom_to_alliance")] == P["gamma_lag"]
+    c_w, c_t = scale["scale_within"], scale["scale_total"]
+    approx = functools.partial(pytest.approx, rel=1e-5)
+    assert value[("symptoms_riclpm", "alliance_to_symptom")] == approx(P["beta_lag"] / c_w)
+    assert value[("symptoms_riclpm", "symptom_to_alliance")] == approx(P["gamma_lag"] * c_w)
     assert value[("symptoms_riclpm", "alliance_ar")] == P["alliance_ar1"]
     assert value[("symptoms_riclpm", "symptom_ar")] == P["lag_phi"]
-    assert value[("dropout_hazard", "alliance")] == P["dropout_beta_alliance"]
+    assert value[("dropout_hazard", "alliance_rc")] == approx(P["dropout_beta_alliance"] / c_t)

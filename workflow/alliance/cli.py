@@ -5,46 +5,69 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alliance.errors import ConfigError, InputError
+from alliance.errors import InputError
 
 
 def _validate(argv: list[str]) -> int:
-    """Read, map and validate only; print a summary and every problem found."""
-    from alliance.clean.problems import ValidationFailed
-    from alliance.clean.stage import clean_trial
-    from alliance.config import load_config
-    from alliance.settings import Settings
+    """Check a config before a run: the TODOs `alliance init` left (first), config errors, how
+    the data read through it, and the clean stage's checks; print what to fix, in that order."""
+    from alliance.onboard.preflight import preflight
+    from alliance.onboard.yamltext import visible
 
     parser = argparse.ArgumentParser(prog="alliance validate", description=_validate.__doc__)
     parser.add_argument("--configfile", default="config/config.yaml")
     args = parser.parse_args(argv)
-    try:
-        result = clean_trial(Settings.from_config(load_config(args.configfile)).clean())
-    except ValidationFailed as exc:
-        print(f"INVALID: {len(exc.problems)} problem(s) with policy 'error':")
-        for problem in exc.problems:
+    report = preflight(args.configfile)
+    if report.ok and report.clean is not None:
+        result = report.clean
+        summ = result.summary
+        print(f"OK: {args.configfile}")
+        print(f"  patients assessed      {summ['patients']}")
+        print(f"  patients with sessions {summ['patients_with_sessions']}")
+        print(f"  therapists             {summ['therapists']}")
+        print(f"  session rows           {summ['session_rows']}")
+        print(f"  arms                   {', '.join(map(str, summ['arms'])) or '-'}")
+        print(f"  problems (non-fatal)   {summ['problems']}")
+        for problem in result.validation.to_dict("records"):
+            print(f"  - {_place(problem)} -> {problem['action']}")
+        skipped = {
+            k: v for k, v in result.availability.items() if isinstance(v, dict) and "available" in v
+        }
+        for name, state in sorted(skipped.items()):
+            if not state["available"]:
+                print(f"  analyses needing '{name}' will be skipped: {state['reason']}")
+        return 0
+    print(f"INVALID: {args.configfile}")
+    if report.todos:
+        print(f"TODO left by `alliance init` ({len(report.todos)}); answer these first:")
+        for where, text in report.todos:
+            print(f"  - {visible(where, 200)}: {visible(text, 200)}")
+    for title, lines in (("config", report.config), ("data", report.data)):
+        if lines:
+            print(f"{title}:")
+            print("\n".join(f"  - {line}" for line in lines))
+    head = "clean checks"
+    if report.set_aside and not report.not_run:
+        head += f" (with the TODOs set aside: {visible('; '.join(report.set_aside), 600)})"
+    if report.not_run:
+        print(f"{head}: not run yet, {report.not_run}")
+    elif report.problems:
+        print(f"{head}: {len(report.problems)} problem(s) with policy 'error':")
+        for problem in report.problems:
             print(f"  - {_place(problem)}")
-        return 1
-    except (InputError, ConfigError) as exc:
-        print(f"INVALID: {exc}")
-        return 1
-    summ = result.summary
-    print(f"OK: {args.configfile}")
-    print(f"  patients assessed      {summ['patients']}")
-    print(f"  patients with sessions {summ['patients_with_sessions']}")
-    print(f"  therapists             {summ['therapists']}")
-    print(f"  session rows           {summ['session_rows']}")
-    print(f"  arms                   {', '.join(map(str, summ['arms'])) or '-'}")
-    print(f"  problems (non-fatal)   {summ['problems']}")
-    for problem in result.validation.to_dict("records"):
-        print(f"  - {_place(problem)} -> {problem['action']}")
-    skipped = {
-        k: v for k, v in result.availability.items() if isinstance(v, dict) and "available" in v
-    }
-    for name, state in sorted(skipped.items()):
-        if not state["available"]:
-            print(f"  analyses needing '{name}' will be skipped: {state['reason']}")
-    return 0
+    elif report.clean_error:
+        print(f"{head}: {report.clean_error}")
+    elif report.clean is not None:
+        summ = report.clean.summary
+        counts = (
+            f"{summ['patients']} patients, {summ['therapists']} therapists, "
+            f"{summ['session_rows']} session rows, {summ['problems']} non-fatal problem(s)"
+        )
+        print(f"{head}: passed ({counts})")
+    if report.key:
+        print(f"privacy: {report.key}")
+        print("  (validate checked the data with a temporary key and wrote nothing)")
+    return 1
 
 
 def _place(problem: dict) -> str:

@@ -88,7 +88,9 @@ class DataSettings(Section):
     sheet: str | int | None
     encoding: str
     delimiter: str
-    missing_codes: tuple[float, ...]
+    # A list for every data column, or per column: {"default": (...), COLUMN: (...)}.
+    missing_codes: tuple[float, ...] | Mapping[str, tuple[float, ...]]
+    date_format: str | None
     keep_columns: tuple[str, ...]
 
 

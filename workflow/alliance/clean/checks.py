@@ -8,13 +8,17 @@ checks that need both tables; last, the fatal conditions under which nothing can
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from alliance.clean.problems import FILE, ROW, Problems
+from alliance.clean.readers.dates import ambiguity_message, bad_cells, read_dates, serial_message
+from alliance.clean.readers.table import clip, name_text, shown_name
 from alliance.clean.sources import role_columns
 from alliance.config import code_text
 from alliance.errors import ConfigError, InputError
@@ -22,12 +26,8 @@ from alliance.settings import CodingSettings, ColumnSettings, SymptomSettings
 
 # Values that look like missing-data codes: named in the out-of-range message as a hint.
 LIKELY_MISSING_CODES = {9, 99, 999, -9, -99, -999, -1, 8, 98, 998}
-# A UTC offset or zone written after a time of day: "T10:00:00+02:00", " 10:00Z", "10:00 UTC+1".
-_OFFSET = re.compile(
-    r"^(?P<local>.*\d:\d\d(?::\d\d(?:[.,]\d+)?)?)\s*(?:Z|UTC|GMT|(?:UTC|GMT)?[+-]\d\d?(?::?\d\d)?)$",
-    re.IGNORECASE,
-)
 # C0 and C1 control characters (NUL, tab, line breaks, ...): never part of an ID or a code.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 CODED = ("arm", "modality", "status")
 _CONTROL_NAMES = {"\n": "line feed", "\r": "carriage return", "\t": "tab", "\x00": "NUL"}
@@ -61,27 +61,71 @@ def check_range(
     problems: Problems,
     source_col: str,
     what: str,
+    declared: Mapping[str, Sequence[float]] | None = None,
 ) -> pd.DataFrame:
-    """Flag values outside [low, high], hinting at `data.missing_codes` for code-like values."""
+    """Flag values outside [low, high], hinting at `data.missing_codes` for code-like values.
+
+    `declared`: the missing codes configured for each source column, so a value that is a
+    code of another column is named as such.
+    """
     values = frame[col]
     bad = values.notna() & ((values < low) | (values > high))
     if not bad.any():
         return frame
-    codes = sorted(set(values[bad].astype(float)) & {float(c) for c in LIKELY_MISSING_CODES})
-    hint = ""
-    if codes:
-        hint = f"; if {codes[0]:g} means 'missing', declare it in data.missing_codes"
+    hint = code_hint(values[bad], source_col, declared or {})
     msg = f"{what} outside the allowed range {low:g}-{high:g}{hint}"
     return problems.flag(frame, bad, "out_of_range", msg, column=col, source_column=source_col)
 
 
-def parse_dates(frame: pd.DataFrame, col: str, problems: Problems, source: str) -> pd.DataFrame:
+def code_hint(values: pd.Series, column: str, declared: Mapping[str, Sequence[float]]) -> str:
+    """'; if 9 means missing, ...' for the first bad value that is or looks like a missing code.
+
+    A code declared for other columns only says so; a value that merely looks like a code
+    (9, 99, -99, ...) suggests declaring it, for this column alone if need be.
+    """
+    numbers = [float(v) for v in pd.unique(values.dropna()) if isinstance(v, int | float)]
+    for v in numbers:
+        others = [c for c, codes in declared.items() if c != column and v in map(float, codes)]
+        if others:
+            names = ", ".join(f"'{name_text(c)}'" for c in others[:3])
+            names += ", ..." if len(others) > 3 else ""
+            return (
+                f"; {v:g} is a declared missing code of {names} but not of this column: if it "
+                f"means 'missing' here too, list it for this column (data.missing_codes: "
+                f"{{default: [...], {yaml_key(column)}: [{v:g}]}})"
+            )
+    for v in numbers:
+        if v in LIKELY_MISSING_CODES:
+            return (
+                f"; if {v:g} means 'missing', declare it in data.missing_codes (for this "
+                f"column only: data.missing_codes: {{{yaml_key(column)}: [{v:g}]}})"
+            )
+    return ""
+
+
+def yaml_key(name: str) -> str:
+    """A column name as a key of a YAML flow mapping: bare when plain, else double-quoted."""
+    if _PLAIN_KEY.fullmatch(name):
+        return name
+    return name_text(json.dumps(name, ensure_ascii=False)[1:-1]).join('""')
+
+
+def parse_dates(
+    frame: pd.DataFrame,
+    col: str,
+    problems: Problems,
+    source: str,
+    date_format: str | None = None,
+) -> pd.DataFrame:
     """Parse a column as dates (day precision), flagging cells that are not dates.
 
-    Time zones: a date is the calendar day it records where it was recorded. A UTC offset in
-    text (`2024-05-06T23:30:00-05:00`) is dropped, not converted (UTC would make that session
-    May 7th); a time-zone-aware column (Parquet) gives its local day in its own zone. Either
-    way a `read_note` row says how many dates carried a zone.
+    Nothing is guessed (`alliance.clean.readers.dates`): day/month numbers without
+    `data.date_format` and bare Excel serial numbers stop the run (`ambiguous_date`,
+    `excel_serial_date`); a date without its year is a `bad_date`. Time zones: a date is the
+    calendar day it records where it was recorded. A UTC offset in text
+    (`2024-05-06T23:30:00-05:00`) is dropped, not converted (UTC would make that session May
+    7th); a time-zone-aware column (Parquet) gives its local day in its own zone. Either way a
+    `read_note` row says how many dates carried a zone.
     """
     raw = frame[col]
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
@@ -92,40 +136,29 @@ def parse_dates(frame: pd.DataFrame, col: str, problems: Problems, source: str) 
     if pd.api.types.is_datetime64_any_dtype(raw):
         frame[col] = raw.dt.normalize()
         return frame
-    text = raw.astype("string").str.strip()
-    offset = text.str.match(_OFFSET).fillna(False).astype(bool)
-    parsed, zoned = _to_dates(text.str.replace(_OFFSET, r"\g<local>", regex=True))
-    bad = text.notna() & (text != "") & parsed.isna()
-    frame = problems.flag(frame, bad, "bad_date", "not a date", column=col, source_column=source)
+    read = read_dates(raw, date_format)
+    rows = frame[ROW].to_dict()
+    if read.ambiguous is not None:
+        first = read.ambiguous.first
+        raise InputError(
+            ambiguity_message(read.ambiguous, rows), file=frame.at[first, FILE],
+            row=rows[first], column=shown_name(source), value=clip(read.ambiguous.value),
+            check="ambiguous_date",
+        )  # fmt: skip
+    if read.serials is not None and read.serials.any():
+        serial = raw[read.serials]
+        first, value = serial.index[0], serial.iloc[0]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise InputError(
+            serial_message(pd.to_numeric(serial)), file=frame.at[first, FILE], row=rows[first],
+            column=shown_name(source), value=clip(value), check="excel_serial_date",
+        )  # fmt: skip
+    for message, mask in bad_cells(read):
+        frame = problems.flag(frame, mask, "bad_date", message, column=col, source_column=source)
     frame = frame.copy()
-    frame[col] = parsed.reindex(frame.index)  # set_missing: bad cells are NaT already
-    _note_zones(frame, (offset | zoned).reindex(frame.index), problems, source, "with a UTC offset")
+    frame[col] = read.dates.reindex(frame.index)  # set_missing: bad cells are NaT already
+    _note_zones(frame, read.zoned.reindex(frame.index), problems, source, "with a UTC offset")
     return frame
-
-
-def _to_dates(text: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Text -> naive day-precision dates, and which cells still carried a zone pandas read."""
-    try:
-        parsed = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=False)
-    except (ValueError, TypeError, OverflowError):  # zones pandas reads but cannot mix
-        stamps = [_one_date(v) for v in text]
-        zoned = pd.Series([s is not pd.NaT and s.tzinfo is not None for s in stamps], text.index)
-        naive = [s.tz_localize(None) if s is not pd.NaT and s.tzinfo else s for s in stamps]
-        return pd.Series(pd.to_datetime(naive), index=text.index).dt.normalize(), zoned
-    zoned = pd.Series(False, index=text.index)
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        zoned = parsed.notna()
-        parsed = parsed.dt.tz_localize(None)
-    return parsed.dt.normalize(), zoned
-
-
-def _one_date(value: Any) -> Any:
-    if pd.isna(value):
-        return pd.NaT
-    try:
-        return pd.Timestamp(pd.to_datetime(value, errors="coerce", format="mixed"))
-    except (ValueError, TypeError, OverflowError):
-        return pd.NaT
 
 
 def _note_zones(
@@ -178,19 +211,27 @@ def reject_control_characters(frame: pd.DataFrame, roles: Mapping[str, str | Non
         raise InputError(
             f"{role} contains a control character ({name}){more}: an export or copy-paste "
             "error; remove it in the source file",
-            file=row[FILE], row=row[ROW], column=source or role, value=row[role],
-            check="control_character",
+            file=row[FILE], row=row[ROW], column=shown_name(source or role),
+            value=clip(row[role]), check="control_character",
         )  # fmt: skip
 
 
 def check_sessions(s: pd.DataFrame, columns: ColumnSettings, problems: Problems) -> pd.DataFrame:
     """Session numbers, duplicates, order, dates."""
     sess_col = columns.session
+    declared: Mapping[str, Sequence[float]] = s.attrs.get("missing_codes", {})
     bad = s["session"].isna() | (s["session"] < 0) | (s["session"] % 1 != 0)
-    s = problems.flag(
-        s, bad, "bad_session", "session number must be a whole number >= 0", column="session",
-        source_column=sess_col,
-    )  # fmt: skip
+    codes = LIKELY_MISSING_CODES | {float(c) for cs in declared.values() for c in cs}
+    coded = bad & s["session"].isin(codes)
+    for mask, hint in (
+        (bad & ~coded, ""),
+        (coded, _session_code_hint(s["session"][coded], declared)),
+    ):
+        s = problems.flag(
+            s, mask.reindex(s.index, fill_value=False), "bad_session",
+            f"session number must be a whole number >= 0{hint}", column="session",
+            source_column=sess_col,
+        )  # fmt: skip
     # A fractional session number cannot be kept under any policy (int64 would truncate 2.5 to
     # 2, silently colliding with the real session 2); under `error` the bad rows leave the
     # remaining checks too, so the user is not shown problems that only follow from them.
@@ -210,7 +251,10 @@ def check_sessions(s: pd.DataFrame, columns: ColumnSettings, problems: Problems)
     if bad_id.any():
         row = s.loc[bad_id].iloc[0]
         raise InputError(
-            "patient identifier is empty", file=row[FILE], row=row[ROW], column=columns.patient
+            "patient identifier is empty",
+            file=row[FILE],
+            row=row[ROW],
+            column=shown_name(columns.patient),
         )
     reject_control_characters(s, {"patient": columns.patient})
     dup = s.duplicated(["patient", "session"], keep="first")
@@ -250,10 +294,31 @@ def check_sessions(s: pd.DataFrame, columns: ColumnSettings, problems: Problems)
     return s.sort_values(["patient", "session"]).reset_index(drop=True)
 
 
+def _session_code_hint(values: pd.Series, declared: Mapping[str, Sequence[float]]) -> str:
+    """Why a code-like session number (-99) is not set missing, and what to do instead."""
+    if values.empty:
+        return ""
+    value = float(values.iloc[0])
+    known = any(value in map(float, codes) for codes in declared.values())
+    what = "is a declared missing code" if known else "looks like a missing code"
+    return (
+        f"; {value:g} {what}, but data.missing_codes never blanks "
+        "the patient, session or therapist column (a row without them cannot be placed): "
+        "declare codes per column ({default: [...], COLUMN: [...]}) for data columns only, "
+        "and correct or delete this row, or set checks.bad_session: warn to drop such rows"
+    )
+
+
 def check_patients(
-    p: pd.DataFrame, columns: ColumnSettings, codings: CodingSettings, problems: Problems
+    p: pd.DataFrame,
+    columns: ColumnSettings,
+    codings: CodingSettings,
+    problems: Problems,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
-    """Codes, numeric and date roles, relapse follow-up, therapists with one patient."""
+    """Codes, numeric and date roles, relapse follow-up, therapists with one patient.
+
+    `date_format`: `data.date_format`, for the consent date."""
     p = p.copy()
     for role in ("therapist", "site"):  # IDs: surrounding whitespace is no part of them
         if role in p:
@@ -301,7 +366,7 @@ def check_patients(
     for name, source in columns.personality.items():
         p = coerce_numeric(p, name, problems, source)
     if "consent_date" in p:
-        p = parse_dates(p, "consent_date", problems, columns.consent_date)
+        p = parse_dates(p, "consent_date", problems, columns.consent_date, date_format)
     if "relapse_event" in p:
         ev, tm = p["relapse_event"], p.get("relapse_time")
         bad_ev = ev.notna() & ~ev.isin([0, 1])
@@ -428,7 +493,7 @@ def require_outcome_variation(s: pd.DataFrame, symptoms: SymptomSettings, path: 
         f"symptom scores do not vary: all {len(values)} non-missing session scores are equal, "
         "so no outcome can be analysed; check symptoms.column / symptoms.items",
         file=path,
-        column=symptoms.column or symptoms.items,
+        column=shown_name(symptoms.column or symptoms.items),
         value=float(values.iloc[0]),
         check="constant_outcome",
     )

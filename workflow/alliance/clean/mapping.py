@@ -14,20 +14,26 @@ import pandas as pd
 
 from alliance.clean.checks import check_range, coerce_numeric, parse_dates
 from alliance.clean.problems import FILE, ROW, Problems
+from alliance.clean.readers.table import name_text, shown_name
 from alliance.clean.sources import CANONICAL_PATIENT, Source, kept_columns, role_columns
 from alliance.config import ROLE_KEYS_PATIENT, ROLE_KEYS_SESSION
 from alliance.errors import ConfigError, InputError
 from alliance.instruments.definition import Instrument, load_instrument
 from alliance.settings import AllianceSettings, ColumnSettings, SymptomSettings
 
+SHOWN_COLUMNS = 30  # column names listed when a required one is missing
+
 
 def _require(frame: pd.DataFrame, column: str, role: str, path: str) -> None:
     if column not in frame.columns:
-        shown = ", ".join(c for c in frame.columns if not c.startswith("_"))
+        present = [name_text(c) for c in frame.columns if not c.startswith("_")]
+        shown = ", ".join(present[:SHOWN_COLUMNS])
+        if len(present) > SHOWN_COLUMNS:
+            shown += f", ... ({len(present)} columns)"
         raise InputError(
             f"required column for '{role}' is missing; columns present: {shown}",
             file=path,
-            column=column,
+            column=shown_name(column),
             check="missing_column",
         )
 
@@ -54,11 +60,14 @@ def map_sessions(
     alliance: AllianceSettings,
     keep_columns: Sequence[str],
     problems: Problems,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Rename session-level columns to canonical names, coerce, and range-check items.
 
     `columns` as reading resolved them; `keep_columns` (data.keep_columns) are checked with
-    `kept_columns` and carried unchanged.
+    `kept_columns` and carried unchanged; `date_format` is `data.date_format`. The missing
+    codes configured per source column (`src.codes`) travel in `attrs["missing_codes"]` for
+    the messages of later checks.
     """
     frame = src.frame
     _require(frame, columns.patient, "patient", src.path)
@@ -105,7 +114,7 @@ def map_sessions(
                 raise InputError(
                     f"item number {item} is not an item of {inst.name} (1..{inst.n_items})",
                     file=src.path,
-                    column=col,
+                    column=shown_name(col),
                     check="item_pattern",
                 )
             name = f"item_{rater}_{item:02d}"
@@ -120,22 +129,25 @@ def map_sessions(
         out = coerce_numeric(out, name, problems, source)
     for name, (source, item, inst) in item_sources.items():
         low, high = inst.item_range(item)
-        out = check_range(out, name, low, high, problems, source, f"{inst.name} item {item}")
+        what = f"{inst.name} item {item}"
+        out = check_range(out, name, low, high, problems, source, what, src.codes)
     if "symptom" in out:
         out = check_range(
-            out, "symptom", symptoms.min, symptoms.max, problems, symptoms.column, symptoms.label
-        )
+            out, "symptom", symptoms.min, symptoms.max, problems, symptoms.column, symptoms.label,
+            src.codes,
+        )  # fmt: skip
     if "suicidality" in out:
         out = check_range(
             out, "suicidality", 0, symptoms.suicidality_max, problems, columns.suicidality,
-            "suicidality item",
+            "suicidality item", src.codes,
         )  # fmt: skip
     if "date" in out:
-        out = parse_dates(out, "date", problems, columns.date)
+        out = parse_dates(out, "date", problems, columns.date, date_format)
     for col in kept_columns(keep_columns, columns, symptoms.column):
         if col in frame.columns:
             out[col] = frame[col]  # carried unchanged, as data.keep_columns promises
     out.attrs["sources"] = sources
+    out.attrs["missing_codes"] = dict(src.codes)
     return out
 
 

@@ -13,18 +13,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alliance.clean.readers.table import clip, name_text, shown_name, value_text
 from alliance.errors import InputError
 from alliance.files import shareable_path
 
 ROW = "_row"
 FILE = "_file"
-MAX_LISTED = 15
+MAX_LISTED = 15  # lines (one per check x column) in a ValidationFailed message
+ROWS_SHOWN = 5  # row numbers shown for a check that fires on many rows
+VALUES_SHOWN = 3  # distinct values shown for it
 
 VALIDATION_COLUMNS = ["file", "row", "column", "value", "check", "action", "message"]
 
 
 class ValidationFailed(InputError):
-    """One or more checks with policy `error` failed; `problems` lists them all."""
+    """One or more checks with policy `error` failed; `problems` lists them all.
+
+    The message gives one line per check x file x column x message: a check that fires on many
+    rows shows their count and the first few rows, not hundreds of identical lines.
+    """
 
     def __init__(self, problems: list[dict[str, Any]]) -> None:
         self.problems = problems
@@ -33,25 +40,62 @@ class ValidationFailed(InputError):
             first["message"],
             file=first["file"],
             row=first["row"],
-            column=first["column"],
-            value=first["value"],
+            column=shown_name(first["column"]),
+            value=clip(first["value"]),
             check=first["check"],
         )
 
     def __str__(self) -> str:
-        lines = [_describe(p) for p in self.problems[:MAX_LISTED]]
-        more = len(self.problems) - MAX_LISTED
+        lines = group_lines(self.problems)
+        more = len(lines) - MAX_LISTED
+        lines = lines[:MAX_LISTED]
         if more > 0:
-            lines.append(f"... and {more} more (run `alliance validate` for the full list)")
+            lines.append(f"... and {more} more kinds (run `alliance validate` for every row)")
         head = f"{len(self.problems)} data problem(s) with policy 'error':"
         return head + "\n  " + "\n  ".join(lines)
+
+
+def group_lines(problems: list[dict[str, Any]]) -> list[str]:
+    """One line per check x file x column x message, in order of first appearance.
+
+    A single problem reads as before (file, row, column, value: message [check]); a group reads
+    `file, column 'c': N rows (rows 2, 5, 9, ...; values 9.0, 99.0): message [check]`.
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for p in problems:
+        key = (p["check"], p["file"], p["column"], p["message"])
+        groups.setdefault(key, []).append(p)
+    return [
+        _describe(group[0]) if len(group) == 1 else _summarise(group) for group in groups.values()
+    ]
+
+
+def _summarise(group: list[dict[str, Any]]) -> str:
+    first = group[0]
+    rows = [p["row"] for p in group if p["row"] is not None]
+    values = list(dict.fromkeys(value_text(p["value"]) for p in group if p["value"] is not None))
+    parts = []
+    if rows:
+        shown = ", ".join(map(str, rows[:ROWS_SHOWN])) + (", ..." if len(rows) > ROWS_SHOWN else "")
+        parts.append(f"rows {shown}")
+    if values:
+        more = ", ..." if len(values) > VALUES_SHOWN else ""
+        parts.append(
+            f"{'values' if len(values) > 1 else 'value'} {', '.join(values[:VALUES_SHOWN])}{more}"
+        )
+    detail = f" ({'; '.join(parts)})" if parts else ""
+    place = [str(first["file"])] if first["file"] is not None else []
+    if first["column"] is not None:
+        place.append(f"column '{name_text(str(first['column']))}'")
+    head = f"{', '.join(place)}: " if place else ""
+    return f"{head}{len(group)} rows{detail}: {first['message']} [{first['check']}]"
 
 
 def _describe(p: dict[str, Any]) -> str:
     return str(
         InputError(
-            p["message"], file=p["file"], row=p["row"], column=p["column"], value=p["value"],
-            check=p["check"],
+            p["message"], file=p["file"], row=p["row"], column=shown_name(p["column"]),
+            value=clip(p["value"]), check=p["check"],
         )
     )  # fmt: skip
 

@@ -9,8 +9,9 @@ leaves open: the layout (`auto`) and, after a wide reshape, the session column.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +20,16 @@ import pandas as pd
 
 from alliance.clean import readers, reshape
 from alliance.clean.problems import FILE, ROW, Problems
+from alliance.clean.readers.dates import check_date_format
+from alliance.clean.readers.table import clip, name_text, shown_name
 from alliance.config import ROLE_KEYS_PATIENT, ROLE_KEYS_SESSION
 from alliance.errors import ConfigError, InputError
 from alliance.instruments.definition import load_instrument
 from alliance.settings import AllianceSettings, ColumnSettings, DataSettings, SymptomSettings
 
+# The key of `data.missing_codes` (mapping form) holding the codes of every unlisted column.
+DEFAULT_CODES = "default"
+MissingCodesSetting = Sequence[float] | Mapping[str, Sequence[float]]
 CANONICAL_PATIENT = (
     *("patient", "therapist", "site", "arm", "arm_class", "modality", "telehealth", "status"),
     *("dropout_session", "consent_date", "baseline_symptom", "relapse_time", "relapse_event"),
@@ -46,6 +52,11 @@ class Source:
     path: str
     # (file, note) for every way a reader reinterpreted the data (encoding, missing codes, labels).
     notes: list[tuple[str, str]] = field(default_factory=list)
+    # Missing codes configured for each data column (as listed, before sparing valid values),
+    # for messages that name a value as a code.
+    codes: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # Spreadsheet formulas without a cached value: column -> (row, formula, count).
+    formulas: dict[str, tuple[int, str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ def read_inputs(
     alliance: AllianceSettings,
 ) -> Inputs:
     """Read the session (or wide) table and the optional patient table; reshape wide to long."""
+    check_date_format(data.date_format)
     raw = _read(data.sessions, data, columns, symptoms, alliance)
     id_col = columns.patient
     session_col = columns.session
@@ -100,34 +112,80 @@ def read_inputs(
         sessions_long[FILE] = raw.path
         patient_level[FILE] = raw.path
         columns = dataclasses.replace(columns, session="session")
-        sessions = Source(sessions_long, raw.path, raw.notes)
-        patients_src = Source(patient_level, raw.path)
+        rx = re.compile(data.session_token)
+        codes = {rx.sub("", col): c for col, c in raw.codes.items()}  # by the long names
+        sessions = Source(sessions_long, raw.path, raw.notes, codes, raw.formulas)
+        patients_src = Source(patient_level, raw.path, codes=codes, formulas=raw.formulas)
     else:
         sessions = raw
     wanted = set(_wanted_columns(columns, data.keep_columns, symptoms.column))
     patterns = [re.compile(p) for p in _item_patterns(alliance, symptoms.items)]
+    used = functools.partial(_used, wanted=wanted, patterns=patterns, token=data.session_token)
+    _refuse_formulas(raw, used)
     keep = _keep_filter(list(sessions.frame.columns), wanted, patterns) + [ROW, FILE]
-    sessions = Source(
-        sessions.frame[[c for c in sessions.frame.columns if c in keep]],
-        sessions.path,
-        sessions.notes,
+    sessions = dataclasses.replace(
+        sessions, frame=sessions.frame[[c for c in sessions.frame.columns if c in keep]]
     )
+    headers = [list(raw.frame.columns)]
     if data.patients:
         extra = _read(data.patients, data, columns, symptoms, alliance)
+        _refuse_formulas(extra, used)
+        headers.append(list(extra.frame.columns))
         if patients_src is not None:
             merged = patients_src.frame.merge(
                 extra.frame.drop(columns=[ROW, FILE]), on=id_col, how="outer", suffixes=("", "_p")
             )
-            patients_src = Source(merged, raw.path, extra.notes)
+            patients_src = Source(merged, raw.path, extra.notes, extra.codes)
         else:
             patients_src = extra
+    _unknown_code_columns(data, headers)
     if patients_src is not None:
         keep_p = _keep_filter(list(patients_src.frame.columns), wanted, patterns) + [ROW, FILE]
         pf = patients_src.frame
-        patients_src = Source(
-            pf[[c for c in pf.columns if c in keep_p]], patients_src.path, patients_src.notes
+        patients_src = dataclasses.replace(
+            patients_src, frame=pf[[c for c in pf.columns if c in keep_p]]
         )
     return Inputs(sessions, patients_src, columns)
+
+
+def _used(column: str, *, wanted: set[str], patterns: list[re.Pattern[str]], token: str) -> bool:
+    """Whether a source column is read by the pipeline (in long or wide, token-bearing form)."""
+    names = {column, re.sub(token, "", column)}
+    return any(name in wanted or any(p.search(name) for p in patterns) for name in names)
+
+
+def _refuse_formulas(src: Source, used: Callable[[str], bool]) -> None:
+    """Stop on a used column holding spreadsheet formulas without a cached value.
+
+    openpyxl reads the value Excel last computed; a file written by a script (or saved without
+    recalculating) has none, and the cells would silently become missing. Formulas in unused
+    columns are only recorded.
+    """
+    for column, (row, formula, count) in src.formulas.items():
+        if not used(column):
+            continue
+        more = f"; {count} cells of this column are such formulas" if count > 1 else ""
+        raise InputError(
+            f"formula without a cached value{more}: open and save the file in "
+            "Excel/LibreOffice (which computes and stores the values), or export CSV",
+            file=src.path, row=row, column=shown_name(column), value=clip(formula),
+            check="excel_formula",
+        )  # fmt: skip
+
+
+def _unknown_code_columns(data: DataSettings, headers: list[list[str]]) -> None:
+    """ConfigError for a per-column missing-code entry naming a column no input table has."""
+    if not isinstance(data.missing_codes, Mapping):
+        return
+    rx = re.compile(data.session_token)
+    names = {n for header in headers for c in header for n in (c, rx.sub("", c))}
+    absent = [c for c in data.missing_codes if c != DEFAULT_CODES and c not in names]
+    if absent:
+        raise ConfigError(
+            f"config key data.missing_codes.{name_text(absent[0])}: no column "
+            f"'{name_text(absent[0])}' in the input tables; per-column codes name a column as "
+            "the export writes it (the default list is under 'default')"
+        )
 
 
 def _read(
@@ -146,12 +204,27 @@ def _read(
         encoding=data.encoding,
         delimiter=data.delimiter,
     )
-    ids = {columns.patient, columns.therapist, columns.site}
-    codes = {c: list(data.missing_codes) for c in header if c not in ids}
+    configured = configured_codes(header, data.missing_codes, data.session_token)
+    never = {columns.patient: "patient", columns.session: "session"}
+    never |= {columns.therapist: "therapist"}
+    for col, (explicit, col_codes) in configured.items():
+        if explicit and col_codes and col in never:
+            raise ConfigError(
+                f"config key data.missing_codes.{name_text(col)}: '{name_text(col)}' is the "
+                f"{never[col]} column, which is never set missing (a row needs it to be "
+                "placed); remove the entry"
+            )
+    # The default list never blanks ID or session columns (a global 9 would erase session 9);
+    # sites are spared it too. Default codes inside a column's valid range are skipped there.
+    spared = {columns.patient, columns.session, columns.therapist, columns.site}
+    default = {c: list(v) for c, (explicit, v) in configured.items() if not explicit}
+    codes = {c: list(v) for c, (explicit, v) in configured.items() if explicit}
     notes: list[tuple[str, str]] = []
-    if data.missing_codes:
+    if any(default.values()):
         ranges = _valid_ranges(header, data.session_token, columns.suicidality, symptoms, alliance)
-        codes, kept = _codes_outside_ranges(codes, ranges)
+        default = {c: v for c, v in default.items() if c not in spared}
+        default, kept = _codes_outside_ranges(default, ranges)
+        codes |= default
         if kept:
             shown = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
             notes.append((path, (
@@ -166,12 +239,36 @@ def _read(
         sheet=data.sheet,
         encoding=data.encoding,
         delimiter=data.delimiter,
-        missing_codes=codes if data.missing_codes else (),
+        missing_codes={c: v for c, v in codes.items() if v},
         apply_value_labels=_labelled_columns(header, categorical, data.session_token),
     )
     frame = table.frame.reset_index(drop=True)
     frame = frame.assign(**{ROW: np.arange(1, len(frame) + 1), FILE: path})
-    return Source(frame, path, notes + [(path, note) for note in table.notes])
+    notes += [(path, note) for note in table.notes]
+    declared = {c: tuple(float(x) for x in v) for c, (_, v) in configured.items() if c not in never}
+    return Source(frame, path, notes, declared, dict(table.formulas))
+
+
+def configured_codes(
+    header: Sequence[str], missing_codes: MissingCodesSetting, session_token: str
+) -> dict[str, tuple[bool, tuple[float, ...]]]:
+    """Column -> (listed for the column itself?, codes) as `data.missing_codes` configures them.
+
+    A list applies to every column. A mapping gives per-column lists under the column's name
+    as the export writes it (in a wide table also its long name, `wai_p_05` for
+    `wai_p_05_s3`), each replacing the list under `default` for that column (`[]` turns codes
+    off there).
+    """
+    if not isinstance(missing_codes, Mapping):
+        return {c: (False, tuple(missing_codes)) for c in header}
+    rx = re.compile(session_token)
+    default = tuple(missing_codes.get(DEFAULT_CODES, ()))
+    out = {}
+    for col in header:
+        name = col if col in missing_codes else rx.sub("", col)
+        own = name in missing_codes and name != DEFAULT_CODES
+        out[col] = (True, tuple(missing_codes[name])) if own else (False, default)
+    return out
 
 
 def _valid_ranges(

@@ -55,11 +55,14 @@ def clean_trial(settings: CleanSettings) -> CleanResult:
     inputs = read_inputs(data, settings.columns, symptoms, alliance)
     columns = inputs.columns  # as reading resolved them (the session column of a wide table)
     record_read_notes([inputs.sessions, inputs.patients], problems)
-    s = map_sessions(inputs.sessions, columns, symptoms, alliance, data.keep_columns, problems)
+    s = map_sessions(
+        inputs.sessions, columns, symptoms, alliance, data.keep_columns, problems,
+        date_format=data.date_format,
+    )  # fmt: skip
     kept = kept_columns(data.keep_columns, columns, symptoms.column)
     p = map_patients(inputs.sessions, inputs.patients, columns, kept, problems)
     s = check_sessions(s, columns, problems)
-    p = check_patients(p, columns, settings.codings, problems)
+    p = check_patients(p, columns, settings.codings, problems, date_format=data.date_format)
     s = check_session_links(
         s, p, columns, alliance.raters, problems,
         patient_table=inputs.patients is not None, path=data.sessions,

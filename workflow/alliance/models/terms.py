@@ -15,7 +15,9 @@ from alliance.models.base import ModelSpec
 from alliance.models.spec import parse_random
 
 # Options whose value names a column (or a list of columns) the kind reads from the frame.
-OPTION_COLUMNS = ("duration", "event", "cluster", "tertile_of", "mediator", "unit", "x", "y")
+OPTION_COLUMNS = (
+    "duration", "event", "cluster", "tertile_of", "mediator", "unit", "x", "y", "x_error",
+)  # fmt: skip
 OPTION_COLUMN_LISTS = ("predictors",)
 
 

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 from alliance import files
+from alliance.config import safe_yaml
 from alliance.errors import InputError
 from alliance.onboard.inspection import Inspection, inspect_export
 from alliance.onboard.profile import fmt
 from alliance.onboard.starter import starter_config
+from alliance.onboard.todos import todo_entries
 from alliance.onboard.yamltext import visible
 
 DEFAULT_OUT = "alliance.yaml"
@@ -33,6 +35,8 @@ def summary(ins: Inspection) -> str:
         others = [x.column for x in guesses if g is None or x.column != g.column]
         if others:
             out.append(f"  {'':<17} other candidates: {', '.join(others)}")
+    if ins.date_format:
+        out.append(f"  {'date_format':<17} {ins.date_format} ({ins.date_format_why})")
     for trait, g in ins.personality.items():
         out.append(f"  {'personality.' + trait:<17} {g.column:<18} {g.reason}")
     if ins.covariates:
@@ -44,11 +48,12 @@ def summary(ins: Inspection) -> str:
         use = {None: "not used", "rater?": "alliance, rater unclear (TODO)"}.get(g.use, g.use)
         out.append(f"  {g.label} ({len(g.columns)} items, {fmt(g.low)}–{fmt(g.high)}{sus}) "
                    f"-> {use}{' / ' + g.instrument if g.instrument else ''}")  # fmt: skip
-    if ins.categorical:
+    grouped = {c for g in ins.item_groups for c in g.columns.values()}
+    categorical = {k: v for k, v in ins.categorical.items() if k not in grouped}
+    if categorical:
         out.append("categorical columns:")
-        out += [f"  {k}: {', '.join(v)}" for k, v in ins.categorical.items()]
+        out += [f"  {k}: {', '.join(v)}" for k, v in categorical.items()]
     if ins.numeric_ranges:
-        grouped = {c for g in ins.item_groups for c in g.columns.values()}
         ranges = [f"{k} {fmt(lo)}–{fmt(hi)}" for k, (lo, hi) in ins.numeric_ranges.items()
                   if k not in grouped]  # fmt: skip
         out.append("numeric ranges: " + "; ".join(ranges))
@@ -59,7 +64,10 @@ def summary(ins: Inspection) -> str:
         shown = ", ".join(cols[:3]) + (f" and {len(cols) - 3} more" if len(cols) > 3 else "")
         out.append(f"user-missing {codes} declared in the file for {shown} (honoured as missing)")
     if ins.value_labels:
-        out.append("value labels applied: " + ", ".join(ins.value_labels))
+        more = len(ins.value_labels) - 8
+        out.append("value labels (applied to arm, status, modality, site, therapist and covariates "
+                   "only): " + ", ".join(ins.value_labels[:8])
+                   + (f" and {more} more" if more > 0 else ""))  # fmt: skip
     for where, codes in ins.suspicious.items():
         out.append(f"suspicious codes in {where}: {', '.join(map(fmt, codes))}")
     if ins.suspicious:
@@ -105,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(ins))
     with files.atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    n_todo = sum("TODO" in line.split("#")[0] for line in text.splitlines())
+    n_todo = len(todo_entries(safe_yaml(text, str(out))))
     print(f"\nwrote {out}: review every `guessed` line", end="")
-    print(f" and answer {n_todo} TODO line(s)" if n_todo else "", end="")
+    print(f" and answer {n_todo} TODO(s)" if n_todo else "", end="")
     print(f"; then run: alliance validate --configfile {out}")
     return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from alliance.onboard.item_groups import ItemGroup
 from alliance.onboard.profile import ColumnProfile, is_flag, value_span
 from alliance.onboard.vocabulary import (
@@ -16,7 +18,6 @@ from alliance.onboard.vocabulary import (
     ARM,
     BASELINE,
     CONSENT,
-    COVARIATES,
     DATE_NAMES,
     DROP,
     GENERIC_SYMPTOM,
@@ -40,6 +41,9 @@ from alliance.onboard.vocabulary import (
 from alliance.onboard.yamltext import visible
 
 MAX_SESSION = 60
+ITEM_NAMES = frozenset({"item*", "i", "q", "itm"})
+# Roles the clean stage reads with SPSS/Stata value labels applied (codes become labels).
+CATEGORICAL_ROLES = frozenset({"therapist", "site", "arm", "modality", "status"})
 
 
 @dataclass
@@ -103,6 +107,7 @@ class Tables:
     id_col: str | None
     n_patients: int
     taken: set[str] = field(default_factory=set)  # item columns and assigned columns
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)  # "sessions" / "patients"
 
     def pool(self, level: str) -> list[ColumnProfile]:
         """Session columns, or patient-level ones: patients file first, then session columns
@@ -138,7 +143,8 @@ def apply_rules(t: Tables) -> dict[str, list[Guess]]:
     """Candidates per role in rule order (earlier rules rank first)."""
     out: dict[str, list[Guess]] = {r.role: [] for r in RULES}
     for rule in RULES:
-        for p in t.pool(rule.level):
+        for raw in t.pool(rule.level):
+            p = raw.as_read(rule.role in CATEGORICAL_ROLES)
             toks = tokens(p.name)
             if (
                 p.kind not in rule.kinds
@@ -206,15 +212,16 @@ def guess_symptom(t: Tables, groups: list[ItemGroup]) -> tuple[list[Guess], Scal
         if matches(toks, BASELINE | ALLIANCE | SUICIDE):
             continue
         scale = next((s for s in SCALES if matches(toks, s.words)), None)
+        # an item (`hamd_item3`, values 0-4) ranks after every total
+        item = matches(toks, ITEM_NAMES) or (scale is not None and (p.high or 0) <= scale.item_high)
         if scale is not None:
             inside = (p.low or 0) >= scale.low and (p.high or 0) <= scale.high
             where = "within" if inside else "OUTSIDE"
             why = f"{scale.label} name, values {value_span(p)} {where} {scale.low}–{scale.high}"
-            found.append(((0, not inside, p.name), Guess(p.name, why), scale))
+            found.append(((item, 0, not inside, p.name), Guess(p.name, why), scale))
         elif matches(toks, GENERIC_SYMPTOM):
-            found.append(
-                ((1, True, p.name), Guess(p.name, f"score name, values {value_span(p)}"), None)
-            )
+            why = f"score name, values {value_span(p)}"
+            found.append(((item, 1, True, p.name), Guess(p.name, why), None))
     found.sort(key=lambda x: x[0])
     if found:
         return [g for _, g, _ in found], found[0][2]
@@ -224,18 +231,13 @@ def guess_symptom(t: Tables, groups: list[ItemGroup]) -> tuple[list[Guess], Scal
     return [], None
 
 
-def guess_traits_and_covariates(t: Tables) -> tuple[dict[str, Guess], list[Guess]]:
-    """Big Five traits by name (numeric), and age/sex/gender/education as covariates."""
+def guess_traits(t: Tables) -> dict[str, Guess]:
+    """Big Five traits by name (numeric)."""
     personality: dict[str, Guess] = {}
-    covariates: list[Guess] = []
     for p in t.pool("patient"):
         toks = tokens(p.name)
         trait = next((v for k, v in TRAITS.items() if matches(toks, frozenset({k + "*"}))), None)
         if trait and trait not in personality and p.kind in NUM:
             personality[trait] = Guess(p.name, f"trait name, values {value_span(p)}", p.table)
-            continue
-        cov = next((v for k, v in COVARIATES.items() if matches(toks, frozenset({k + "*"}))), None)
-        if cov and p.kind in (*NUM, "text") and len(toks) <= 2:
-            covariates.append(Guess(p.name, f"{cov} (common baseline covariate)", p.table))
-    t.taken |= {g.column for g in [*personality.values(), *covariates]}
-    return personality, covariates
+    t.taken |= {g.column for g in personality.values()}
+    return personality

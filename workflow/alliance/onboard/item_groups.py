@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from alliance.onboard.numbering import number_families
 from alliance.onboard.profile import GROUP_CODES, ColumnProfile, fmt, split_codes
 from alliance.onboard.vocabulary import (
     ALLIANCE,
@@ -18,12 +18,10 @@ from alliance.onboard.vocabulary import (
 )
 from alliance.onboard.yamltext import visible
 
-_TRAILING_NUMBER = re.compile(r"^(.*?\D)(\d+)$")
-
 
 @dataclass
 class ItemGroup:
-    """Columns sharing a stem and a trailing item number (`wai_p_01..12`, `WAI_P_i07`, `item7`)."""
+    """Columns differing in one item number (`wai_p_01..12`, `WAI_P_i07`, `HAMD03`, `WAI07_P`)."""
 
     stem: str
     pattern: str  # regex for config: group 1 = item number
@@ -43,23 +41,20 @@ class ItemGroup:
 
 
 def find_item_groups(frame: pd.DataFrame, profiles: dict[str, ColumnProfile]) -> list[ItemGroup]:
-    """Groups of at least 3 numeric columns sharing a stem; suspicious codes kept apart."""
-    stems: dict[str, dict[int, str]] = {}
-    for col in frame.columns:
-        m = _TRAILING_NUMBER.match(str(col))
-        if m and profiles[str(col)].kind in ("integer", "number", "empty"):
-            stems.setdefault(m.group(1), {})[int(m.group(2))] = str(col)
+    """Groups of at least 3 numeric columns differing in one number that no session word marks
+    (`HAMD_S01..S04` are one total at four sessions); suspicious codes kept apart."""
+    numeric = [str(c) for c in frame.columns
+               if profiles[str(c)].kind in ("integer", "number", "empty")]  # fmt: skip
     groups = []
-    for stem, cols in stems.items():
-        if len(cols) < 3:
-            continue
+    for fam in number_families(numeric):
+        cols = fam.columns
         values = pd.concat([frame[c] for c in cols.values()]).dropna().astype(float)
         rest, suspicious = split_codes(values, GROUP_CODES, group=True)
         groups.append(
             ItemGroup(
-                stem=stem,
-                pattern=f"^{re.escape(stem)}(\\d+)$",
-                columns=dict(sorted(cols.items())),
+                stem=fam.stem,
+                pattern=fam.pattern,
+                columns=cols,
                 low=float(rest.min()) if len(rest) else None,
                 high=float(rest.max()) if len(rest) else None,
                 suspicious=suspicious,
@@ -93,8 +88,14 @@ def _classify_group(group: ItemGroup) -> None:
         return
     for scale in SCALES:
         if matches(toks, scale.words):
+            if (hi or 0) > scale.item_high:
+                group.reason = (
+                    f"{scale.label} name but {observed}: above the item range 0–"
+                    f"{scale.item_high}, so totals (e.g. one per session), not items"
+                )
+                return
             group.use = "symptoms"
-            fits = n == scale.n_items and (lo or 0) >= 0 and (hi or 0) <= scale.item_high
+            fits = n == scale.n_items and (lo or 0) >= 0
             group.instrument = scale.instrument if fits else None
             group.reason = f"{scale.label} name, {observed}"
             return

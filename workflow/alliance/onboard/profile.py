@@ -17,6 +17,7 @@ MAX_LEVELS = 12  # columns with at most this many distinct values are reported a
 GROUP_CODES = (9, 99, 999, -9, -99, -999)
 SINGLE_CODES = (99, 999, -9, -99, -999)
 _DATE_TEXT = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}(?:[ T][\d:.]+)?$|^\d{1,2}[./]\d{1,2}[./]\d{2,4}$")
+_DAY_MONTH = re.compile(r"^(\d{1,2})([./])(\d{1,2})[./](\d{2,4})$")
 
 
 @dataclass
@@ -34,6 +35,18 @@ class ColumnProfile:
     constant_within_patient: bool | None = None
     increasing_within_patient: bool | None = None
     suspicious: list[float] = field(default_factory=list)  # likely missing codes (not in range)
+    # text dates: iso, month-first, day-first (`23/04/2021`) or ambiguous (`05/04/2021` only)
+    date_order: str | None = None
+    date_example: str | None = None
+    date_formats: tuple[str, ...] = ()  # strftime formats that read the column (see date_order)
+    # the column with its value labels applied (SPSS/Stata), as the clean stage reads a
+    # categorical role (arm, status, modality, site, therapist, covariates)
+    labelled: ColumnProfile | None = None
+    value_labels: dict | None = None  # code -> label (on a labelled profile)
+
+    def as_read(self, categorical: bool) -> ColumnProfile:
+        """This profile as the pipeline reads the column for a categorical role or another."""
+        return self.labelled if categorical and self.labelled is not None else self
 
 
 def fmt(x: float | None) -> str:
@@ -83,6 +96,30 @@ def _kind(values: pd.Series) -> str:
     return "date" if parses else "text"
 
 
+def date_order(values: pd.Series) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """How text dates order day and month, an example, and the strftime formats that read
+    them: `iso` (none needed), `day-first` (a first part above 12, or dotted `dd.mm.yyyy`),
+    `month-first`, `ambiguous` (`05/04/2021` only: both formats) or `mixed` (both orders)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return None, None, ()
+    text = values.dropna().astype("string").str.strip()
+    parts = text.str.extract(_DAY_MONTH)
+    parts = parts[parts[0].notna()]
+    if parts.empty:
+        return ("iso", None, ()) if len(text) else (None, None, ())
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    sep = str(parts[1].iloc[0])
+    year = "%Y" if parts[3].str.len().max() > 2 else "%y"
+    day_first, month_first = f"%d{sep}%m{sep}{year}", f"%m{sep}%d{sep}{year}"
+    if (second > 12).any() and (first > 12).any():
+        return "mixed", str(text.loc[(second > 12).idxmax()]), ()
+    if (second > 12).any():
+        return "month-first", str(text.loc[(second > 12).idxmax()]), (month_first,)
+    if (first > 12).any() or sep == ".":
+        return "day-first", str(text.loc[(first > 12).idxmax()]), (day_first,)
+    return "ambiguous", str(text.loc[parts.index[0]]), (day_first, month_first)
+
+
 def profile_columns(
     frame: pd.DataFrame, table: str, id_col: str | None
 ) -> dict[str, ColumnProfile]:
@@ -107,6 +144,8 @@ def profile_columns(
             prof.low, prof.high = float(num.min()), float(num.max())
         if prof.n_distinct <= MAX_LEVELS and kind in ("integer", "text"):
             prof.codes = _codes(values)
+        if kind == "date":
+            prof.date_order, prof.date_example, prof.date_formats = date_order(values)
         if id_col is not None and col != id_col:
             prof.constant_within_patient = True
             if repeated:

@@ -14,8 +14,9 @@ from typing import Any
 from alliance.config import safe_yaml
 from alliance.errors import ConfigError, InputError
 from alliance.onboard.codings import CHOICES, guess_coding
-from alliance.onboard.inspection import Inspection
+from alliance.onboard.inspection import Inspection, declares_date_format
 from alliance.onboard.profile import ColumnProfile, fmt, is_flag, value_span
+from alliance.onboard.todos import is_todo, todo_entries
 from alliance.onboard.vocabulary import DROP, matches, tokens
 from alliance.onboard.yamltext import (
     COMMENT_MAX,
@@ -80,6 +81,8 @@ def _plain(node: Any) -> Any:
 
 def _role(ins: Inspection, role: str) -> _V:
     g = ins.chosen.get(role)
+    if g is None and role in ins.unmapped:
+        return _V(None, ins.unmapped[role])
     if g is None:
         return _V(None, "no candidate found: set it if the export has one")
     return _V(g.column, guessed=g.reason)
@@ -197,31 +200,67 @@ def _missing_codes(ins: Inspection) -> _V:
     return _V(values, guessed=f"suspicious codes: {where}; applies to every numeric column")
 
 
+_FLAGS = {  # role -> (name words, class of 1, class of 0) for 0/1 flags
+    "status": ((DROP, "dropout", "completed"),
+               (frozenset({"complet*", "finish*"}), "completed", "dropout")),
+    "modality": ((frozenset({"tele*", "video*"}), "telehealth", "in_person"),),
+}  # fmt: skip
+
+
+def _flag_class(role: str, prof: ColumnProfile, code: str) -> str | None:
+    """Class of a code of a 0/1 flag named for one class (`dropout`, `COMPLETER`, `telehealth`);
+    a labelled flag's label is traced back to its 0/1 code."""
+    if not is_flag(prof):
+        return None
+    labels = prof.labelled.value_labels if prof.labelled is not None else None
+    raw = next((k for k, v in (labels or {}).items() if str(v).strip() == code), code)
+    try:
+        one = float(raw) == 1
+    except (TypeError, ValueError):
+        return None
+    for words, if_one, if_zero in _FLAGS.get(role, ()):
+        if matches(tokens(prof.name), words):
+            return if_one if one else if_zero
+    return None
+
+
 def _coding_block(role: str, prof: ColumnProfile) -> dict[str, _V]:
-    """Code -> class for every code seen; a 0/1 dropout or telehealth flag maps by its name.
+    """Code -> class for every code as the pipeline reads it (value labels applied); a 0/1
+    dropout, completer or telehealth flag maps by its name.
 
     A code the config reader refuses as a key (a templating marker) is left out: the inspection
     notes it, and the clean stage reports its rows as unknown codes.
     """
     out: dict[str, _V] = {}
-    flags = {
-        "status": (DROP, "dropout", "completed"),
-        "modality": (frozenset({"tele*", "video*"}), "telehealth", "in_person"),
-    }
-    flag = flags.get(role)
-    for code in prof.codes or []:
+    for code in prof.as_read(True).codes or []:
         if is_templating_key(code):
             continue
         cls = guess_coding(role, code)
         why = f"'{visible(code)}' looks like {cls}"
-        if cls is None and flag and is_flag(prof) and matches(tokens(prof.name), flag[0]):
-            cls = flag[1] if float(code) == 1 else flag[2]
+        if cls is None:
+            cls = _flag_class(role, prof, code)
             why = f"0/1 flag '{visible(prof.name)}'"
         if cls is None:
             out[code] = _V(f"TODO: {CHOICES[role]}", f"no rule recognises code '{visible(code)}'")
         else:
             out[code] = _V(cls, guessed=why)
     return out
+
+
+def _arm_reference(arms: dict[str, _V]) -> _V:
+    """null when an arm is guessed placebo (the models' default reference); otherwise which arm
+    the models compare the others with is the trial's question: a TODO."""
+    placebo = [code for code, v in arms.items() if v.value == "placebo"]
+    if placebo:
+        return _V(None, f"null: the first placebo arm ('{visible(sorted(placebo)[0])}') is the "
+                  "models' reference")  # fmt: skip
+    if not arms:
+        return _V(None, "no arm column")
+    codes = ", ".join(visible(c, 40) for c in list(arms)[:6]) + (", …" if len(arms) > 6 else "")
+    return _V(
+        f"TODO: reference arm code for the models ({codes}), or null if an arm is placebo",
+        "the models compare every other arm with this one",
+    )
 
 
 def starter_config(inspection: Inspection) -> str:
@@ -240,6 +279,14 @@ def starter_config(inspection: Inspection) -> str:
     if ins.layout == "wide":
         data["session_token"] = _V(ins.session_token, guessed="matches the session columns")
     data["missing_codes"] = _missing_codes(ins)
+    if declares_date_format():
+        data["date_format"] = (
+            _V(None, "no day/month dates mapped: ISO and written-month dates need no format")
+            if ins.date_format is None
+            else _V(ins.date_format, ins.date_format_why)
+            if is_todo(ins.date_format)
+            else _V(ins.date_format, guessed=ins.date_format_why)
+        )
     data["keep_columns"] = []
     cols: dict[str, Any] = {
         "patient": _role(ins, "patient") if "patient" in ins.chosen
@@ -247,7 +294,13 @@ def starter_config(inspection: Inspection) -> str:
         "session": _role(ins, "session") if ins.layout == "long"
         else _V(None, "wide layout: sessions come from the column names"),
     }  # fmt: skip
-    if ins.layout == "long" and "session" not in ins.chosen:
+    if ins.layout == "long" and "session" not in ins.chosen and ins.n_rows == ins.n_patients:
+        cols["session"] = _V(
+            "TODO: session number column, or null with data.layout: wide and a "
+            "data.session_token whose group 1 is the session number in the column names",
+            "one row per patient and no number in the column names repeats over sessions",
+        )
+    elif ins.layout == "long" and "session" not in ins.chosen:
         cols["session"] = _V("TODO: session number column", "no integer 0–60 column varying "
                              "within patient with a session-like name")  # fmt: skip
     for role in ("date", "week", "therapist", "site", "arm", "modality", "status",
@@ -265,10 +318,12 @@ def starter_config(inspection: Inspection) -> str:
     for role in ("arm", "modality", "status"):
         g = ins.chosen.get(role)
         prof = ins.profiles[f"{g.table}:{g.column}"] if g else None
-        if prof is not None and prof.codes:
+        if prof is not None and prof.as_read(True).codes:
             codings[role] = _V(_coding_block(role, prof))
         else:
             codings[role] = _V({})
+        if role == "arm":
+            codings["arm_reference"] = _arm_reference(codings["arm"].value)
     config: dict[str, Any] = {
         "trial_name": _V(Path(ins.data_file).stem, guessed="the data file's name"),
         "seed": _V(20261127, "seed for every random step"),
@@ -292,15 +347,15 @@ def starter_config(inspection: Inspection) -> str:
     }
     body: list[str] = []
     _emit(config, 0, body)
-    n_todo = sum("TODO" in line.split("#")[0] for line in body)
+    n_todo = len(todo_entries(_plain(config)))
     lines = [
         f"# Starter config written by `alliance init` from {visible(ins.data_file, COMMENT_MAX)}.",
         "# Review every line marked `guessed`, then: alliance validate --configfile <this file>",
         "# Every key is documented in workflow/alliance/schemas/config.schema.yaml.",
     ]
     if n_todo:
-        lines.append(f"# {n_todo} line(s) hold a TODO that only you can answer: validation fails")
-        lines.append("# until each is replaced.")
+        lines.append(f"# {n_todo} TODO(s) only you can answer: `alliance validate` lists them")
+        lines.append("# first and fails until each is replaced.")
     lines += [f"# note: {visible(n, COMMENT_MAX)}" for n in ins.notes]
     lines += body
     text = "\n".join(lines).rstrip() + "\n"

@@ -39,7 +39,6 @@ RATER = frozenset({"rater"})
 TRAITS = {"agreeab": "agreeableness", "extravers": "extraversion", "extrovers": "extraversion",
           "openness": "openness", "conscientious": "conscientiousness",
           "neurotic": "neuroticism"}  # fmt: skip
-COVARIATES = {"age": "age", "sex": "sex", "gender": "gender", "educ": "education"}
 ALLIANCE = frozenset({"wai*", "allian*", "haq*", "calpas*"})
 GENERIC_SYMPTOM = frozenset({"symptom*", "score", "total", "sum", "severity"})
 RATER_WORDS = {
@@ -78,12 +77,21 @@ ALLIANCE_FORMS = {(12, 5): "wai_sr", (12, 7): "wai_s", (36, 7): "wai", (19, 6): 
                   (24, 7): "calpas"}  # fmt: skip
 
 
+_CAPS_THEN_LOWER = re.compile(r"(?<![A-Za-z])([A-Z]{2,})([a-z]+)(?![A-Za-z])")
+
+
 def tokens(name: str) -> list[str]:
-    """Lower-case words of a name: `PatientID` -> patient, id; `WAI_P_i07` -> wai, p, i, 07."""
+    """Lower-case words of a name: `PatientID` -> patient, id; `WAI_P_i07` -> wai, p, i, 07.
+
+    An upper-case run glued to lower case (`WAIp`, `HAMDtot`) is also read as two words
+    (wai, p), after the camel-case reading (wa, ip): exports abbreviate that way."""
     out: list[str] = []
+    extra: list[str] = []
     for part in re.split(r"[\W_]+", str(name)):
         out += re.findall(r"\d+|[A-Z]+(?![a-z])|[A-Z]?[^\W\d_A-Z]+", part)
-    return [t.lower() for t in out if t]
+        for m in _CAPS_THEN_LOWER.finditer(part):
+            extra += [m.group(1), m.group(2)]
+    return [t.lower() for t in out + extra if t]
 
 
 def matches(toks: list[str], words: frozenset[str]) -> bool:

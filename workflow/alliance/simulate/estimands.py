@@ -34,7 +34,7 @@ def _mean_multiplier(truth: dict[str, Any]) -> float:
     return sum(mult[a] * k for a, k in counts.items()) / total
 
 
-def _riclpm(p: dict[str, Any]) -> list[dict[str, Any]]:
+def _riclpm(p: dict[str, Any], c: float) -> list[dict[str, Any]]:
     why = (
         "the RI-CLPM's within part is the generating VAR(1) of (wA, wY): with the alliance "
         "measurement error fixed from item reliability and a random symptom slope (the "
@@ -42,15 +42,30 @@ def _riclpm(p: dict[str, Any]) -> list[dict[str, Any]]:
         "it recovers {what}; sudden gains are plain innovations, only the repair shocks of "
         "ruptures are predictable (about -0.01 on alliance_ar at the defaults)"
     )
+    scale = (
+        f"; the model measures the alliance in observed WAI points, and the true score bends at "
+        f"the item floor and ceiling: {c:.4f} observed per latent point within patients "
+        f"(alliance.observed_score_reliability.scale_within), so the path is {{how}}"
+    )
+    repair = (
+        "; repaired ruptures return the alliance while the symptoms the dip raised are still "
+        "high, which looks like higher symptoms followed by a rising alliance and pulls the "
+        "estimate toward 0 (about 10 % at large n with the default rupture rate; recovered "
+        "without ruptures)"
+    )
     rows = [
-        ("alliance_to_symptom", "beta_lag", "the cross-lagged path wA_{t-1} -> wY_t"),
-        ("symptom_to_alliance", "gamma_lag", "the cross-lagged path wY_{t-1} -> wA_t"),
-        ("alliance_ar", "alliance_ar1", "the alliance autoregression"),
-        ("symptom_ar", "lag_phi", "the symptom autoregression"),
-    ]
+        ("alliance_to_symptom", "beta_lag", p["beta_lag"] / c, "beta_lag / scale_within",
+         "the cross-lagged path wA_{t-1} -> wY_t", scale.format(how="beta_lag / scale")),
+        ("symptom_to_alliance", "gamma_lag", p["gamma_lag"] * c, "gamma_lag * scale_within",
+         "the cross-lagged path wY_{t-1} -> wA_t",
+         scale.format(how="gamma_lag x scale") + repair),
+        ("alliance_ar", "alliance_ar1", p["alliance_ar1"], "alliance_ar1",
+         "the alliance autoregression", ""),
+        ("symptom_ar", "lag_phi", p["lag_phi"], "lag_phi", "the symptom autoregression", ""),
+    ]  # fmt: skip
     return [
-        _entry("symptoms_riclpm", term, p[name], True, name, why.format(what=what))
-        for term, name, what in rows
+        _entry("symptoms_riclpm", term, value, True, param, why.format(what=what) + extra)
+        for term, _, value, param, what, extra in rows
     ]
 
 
@@ -149,6 +164,7 @@ def _moderation(p: dict[str, Any], m: float) -> list[dict[str, Any]]:
 def _outcomes(truth: dict[str, Any]) -> list[dict[str, Any]]:
     p = truth["params"]
     rel = truth["alliance"]["observed_score_reliability"]["session_score"]
+    c_total = truth["alliance"]["observed_score_reliability"]["scale_total"]
     scale = truth["relapse"]["alliance_scale"]
     per_point = p["relapse_beta"] / scale if scale else None
     early = (
@@ -163,11 +179,19 @@ def _outcomes(truth: dict[str, Any]) -> list[dict[str, Any]]:
     )
     return [
         _entry(
-            "dropout_hazard", "alliance", p["dropout_beta_alliance"], True,
-            "dropout_beta_alliance",
+            "dropout_hazard", "alliance", p["dropout_beta_alliance"] / c_total, False,
+            "dropout_beta_alliance / scale_total",
             f"missing session t+1 is generated logit-linear in the latent alliance of session t "
-            f"(the last attended) per point, as the model asks; the observed score carries item "
-            f"error, so the estimate is attenuated by about its reliability ({rel:.2f})",
+            f"(the last attended), {c_total:.4f} observed points per latent point; the observed "
+            f"score carries item error, so this naive estimate is attenuated by about its "
+            f"reliability ({rel:.2f}): alliance_rc is the corrected one",
+        ),
+        _entry(
+            "dropout_hazard", "alliance_rc", p["dropout_beta_alliance"] / c_total, True,
+            "dropout_beta_alliance / scale_total",
+            f"regression calibration of the same model: the coefficient per point of the true "
+            f"score (the latent alliance on the observed scale, {c_total:.4f} observed points "
+            f"per latent point), the hazard's generating parameter on that scale",
         ),
         _entry("dropout_early_alliance", "alliance_early", p["dropout_beta_alliance"], False,
                "dropout_beta_alliance", early),
@@ -235,7 +259,7 @@ def estimands(truth: dict[str, Any]) -> list[dict[str, Any]]:
     m = _mean_multiplier(truth)
     growth = ("symptoms_growth", "symptoms_lagged", "symptoms_lagged_detrended")
     return [
-        *_riclpm(p),
+        *_riclpm(p, truth["alliance"]["observed_score_reliability"]["scale_within"]),
         *_prior_parts(p, m, growth),
         *_moderation(p, m),
         *_outcomes(truth),

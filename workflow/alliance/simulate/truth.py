@@ -54,6 +54,7 @@ def _expected_shares_cached(params_json: str, n_sessions: int, seed: int) -> dic
     score = row_mean(items)
     observed = _nested_anova(score.reshape(n_j, n_i, n_sessions))
     error_var = float(np.nanvar(score - latent))
+    true_score = expected_score(latent, offsets, p["item_noise_sd"])
     return {
         "observed": observed,
         "latent_check": _nested_anova(latent.reshape(n_j, n_i, n_sessions)),
@@ -61,8 +62,35 @@ def _expected_shares_cached(params_json: str, n_sessions: int, seed: int) -> dic
             "error_var": round(error_var, 5),
             "session_score": round(1 - error_var / float(np.nanvar(score)), 4),
             "within_patient": round(1 - error_var / observed["var_session"], 4),
+            "scale_total": round(_slope(true_score, latent), 4),
+            "scale_within": round(_slope(_demean(true_score), _demean(w)), 4),
         },
     }
+
+
+def expected_score(latent: np.ndarray, offsets: np.ndarray, noise_sd: float) -> np.ndarray:
+    """True score E[observed item mean | latent]: items are round(clip(L + o + e, 1, 5)).
+
+    E[item] = 1 + sum over k = 1..4 of P(L + o + e >= k + 0.5). Item non-response is at random,
+    so it does not change the expectation. The true score is a bent (ceiling and floor) function
+    of the latent alliance: the models see the alliance on this observed scale.
+    """
+    from scipy.stats import norm
+
+    z = latent[..., None] + offsets
+    cuts = np.arange(1, 5) + 0.5
+    probs = norm.sf((cuts - z[..., None]) / noise_sd)  # P(latent + o + e >= cut)
+    return 1.0 + probs.sum(axis=-1).mean(axis=-1)
+
+
+def _demean(x: np.ndarray) -> np.ndarray:
+    return x - x.mean(axis=1, keepdims=True)
+
+
+def _slope(y: np.ndarray, x: np.ndarray) -> float:
+    """OLS slope of y on x over all cells (both centred)."""
+    xc, yc = x - x.mean(), y - y.mean()
+    return float((xc * yc).sum() / (xc * xc).sum())
 
 
 def _nested_anova(y: np.ndarray) -> dict[str, float]:
@@ -243,7 +271,10 @@ def generating_truth(
                 "sudden gains, item noise, rounding, clipping, item non-response; no dropout) on "
                 "a balanced design of mc_therapists x mc_patients_per_therapist x n_sessions; "
                 "12-item mean score; balanced nested ANOVA (method of moments) variance "
-                "components; reliability = 1 - var(score - latent) / var (all or within-patient)"
+                "components; reliability = 1 - var(score - latent) / var (all or within-patient); "
+                "scale_total / scale_within = slope of the true score E[score | latent] on the "
+                "latent alliance (all cells / within patient): observed points per latent point, "
+                "below 1 because items are rounded and clipped at 1 and 5"
             ),
         },
         "mediation": {

@@ -6,8 +6,10 @@ was done to the user's data. Every bad-input problem raises `InputError` naming 
 library tracebacks never reach the user.
 
 `read_table` and `read_columns` dispatch on the file extension to one module per format
-(`text` for CSV/TSV, `parquet`, `excel`, `stat` for SPSS/Stata); `missing` applies declared
-missing codes to all of them, and `cells` holds the typing rules text and Excel share.
+(`text` for CSV/TSV, `parquet`, `excel` with `formulas`, `stat` for SPSS/Stata); `missing`
+applies declared missing codes to all of them, `cells` holds the typing rules text and Excel
+share, `dates` reads date columns without guessing, and `table` the result type and how values
+are shown in messages.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from alliance.clean.readers.table import MISSING_TOKENS
+from alliance.clean.readers.table import MISSING_TOKENS, shown_name
 from alliance.errors import InputError
 
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -31,11 +31,11 @@ def select_columns(
     for j, name in enumerate(header):
         column = cells[j]
         if name == "":
-            if all(_is_blank(v) for v in column):
+            if all(is_blank(v) for v in column):
                 continue
             raise InputError(f"column {j + 1} has data but no header name", file=source)
         if name in seen:
-            raise InputError("duplicate column name", file=source, column=name)
+            raise InputError("duplicate column name", file=source, column=shown_name(name))
         seen.add(name)
         if keep is None or name in keep:
             names.append(name)
@@ -43,8 +43,18 @@ def select_columns(
     return names, kept
 
 
-def _is_blank(value: Any) -> bool:
+def is_blank(value: Any) -> bool:
+    """A cell with no value: empty, whitespace or a missing token (NA, #N/A, ...)."""
     return value is None or (isinstance(value, str) and value.strip() in MISSING_TOKENS)
+
+
+def empty_rows_note(where: list[int], unit: str) -> str:
+    """The read note for empty rows skipped between data rows (`unit`: 'line', 'sheet row')."""
+    shown = ", ".join(map(str, where[:10])) + (", ..." if len(where) > 10 else "")
+    return (
+        f"{len(where)} empty row(s) skipped (no value in any cell), at {unit}(s) {shown}; "
+        "row numbers in messages count data rows only"
+    )
 
 
 def frame_from_cells(

@@ -7,6 +7,7 @@ fast path handles well-formed files and steps aside whenever it cannot be sure t
 from __future__ import annotations
 
 import csv
+import functools
 import io as _io
 import re
 from pathlib import Path
@@ -15,8 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.clean.readers.cells import frame_from_cells, infer_column, select_columns
-from alliance.clean.readers.table import MISSING_TOKENS, TableRead
+from alliance.clean.readers.cells import (
+    empty_rows_note,
+    frame_from_cells,
+    infer_column,
+    is_blank,
+    select_columns,
+)
+from alliance.clean.readers.table import MISSING_TOKENS, TableRead, shown_name
 from alliance.errors import InputError
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -46,7 +53,10 @@ def read_text(
     fast = _fast_text_frame(text, source, delim, keep)
     if fast is not None:
         return fast
-    header, columns, n = parse_text(text, source, delim, keep)
+    skipped: list[int] = []
+    header, columns, n = parse_text(text, source, delim, keep, skipped=skipped)
+    if skipped:
+        result.notes.append(empty_rows_note(skipped, "line"))
     return frame_from_cells(header, columns, n, source)
 
 
@@ -153,8 +163,16 @@ def parse_text(
     delim: str,
     keep: list[str] | None,
     header_only: bool = False,
+    skipped: list[int] | None = None,
 ) -> tuple[list[str], list[list[str]], int]:
+    """Header, cells per column and the number of data rows of a text file.
+
+    Empty rows (blank lines, lines of delimiters only, cells that are all blank or missing
+    tokens) are skipped and not counted as data rows; the file lines of those between data rows
+    are added to `skipped`.
+    """
     reader = csv.reader(_io.StringIO(text, newline=""), delimiter=delim)
+    pending: list[int] = []  # empty lines not yet followed by data (trailing ones are not noted)
     try:
         header = next((r for r in reader if r), None)
         if header is None:
@@ -166,8 +184,12 @@ def parse_text(
         cells: list[list[str]] = [[] for _ in header]
         n = 0
         for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank line
+            if all(is_blank(v) for v in row):
+                pending.append(reader.line_num)
+                continue  # an empty row: no value in any cell
+            if skipped is not None:
+                skipped += pending
+            pending = []
             if len(row) != width:
                 raise InputError(
                     f"line {reader.line_num} has {len(row)} fields but the header has "
@@ -195,6 +217,8 @@ _WHITESPACE = (
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _LINE_BREAK = re.compile(r"[\r\n]")
+# Two line breaks in a row before more text: an empty line between data rows.
+_INNER_BLANK_LINE = re.compile(r"(?:\r\n|\r|\n)(?:\r\n|\r|\n)+(?=[^\r\n])")
 
 
 def _fast_text_frame(
@@ -202,6 +226,7 @@ def _fast_text_frame(
 ) -> pd.DataFrame | None:
     """The frame `parse_text` + `frame_from_cells` would build, or None to use them instead."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     start = re.search(r"[^\r\n]", text)
@@ -211,6 +236,8 @@ def _fast_text_frame(
     first = text[start.start() : brk.start() if brk else len(text)]
     if delim not in first or '"' in first or not first.strip() or first != first.splitlines()[0]:
         return None
+    if _INNER_BLANK_LINE.search(text, start.start()):
+        return None  # an empty row between data rows: the Python reader notes where
     width = first.count(delim) + 1
     try:
         table = pacsv.read_csv(
@@ -233,19 +260,23 @@ def _fast_text_frame(
     n = table.num_rows - 1
     if n == 0:
         return None  # header only: the Python reader reports it
+    stripped = [_arrow_strip(table.column(j).slice(1)) for j in range(width)]
+    missing = [_arrow_missing(cells) for cells in stripped]
+    if functools.reduce(pc.and_, missing).true_count:
+        return None  # rows of delimiters only: the Python reader skips and notes them
     data: dict[str, pd.Series] = {}
     seen: set[str] = set()
     for j, name in enumerate(header):
-        cells = _arrow_strip(table.column(j).slice(1))
+        cells = stripped[j]
         if name == "":
-            if _arrow_missing(cells).false_count == 0:
+            if missing[j].false_count == 0:
                 continue  # unnamed and empty: a trailing delimiter
             raise InputError(f"column {j + 1} has data but no header name", file=source)
         if name in seen:
-            raise InputError("duplicate column name", file=source, column=name)
+            raise InputError("duplicate column name", file=source, column=shown_name(name))
         seen.add(name)
         if keep is None or name in keep:
-            data[name] = _infer_arrow(cells)
+            data[name] = _infer_arrow(cells, missing[j])
     return pd.DataFrame(data, index=pd.RangeIndex(n))
 
 
@@ -262,7 +293,7 @@ def _arrow_missing(cells: Any) -> Any:
     return pc.is_in(cells, value_set=pa.array(sorted(MISSING_TOKENS)))
 
 
-def _infer_arrow(cells: Any) -> pd.Series:
+def _infer_arrow(cells: Any, missing: Any) -> pd.Series:
     """`infer_column` on stripped Arrow strings, column-wise.
 
     Arrow's float parser accepts exactly the ASCII strings `cells.NUMBER` matches, plus
@@ -275,7 +306,6 @@ def _infer_arrow(cells: Any) -> pd.Series:
 
     if not pc.all(pc.string_is_ascii(cells)).as_py():
         return infer_column(cells.to_pylist())  # Unicode digits: Python's rules decide
-    missing = _arrow_missing(cells)
     n_missing = missing.true_count
     if n_missing == len(cells):
         return pd.Series(np.full(len(cells), np.nan), dtype="float64")

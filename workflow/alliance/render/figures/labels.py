@@ -50,7 +50,10 @@ TERM_TEXT: dict[str, str] = {
 }
 # names that read differently in one kind of model
 KIND_TERM_TEXT: dict[str, dict[str, str]] = {
-    "hazard": {"alliance": "Alliance of the session just attended"},
+    "hazard": {
+        "alliance": "Alliance of the session just attended",
+        "alliance_rc": "Same, corrected for item error (regression calibration)",
+    },
 }
 PATH_TEXT = {
     "indirect": "Indirect effect via alliance",
