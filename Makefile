@@ -3,6 +3,8 @@ PY        ?= python3
 VENV      := .venv
 BIN       := $(VENV)/bin
 UV_VERSION := 0.13.8
+# The Python of pyproject.toml's requires-python (requirements.lock is resolved for it).
+PYTHON_VERSION := 3.11
 CONFIG    ?= config/config.yaml
 CORES     ?= 2
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --config configpath=$(CONFIG) \
@@ -11,6 +13,13 @@ SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --config configpath=$(CONFIG) \
 .PHONY: install run report test lint format lock clean demo validate bench test-cluster
 
 $(BIN)/.installed: requirements.lock pyproject.toml Makefile
+	@found=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 1; \
+	if [ "$$found" != "$(PYTHON_VERSION)" ]; then \
+	  echo "alliance-outcomes needs Python $(PYTHON_VERSION) (pyproject.toml requires-python;" \
+	    "requirements.lock is resolved for it), but $(PY) is Python $$found. Install Python" \
+	    "$(PYTHON_VERSION) and run: make PY=python$(PYTHON_VERSION) $(or $(MAKECMDGOALS),install)" >&2; \
+	  exit 1; \
+	fi
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
@@ -19,13 +28,24 @@ $(BIN)/.installed: requirements.lock pyproject.toml Makefile
 
 install: $(BIN)/.installed
 
+# The report is rebuilt only when a job ran since it was made: provenance.json, the pipeline's
+# last step, is rewritten whenever any job reruns (a no-op `make run` stays under 5 s).
 run: install
 	$(SNAKEMAKE)
-	$(MAKE) --no-print-directory report
+	@out=$$($(BIN)/alliance output --configfile $(CONFIG)) || exit 1; \
+	if [ "$$out/report.html" -nt "$$out/provenance.json" ] && \
+	   [ "$$out/report_screenshot.png" -nt "$$out/report.html" ]; then \
+	  echo "$$out/report.html is up to date (nothing ran)"; \
+	else \
+	  $(MAKE) --no-print-directory report; \
+	fi
 
+# The Snakemake report and its screenshot, in the config's results folder (`output`).
 report: install
-	$(SNAKEMAKE) --report results/report.html
-	$(BIN)/python -m alliance.render.browser results/report.html results/report_screenshot.png
+	@out=$$($(BIN)/alliance output --configfile $(CONFIG)) || exit 1; \
+	set -x; \
+	$(SNAKEMAKE) --report "$$out/report.html" && \
+	$(BIN)/python -m alliance.render.browser "$$out/report.html" "$$out/report_screenshot.png"
 
 # Parameter-recovery study (config/validate.yaml: 500 simulated trials in 10 shards, every default
 # model scored against the simulator's truth). Measured ~4 s CPU per replicate with every default

@@ -223,3 +223,22 @@ def test_boolean_and_duplicate_code_keys_are_refused():
     text = str(err.value)
     assert "codings.status: the code True is what YAML makes of an unquoted yes/no" in text
     assert "codings.arm: codes 1 and '1' are the same code ('1')" in text
+
+
+@pytest.mark.parametrize(("value", "said"), [("", "config key output"), (3, "config key output")])
+def test_the_results_folder_must_be_a_path(value, said):
+    cfg = demo_config()
+    cfg["output"] = value
+    with pytest.raises(ConfigError, match=said):
+        validate_config(cfg)
+
+
+def test_paths_in_a_config_file_are_resolved_against_its_folder(tmp_path, monkeypatch):
+    """The shipped config names its data `../data/...` (relative to config/): from any working
+    directory they are the repository's files; `output` left out is results/ where one runs."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(ROOT / "config" / "config.yaml")
+    assert cfg["data"]["sessions"] == str(ROOT / "data" / "demo" / "sessions.csv")
+    assert cfg["output"] == "results"
+    monkeypatch.chdir(ROOT)
+    assert load_config("config/config.yaml")["data"]["patients"] == "data/demo/patients.csv"

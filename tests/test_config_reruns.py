@@ -1,6 +1,8 @@
 """Config is an input: after a finished demo run, an edit to one config section makes Snakemake
 rerun exactly the jobs whose stage reads that section (each rule passes its settings view as a
-param), and nothing when the config is unchanged."""
+param), and nothing when the config is unchanged. A changed model, bootstrap or sensitivity list
+also reruns `prune_models` or `prune_studies`, which remove what the new config no longer
+produces."""
 
 from __future__ import annotations
 
@@ -24,8 +26,14 @@ CASES = {
     "privacy__key": ("another-demo-key-0123456789abcdef", CLEAN_DOWN | RENDER),
     "score__early_window": ([1, 4], {"score", "alliance_icc", "model", "model_summary"} | RENDER),
     "trial_name": ("Renamed trial", RENDER),
-    "models__disable": (["suicidality"], {"model_summary"} | RENDER),
+    # the model set decides the outputs: prune_models reruns (and removes the disabled model's
+    # folder) before the render jobs read the folder
+    "models__disable": (["suicidality"], {"prune_models", "model_summary"} | RENDER),
     "bootstrap__n_boot": (50, set()),
+    "bootstrap__models": (
+        ["symptoms_growth"],
+        {"prune_studies", "bootstrap_shard", "bootstrap_gather"},
+    ),
 }
 
 

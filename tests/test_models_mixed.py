@@ -339,3 +339,25 @@ def test_hazard_kind_fits_person_period_rows(sessions):
                                               "alliance"]  # fmt: skip
     pred = res.extras["predictions"]
     assert pred["x"].min() == 1.0 and {"fit_response", "ci_low_response"} <= set(pred.columns)
+
+
+def test_hazard_reliability_correction_divides_by_lambda(sessions):
+    """alliance_rc = naive / lambda, lambda = 1 - error variance / var(alliance | other terms)."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(12)
+    last = {p: int(rng.integers(2, 6)) for p in sessions["patient"].unique()}
+    keep = (sessions["dropout"] == 0) | (sessions["session_index"] <= sessions["patient"].map(last))
+    sessions = sessions[keep].assign(alliance_error_var=0.01)
+    spec = ModelSpec(id="hz", kind="hazard", outcome="dropout", fixed=("alliance",),
+                     random="(1 | therapist)",
+                     options={"x": "alliance", "x_error": "alliance_error_var"})  # fmt: skip
+    res, _ = fit_model(spec, sessions, None, AVAIL, MODEL)
+    frame = res.frame
+    ols = sm.OLS(frame["alliance"], sm.add_constant(frame[["period", "period_sq"]])).fit()
+    lam = 1 - 0.01 / ols.mse_resid
+    rc = res.fit["reliability_correction"]
+    assert rc["lambda"] == pytest.approx(lam, rel=1e-10)
+    c = res.coefficients.set_index("term")
+    assert c.loc["alliance_rc", "estimate"] == pytest.approx(c.loc["alliance", "estimate"] / lam)
+    assert c.loc["alliance_rc", "p_value"] == c.loc["alliance", "p_value"]

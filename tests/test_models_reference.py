@@ -121,6 +121,12 @@ def test_coefficients_match_r(case):
     r = ref(case, "fixef")
     res = fitted(case)
     c = res.coefficients.set_index("term")
+    rc = res.fit.get("reliability_correction")
+    if rc:  # a derived row (regression calibration), not a coefficient R fits
+        row, naive = c.loc[f"{rc['term']}_rc"], c.loc[rc["term"]]
+        assert row["estimate"] == pytest.approx(naive["estimate"] / rc["lambda"], rel=1e-12)
+        assert row["std_error"] == pytest.approx(naive["std_error"] / rc["lambda"], rel=1e-12)
+        c = c.drop(index=f"{rc['term']}_rc")
     assert sorted(c.index) == sorted(r.index)  # identical term names in R and here
     c = c.loc[r.index]
     _close_estimates(c["estimate"], r["estimate"], r["std_error"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -50,9 +51,9 @@ def _no_env_key(monkeypatch):
 
 def demo_settings(config: str = "config/config.yaml", **data) -> Settings:
     cfg = yaml.safe_load((ROOT / config).read_text())
-    for key in ("sessions", "patients"):
+    for key in ("sessions", "patients"):  # relative to the config file's folder
         if cfg["data"].get(key):
-            cfg["data"][key] = str(ROOT / cfg["data"][key])
+            cfg["data"][key] = os.path.normpath((ROOT / config).parent / cfg["data"][key])
     cfg["data"].update(data)
     cfg["alliance"]["instruments_dir"] = str(ROOT / "config" / "instruments")
     return Settings.from_config(cfg)

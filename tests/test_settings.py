@@ -132,7 +132,7 @@ READERS = {
     "trial_name": {"render"},
     "seed": {"model_stage", "render"},
     "data.missing_codes": {"clean"},
-    "columns.agency": {"clean"},
+    "columns.agency": {"clean", "render"},  # render: Table 1 lists covariates and traits
     "codings.arm_reference": {"clean", "model_stage", "render"},
     "symptoms.remission_cutoff": {"clean", "model_stage", "render"},
     "alliance.instruments_dir": {"clean", "score_stage", "render"},

@@ -26,6 +26,7 @@ from alliance.render.tables import (
     to_latex,
     write_table,
 )
+from alliance.render.tables.table1 import baseline_variables
 
 
 def small_patients() -> pd.DataFrame:
@@ -137,6 +138,60 @@ def test_table1_labels_levels_and_defaults() -> None:
     assert col0[0].startswith("Age (years)")
     assert "Female" in col0 and "In person" in col0 and "Telehealth" in col0
     assert "Site, n (%)" in col0
+
+
+def test_table1_rows_come_from_the_configured_covariates() -> None:
+    """Any covariate name: numeric ones as M (SD), the rest as n (%); traits and the design."""
+    df = small_patients().assign(
+        years_in_school=[12.0, 14, 16, 9, 11, 13, 12, 15, 18, 10, 12, 14, 16],
+        employed=[True, False] * 6 + [True],
+        neuroticism=np.linspace(40, 60, 13),
+        baseline_symptom=20.0,
+        modality=["in_person", "telehealth"] * 6 + [None],
+    )
+    cont, cat = baseline_variables(df, ["years_in_school", "sex", "employed", "absent"],
+                                   ["neuroticism"])  # fmt: skip
+    assert cont == ["baseline_symptom", "years_in_school", "neuroticism"]
+    assert cat == ["sex", "employed", "modality", "site"]
+    t = table1(df, continuous=cont, categorical=cat, skewed=[], min_cell=3)
+    col0 = t.body.iloc[:, 0].tolist()
+    assert "years_in_school, M (SD)" in col0 and "employed, n (%)" in col0
+    years = df.loc[df["arm"] == "A", "years_in_school"]
+    expected = apa.fmt_mean_sd(years.mean(), years.std(ddof=1), 1)
+    assert cell(t, "years_in_school, M (SD)", 1) == expected
+    # small-cell suppression as for every count: arm B has 1 F -> "< 3"
+    assert cell(t, "F", 2) == "< 3"
+
+
+def test_the_render_stage_table1_lists_the_config_covariates(trial_config, tmp_path) -> None:
+    """Through the render stage: covariates named in config (not `age`/`sex`) and the traits."""
+    from alliance import files
+    from alliance.clean.stage import clean_trial, write_clean
+    from alliance.models.run import summarise
+    from alliance.render.stage import build_tables
+    from alliance.score.stage import run_score, write_score
+    from alliance.settings import Settings
+
+    patients = pd.read_csv(trial_config["data"]["patients"])
+    patients = patients.rename(columns={"age": "age_at_entry", "sex": "gender"})
+    patients.to_csv(trial_config["data"]["patients"], index=False)
+    trial_config["columns"]["covariates"] = ["gender", "age_at_entry"]
+    trial_config["models"] = {"use_defaults": False}
+    settings = Settings.from_config(trial_config)
+    results = tmp_path / "results"
+    clean = clean_trial(settings.clean())
+    write_clean(clean, results / "clean")
+    write_score(run_score(clean.sessions, clean.patients, settings.score_stage()),
+                results / "scores")  # fmt: skip
+    files.write_csv(summarise({}), results / "models" / "summary.csv")
+    build_tables(results, settings.render(), results / "tables")
+    table = files.read_csv(results / "tables" / "table1_baseline.csv", dtype=str)
+    rows = table.iloc[:, 0].tolist()
+    for row in ("age_at_entry, M (SD)", "gender, n (%)", "Agreeableness, M (SD)"):
+        assert row in rows, rows
+    assert not any(r.startswith(("Age (years)", "Sex")) for r in rows)
+    female = table[table.iloc[:, 0].str.strip() == "F"]  # level rows are indented
+    assert set(female.iloc[0, 1:]) == {"< 5"}  # four randomised people: every count is small
 
 
 def test_table1_bad_input() -> None:

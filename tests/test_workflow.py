@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import shutil
 import subprocess
 
 import pandas as pd
@@ -182,3 +185,61 @@ def test_render_outputs(demo_run):
     assert f"{row['std_error']:.2f}" in cells
     overview = (demo_run / "results/report/overview.html").read_text()
     assert "symptoms_growth" in overview and "fitted" in overview
+
+
+# ---------------------------------------------------------------------------------- the Makefile
+MAKEFILE = (ROOT / "Makefile").read_text()
+
+
+def _demo_commands() -> list[list[str]]:
+    """The `alliance simulate` argument lists of `make demo` (continuation lines joined)."""
+    recipe = MAKEFILE.split("\ndemo:", 1)[1].split("\n\n", 1)[0].replace("\\\n", " ")
+    return [
+        shlex.split(line.split("alliance simulate", 1)[1])
+        for line in recipe.splitlines()
+        if "alliance simulate" in line
+    ]
+
+
+def test_make_demo_regenerates_the_committed_files_byte_for_byte(tmp_path):
+    """Both `make demo` commands, into a scratch folder: every file equals the committed one
+    (the SPSS writer fixes the creation stamp ReadStat takes from the clock)."""
+    from alliance.simulate.cli import main
+
+    commands = _demo_commands()
+    assert len(commands) == 2
+    for args in commands:
+        committed = ROOT / args[args.index("--out") + 1]
+        args[args.index("--out") + 1] = str(tmp_path / committed.name)
+        assert main(args) == 0
+        fresh = tmp_path / committed.name
+        made = sorted(p.name for p in fresh.iterdir())
+        assert made and all((committed / n).exists() for n in made)
+        for name in made:
+            same = (fresh / name).read_bytes() == (committed / name).read_bytes()
+            assert same, f"{committed.name}/{name} differs from the committed file"
+
+
+def test_the_makefile_python_is_the_one_pyproject_requires():
+    import tomllib
+
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    version = re.search(r"^PYTHON_VERSION := (\d+)\.(\d+)$", MAKEFILE, flags=re.M)
+    assert version, "Makefile: PYTHON_VERSION := <major>.<minor>"
+    major, minor = int(version[1]), int(version[2])
+    assert requires == f">={major}.{minor},<{major}.{minor + 1}"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_refuses_another_python_before_creating_the_venv(tmp_path):
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    old = tmp_path / "python3.9"
+    old.write_text("#!/bin/sh\necho 3.9\n")
+    old.chmod(0o755)
+    proc = subprocess.run(["make", "-C", str(tmp_path), f"PY={old}", "run"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode != 0
+    assert "needs Python 3.11" in proc.stderr and "is Python 3.9" in proc.stderr
+    assert "make PY=python3.11 run" in proc.stderr
+    assert not (tmp_path / ".venv").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,20 +13,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
-def absolute_config(config_file: Path, workdir: Path, **edits) -> Path:
-    """Copy a repo config into `workdir` with its data and instrument paths made absolute."""
+def absolute_config(config_file: Path, workdir: Path, name: str = "config.yaml", **edits) -> Path:
+    """Copy a repo config into `workdir` (as `name`) with its data and instrument paths made
+    absolute (they are relative to the config's folder) and no `output`: results then go to
+    `workdir/results`, the default, unless an edit sets `output` (relative to `workdir`)."""
     cfg = yaml.safe_load(config_file.read_text())
+    folder = config_file.resolve().parent
     for key in ("sessions", "patients"):
         if cfg["data"].get(key):
-            cfg["data"][key] = str(ROOT / cfg["data"][key])
+            cfg["data"][key] = os.path.normpath(folder / cfg["data"][key])
     cfg.setdefault("alliance", {})["instruments_dir"] = str(ROOT / "config" / "instruments")
+    cfg.pop("output", None)
     for dotted, value in edits.items():
         node = cfg
         *parents, last = dotted.split("__")
         for part in parents:
             node = node.setdefault(part, {})
         node[last] = value
-    out = workdir / "config.yaml"
+    out = workdir / name
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return out
 

@@ -1,11 +1,11 @@
-"""Command-line interface: `alliance simulate | init | validate`."""
+"""Command-line interface: `alliance simulate | init | validate | output`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from alliance.errors import InputError
+from alliance.errors import ConfigError, InputError
 
 
 def _validate(argv: list[str]) -> int:
@@ -18,6 +18,7 @@ def _validate(argv: list[str]) -> int:
     parser.add_argument("--configfile", default="config/config.yaml")
     args = parser.parse_args(argv)
     report = preflight(args.configfile)
+    report.config += _model_problems(args.configfile)
     if report.ok and report.clean is not None:
         result = report.clean
         summ = result.summary
@@ -70,6 +71,38 @@ def _validate(argv: list[str]) -> int:
     return 1
 
 
+def _model_problems(configfile: str) -> list[str]:
+    """What the workflow also checks before any job runs: every model's outcome, terms, random
+    parts, subset and column options against the columns the clean and score stages write for
+    this config ("did you mean"), and the bootstrap / sensitivity model ids
+    (alliance.models.preflight). None while the config itself does not load (reported above)."""
+    from alliance.config import load_config
+    from alliance.models.preflight import model_problems
+    from alliance.models.spec import load_specs
+    from alliance.settings import Settings
+
+    try:
+        settings = Settings.from_config(load_config(configfile))
+        return model_problems(settings, load_specs(settings.models))
+    except (ConfigError, InputError):
+        return []
+
+
+def _output(argv: list[str]) -> int:
+    """Print the results folder of a config (its `output`, resolved as the workflow does)."""
+    from alliance.config import load_config
+
+    parser = argparse.ArgumentParser(prog="alliance output", description=_output.__doc__)
+    parser.add_argument("--configfile", default="config/config.yaml")
+    args = parser.parse_args(argv)
+    try:
+        print(load_config(args.configfile)["output"])
+    except ConfigError as exc:
+        print(f"INVALID: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _place(problem: dict) -> str:
     return str(
         InputError(
@@ -86,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "simulate": "simulate a trial with known truth",
         "init": "write a starter config for a foreign export",
         "validate": "read, map and validate a dataset only",
+        "output": "print a config's results folder",
     }
     if not argv or argv[0] not in commands:
         lines = "\n".join(f"  {k:<9} {v}" for k, v in commands.items())
@@ -100,4 +134,6 @@ def main(argv: list[str] | None = None) -> int:
         from alliance.onboard.cli import main as init_main
 
         return init_main(rest)
+    if command == "output":
+        return _output(rest)
     return _validate(rest)

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import numbers
+import os
 import re
 from collections.abc import Iterator
 from importlib import resources
@@ -40,6 +41,20 @@ ROLE_KEYS_SESSION = ("session", "date", "week", "suicidality")
 # newline, so "m1\n" would pass it.
 MODEL_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 CODINGS = ("arm", "modality", "status")
+# Keys holding paths. Written in a config file, a relative path is relative to the folder of that
+# file; left out, `output` is `results` in the working directory (the project: where `make run`
+# runs, Snakemake's --directory otherwise) and `alliance.instruments_dir` the instruments bundled
+# with the pipeline, which its default value `config/instruments` names wherever it is written
+# (starter configs written by `alliance init` spell it out). `load_config` resolves them
+# (`resolve_paths`).
+PATH_KEYS = (
+    ("data", "sessions"),
+    ("data", "patients"),
+    ("alliance", "instruments_dir"),
+    ("output",),
+)
+BUNDLED_INSTRUMENTS = Path(__file__).resolve().parents[2] / "config" / "instruments"
+BUNDLED_NAME = "config/instruments"
 
 
 def load_schema() -> dict[str, Any]:
@@ -363,12 +378,76 @@ def load_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file and validate it."""
+    """Read a YAML config file, validate it and resolve its paths (`resolve_paths`)."""
     raw = load_yaml_mapping(path)
     try:
-        return validate_config(raw)
+        return resolve_paths(validate_config(raw), raw, Path(path).parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def near(path: str | Path) -> str:
+    """`path` relative to the working directory when it lies inside it, else absolute
+    (lexically: `..` is folded, links are not followed)."""
+    full = Path(os.path.abspath(path))
+    try:
+        return full.relative_to(os.path.abspath(os.getcwd())).as_posix() or "."
+    except ValueError:
+        return full.as_posix()
+
+
+def _written(raw: Any, keys: tuple[str, ...]) -> bool:
+    for key in keys:
+        if not isinstance(raw, dict) or key not in raw:
+            return False
+        raw = raw[key]
+    return True
+
+
+def resolve_paths(config: dict[str, Any], raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """`config` with every path key (`PATH_KEYS`) anchored: a path written in the file (`raw`)
+    at the file's `folder`, a default as described at `PATH_KEYS`. Each is then given relative
+    to the working directory when inside it (the form rule params and messages show), else
+    absolute. The results folder must lie inside the config file's folder or the working
+    directory, and be a folder of its own (a config cannot point the pipeline's writes, or its
+    removal of stale outputs, anywhere else)."""
+    for keys in PATH_KEYS:
+        *parents, last = keys
+        node = config
+        for part in parents:
+            node = node[part]
+        value = node.get(last)
+        if not value:
+            continue  # empty or null: the checks on required values report it
+        bundled = keys == ("alliance", "instruments_dir") and BUNDLED_INSTRUMENTS.is_dir()
+        if bundled and (not _written(raw, keys) or value == BUNDLED_NAME):
+            node[last] = near(BUNDLED_INSTRUMENTS)
+        elif _written(raw, keys):
+            node[last] = near(folder / value)
+        else:
+            node[last] = near(value)
+    _check_output(config["output"], folder)
+    return config
+
+
+def _check_output(output: str, folder: Path) -> None:
+    full = Path(os.path.abspath(output))
+    homes = {Path(os.path.abspath(folder)), Path(os.path.abspath(os.getcwd()))}
+    if full in homes or not any(home in full.parents for home in homes):
+        raise ConfigError(
+            f"config key output: {output!r} must be a folder inside the config file's folder or "
+            "inside the working directory (not that folder itself); relative paths written in "
+            "the file are relative to its folder"
+        )
+
+
+def logs_folder(output: str) -> str:
+    """Where the rules of a run writing to `output` log: `logs/` beside it, or
+    `logs/<name>/` when the results folder is not called `results` (trials side by side keep
+    their logs and job timings apart)."""
+    out = Path(output)
+    logs = out.parent / "logs"
+    return (logs if out.name == "results" else logs / out.name).as_posix()
 
 
 def config_hash(config: dict[str, Any]) -> str:

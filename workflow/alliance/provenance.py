@@ -73,6 +73,8 @@ def provenance(
     for section, key in PATH_KEYS:
         if isinstance(safe.get(section), dict) and safe[section].get(key):
             safe[section][key] = shareable_path(safe[section][key])
+    if safe.get("output"):
+        safe["output"] = shareable_path(safe["output"])
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -12,7 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-TIMING_DIR = Path("logs") / "timing"
+
+def timing_dir(smk: Any) -> Path:
+    """Where the run's jobs record their start and end: `timing/` in the folder of the rule's
+    log (each results folder has its own logs, alliance.config.logs_folder)."""
+    return Path(smk.log[0]).parent / "timing"
 
 
 def _now() -> str:
@@ -22,7 +26,7 @@ def _now() -> str:
 def script_logger(smk: Any, name: str) -> logging.Logger:
     """Send logging and uncaught errors (with their place in the data) to the rule's log.
 
-    Also records the job's start and end time in logs/timing/<name>.json for provenance.json
+    Also records the job's start and end time in <logs>/timing/<name>.json for provenance.json
     (timings live outside results/ tables so reruns stay byte-identical).
     """
     handler = logging.FileHandler(smk.log[0], mode="w")
@@ -43,8 +47,9 @@ def script_logger(smk: Any, name: str) -> logging.Logger:
 
     def record() -> None:
         stamp.update(end=_now(), seconds=round(time.perf_counter() - t0, 3))
-        TIMING_DIR.mkdir(parents=True, exist_ok=True)
-        (TIMING_DIR / f"{stamp['job']}.json").write_text(json.dumps(stamp, indent=2) + "\n")
+        folder = timing_dir(smk)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{stamp['job']}.json").write_text(json.dumps(stamp, indent=2) + "\n")
 
     atexit.register(record)
     # Snakemake stops jobs with SIGTERM: exit normally so context managers remove temp files.

@@ -325,6 +325,7 @@ class Settings(StageSettings):
 
     trial_name: str
     seed: int
+    output: str
     data: DataSettings
     columns: ColumnSettings
     codings: CodingSettings
@@ -422,10 +423,12 @@ class SummarySettings(StageSettings):
 
 @dataclasses.dataclass(frozen=True)
 class RenderSettings(StageSettings):
-    """Everything figures, tables and the overview read from config."""
+    """Everything figures, tables and the overview read from config (Table 1 lists the
+    covariates and personality traits of `columns`)."""
 
     trial_name: str
     seed: int
+    columns: ColumnSettings
     symptoms: SymptomSettings
     alliance: AllianceSettings
     codings: CodingSettings

@@ -2,8 +2,9 @@
 import dataclasses
 from pathlib import Path
 
-from alliance.config import load_config
+from alliance.config import load_config, logs_folder
 from alliance.errors import ConfigError
+from alliance.models.preflight import preflight
 from alliance.models.spec import load_specs
 from alliance.settings import Settings
 
@@ -25,11 +26,18 @@ SETTINGS = Settings.from_mapping(config)  # already validated by load_config
 
 SPECS = {spec.id: spec for spec in load_specs(SETTINGS.models)}
 MODEL_IDS = list(SPECS)
+# Before any job runs (so nothing is written or removed): data files exist, every model names
+# only columns the clean and score stages write for this config, bootstrap/sensitivity list
+# fitted models, the pseudonym key passes the key policy. Jobs that Snakemake starts as processes
+# of their own (cluster execution) parse this file again and skip it.
+if workflow.is_main_process:
+    preflight(SETTINGS, SPECS.values())
 
-RESULTS = "results"
+# The trial's results folder (config `output`, resolved by load_config) and its logs.
+RESULTS = SETTINGS.output
+LOGS = logs_folder(RESULTS)
 # One pinned environment for every rule (same pins as requirements.lock); used with --sdm conda.
 ENV = "../../environment.yml"
-LOGS = "logs"
 
 
 def model_settings(wildcards):
@@ -82,6 +90,8 @@ def sensitivity_outputs():
 def all_outputs():
     """Every final output of the pipeline (the default target)."""
     return [
+        *rules.prune_models.output,
+        *rules.prune_studies.output,
         *stage_outputs(),
         *rules.tables.output,
         *rules.figures.output,

@@ -1,10 +1,12 @@
-# Render stage: APA tables, publication figures and the report's overview page.
+# Render stage: APA tables, publication figures and the report's overview page. They read the
+# models folder, so they run after prune_models has removed the folders of models no longer fitted.
 
 
 rule tables:
     input:
         stage_outputs(),
         flow=rules.clean.output.flow,
+        models=rules.prune_models.output[0],
     output:
         report(
             directory(f"{RESULTS}/tables"),
@@ -31,6 +33,7 @@ rule figures:
     input:
         stage_outputs(),
         flow=rules.clean.output.flow,
+        models=rules.prune_models.output[0],
     output:
         figures=report(
             directory(f"{RESULTS}/figures"),
@@ -58,6 +61,7 @@ rule overview:
     input:
         stage_outputs(),
         flow=rules.clean.output.flow,
+        models=rules.prune_models.output[0],
         figures=rules.figures.output.status,
     output:
         report(

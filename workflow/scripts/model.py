@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from alliance.models.preflight import clear_folder
 from alliance.models.run import run_model
 from alliance.models.spec import load_specs
 from alliance.runner import script_logger
@@ -18,9 +19,12 @@ def main(smk) -> None:
     sessions = pd.read_parquet(smk.input.sessions)
     patients = pd.read_parquet(smk.input.patients)
     availability = json.loads(Path(smk.input.availability).read_text())
-    result = run_model(
-        spec, sessions, patients, availability, settings, Path(smk.output.coefficients).parent
-    )
+    folder = Path(smk.output.coefficients).parent
+    # Files an earlier spec of this id wrote beside the declared outputs (another kind's
+    # extras) would otherwise be read back with the new results.
+    for name in clear_folder(folder):
+        log.info("removed %s/%s, left by an earlier run", folder, name)
+    result = run_model(spec, sessions, patients, availability, settings, folder)
     log.info("%s: %s %s", spec.id, result.fit["status"], result.fit.get("reason", ""))
     for warning in result.fit.get("warnings", []) or []:
         log.warning("%s: %s", spec.id, warning)

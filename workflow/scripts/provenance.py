@@ -4,7 +4,7 @@ from pathlib import Path
 
 from alliance import files
 from alliance.provenance import provenance
-from alliance.runner import TIMING_DIR, script_logger
+from alliance.runner import script_logger, timing_dir
 from alliance.settings import Settings
 
 
@@ -13,7 +13,8 @@ def main(smk) -> None:
     inputs = [smk.input.sessions, *([smk.input.patients] if hasattr(smk.input, "patients") else [])]
     inputs += list(smk.input.instruments)
     code_root = Path(smk.scriptdir).parents[1]
-    record = provenance(Settings.from_json(smk.params.settings), inputs, code_root, TIMING_DIR)
+    settings = Settings.from_json(smk.params.settings)
+    record = provenance(settings, inputs, code_root, timing_dir(smk))
     files.write_json(record, smk.output[0])
     log.info("pipeline commit %s", record["pipeline"].get("commit"))
 

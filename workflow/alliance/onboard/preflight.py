@@ -20,12 +20,13 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from alliance.clean import readers
 from alliance.clean.pseudonym import resolve_key
 from alliance.clean.stage import CleanResult, clean_trial
-from alliance.config import ROLE_KEYS_SESSION, load_yaml_mapping, validate_config
+from alliance.config import ROLE_KEYS_SESSION, load_yaml_mapping, resolve_paths, validate_config
 from alliance.errors import ConfigError, InputError
 from alliance.onboard.inspection import inspect_export
 from alliance.onboard.numbering import fit_token, number_families, session_tokens
@@ -287,7 +288,8 @@ def preflight(path: str) -> Preflight:
     stood = stand_in(raw)
     report.set_aside = stood.set_aside
     try:
-        cfg = validate_config(stood.config)
+        # paths written in the file are relative to its folder, as in the workflow
+        cfg = resolve_paths(validate_config(stood.config), raw, Path(path).parent)
     except ConfigError as exc:
         lines = str(exc).split("\n  - ")[1:] or [str(exc)]
         # errors that only say a TODO is unanswered (symptoms.column TODO: "set symptoms.column

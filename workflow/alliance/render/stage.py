@@ -27,10 +27,8 @@ from alliance.render.tables import (
     table1,
     write_table,
 )
+from alliance.render.tables.table1 import baseline_variables
 from alliance.settings import RenderSettings
-
-TABLE1_CONTINUOUS = ("age", "baseline_symptom", "agreeableness", "extraversion", "openness")
-TABLE1_CATEGORICAL = ("sex", "modality", "site")
 
 
 def _labels(sym: str) -> dict[str, str]:
@@ -58,8 +56,9 @@ def build_tables(results: Path, settings: RenderSettings, out: Path) -> dict[str
     written: dict[str, list[Path]] = {}
     patients = pd.read_parquet(results / "clean" / "patients.parquet")
     randomised = patients[patients["arm"].notna()] if "arm" in patients else patients
-    cont = [c for c in TABLE1_CONTINUOUS if c in randomised]
-    cat = [c for c in TABLE1_CATEGORICAL if c in randomised]
+    traits = list(settings.columns.personality)
+    cont, cat = baseline_variables(randomised, settings.columns.covariates, traits)
+    labels = {t: t.replace("_", " ").capitalize() for t in traits} | labels
     min_cell = settings.privacy.min_cell
     by = "arm" if "arm" in randomised else None
     if by:

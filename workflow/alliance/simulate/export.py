@@ -203,6 +203,7 @@ def _write_one(frame: pd.DataFrame, path: Path, fmt: str, trial: SimulatedTrial,
             variable_measure=meta["measures"],
             row_compress=True,
         )
+        fix_sav_stamp(path)
     else:  # dta
         meta = _stat_meta(frame, _user_missing_columns(trial), None)
         pyreadstat.write_dta(
@@ -211,6 +212,24 @@ def _write_one(frame: pd.DataFrame, path: Path, fmt: str, trial: SimulatedTrial,
             column_labels=meta["column_labels"],
             variable_value_labels=meta["variable_value_labels"],
         )
+
+
+# An SPSS file's header stamps its creation date and time (ReadStat writes the clock's): written
+# with a fixed stamp instead, so the same trial gives the same bytes (`make demo`). The value is
+# the committed data/demo_wide/trial_wide.sav's, which regenerating therefore reproduces.
+SAV_STAMP = (b"30 Nov 26", b"12:29:42")
+SAV_STAMP_OFFSET = 92  # after rec_type, prod_name, layout_code, case size, compression, ...
+
+
+def fix_sav_stamp(path: str | Path, stamp: tuple[bytes, bytes] = SAV_STAMP) -> None:
+    """Overwrite the creation date (`dd Mmm yy`) and time (`hh:mm:ss`) in a .sav/.zsav header."""
+    date, clock = stamp
+    with open(path, "r+b") as handle:
+        magic = handle.read(4)
+        if magic not in (b"$FL2", b"$FL3"):
+            raise ValueError(f"{path}: not an SPSS system file (magic {magic!r})")
+        handle.seek(SAV_STAMP_OFFSET)
+        handle.write(date + clock)
 
 
 def write_trial(

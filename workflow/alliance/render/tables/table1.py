@@ -35,6 +35,8 @@ from alliance.render.tables.formats import Table, label_of
 SKEW_THRESHOLD = 1.0
 DEFAULT_CONTINUOUS = ("age", "baseline_symptom")
 DEFAULT_CATEGORICAL = ("sex", "modality", "site")
+# Design variables shown after the config's covariates when the data have them.
+DESIGN_CATEGORICAL = ("modality", "site")
 DEFAULT_LABELS: dict[str, str] = {
     "arm": "Arm",
     "arm_class": "Treatment class",
@@ -118,6 +120,28 @@ def _protect_block(
 
 
 # ------------------------------------------------------------------------------------- table 1
+def baseline_variables(
+    patients: pd.DataFrame, covariates: Sequence[str], traits: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """(continuous, categorical) rows of the pipeline's Table 1, those present in `patients`.
+
+    Continuous: the pre-treatment symptom score, every numeric covariate (config
+    `columns.covariates`, in config order) and the personality traits (`columns.personality`);
+    categorical: every other covariate, then modality and site. The arm is the grouping column.
+    """
+    present = [c for c in dict.fromkeys(covariates) if c in patients.columns]
+
+    def numeric(column: str) -> bool:
+        dtype = patients[column].dtype
+        return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+    continuous = ["baseline_symptom", *(c for c in present if numeric(c)), *traits]
+    categorical = [*(c for c in present if not numeric(c)), *DESIGN_CATEGORICAL]
+    continuous = [c for c in dict.fromkeys(continuous) if c in patients.columns]
+    categorical = [c for c in dict.fromkeys(categorical) if c in patients.columns]
+    return continuous, [c for c in categorical if c not in continuous]
+
+
 def _level_text(value: Any) -> str:
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
