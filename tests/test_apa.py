@@ -171,3 +171,12 @@ def test_round_half_up_uses_the_printed_decimal() -> None:
     assert str(apa.round_half_up(0.285, 2)) == "0.29"
     assert str(apa.round_half_up(-0.285, 2)) == "-0.29"
     assert format(0.285, ".2f") == "0.28"  # what plain formatting would have printed
+
+
+@pytest.mark.parametrize(
+    ("se", "digits"), [(0.84, 2), (0.10, 2), (0.035, 3), (0.0021, 4), (1e-9, 6), (float("nan"), 2),
+                       (0.0, 2), (None, 2)],
+)  # fmt: skip
+def test_small_coefficients_keep_two_significant_digits_of_their_se(se, digits):
+    assert apa.digits_for(se) == digits
+    assert apa.fmt_num(-0.0153, apa.digits_for(0.0021)) == "\u22120.0153"

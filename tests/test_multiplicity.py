@@ -169,3 +169,20 @@ def test_key_effects_table_shows_adjusted_p_and_names_the_families():
     assert "hazard alliance; absent x; nodot. Secondary family, 3 p values." in note
     assert "Holm's step-down method" in note and "Benjamini–Hochberg" in note
     assert any("1 model(s) skipped" in n for n in table.notes)
+
+
+def test_auto_family_leaves_out_sensitivity_models_and_repeated_tests():
+    """A sensitivity model repeats a model; an `_rc` row repeats its naive row's z and p."""
+    sens = _fitted("sens", {"e": 0.03}, ("e",))
+    sens.fit["sensitivity"] = True
+    hazard = _fitted("hazard", {"alliance": 0.01, "alliance_rc": 0.01}, ("alliance", "alliance_rc"))
+    hazard.fit["reliability_correction"] = {"term": "alliance", "lambda": 0.9}
+    growth = _fitted("growth", {"b": 0.04}, ("b",))
+    settings = MultiplicitySettings(primary=(), secondary="auto", methods=("holm",))
+    table = summarise({"growth": growth, "hazard": hazard, "sens": sens}, {}, settings)
+    family = dict(zip(table["model"] + "." + table["term"], table["family"], strict=True))
+    assert family == {"growth.b": "secondary", "hazard.alliance": "secondary",
+                      "hazard.alliance_rc": "", "sens.e": ""}  # fmt: skip
+    holm = dict(zip(table["model"] + "." + table["term"], table["p_holm"], strict=True))
+    assert holm["growth.b"] == pytest.approx(0.04)
+    assert holm["hazard.alliance"] == pytest.approx(0.02)

@@ -73,13 +73,16 @@ def add_families(
     statuses: Mapping[str, tuple[str, str]],
     labels: Mapping[str, tuple[str, str]] | None = None,
     sensitivity: set[str] | frozenset[str] = frozenset(),
+    derived: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
 ) -> pd.DataFrame:
     """`summary` with columns family, p_holm, p_bh and a "not fitted" row per missing entry.
 
     `statuses`: model id -> (status, reason) of every model in the run; `labels`: model id ->
     (label, kind) for the rows added; `sensitivity`: ids of sensitivity models, which `auto`
-    leaves out of the secondary family (they repeat a model, not a new question). Without
-    settings no row belongs to a family.
+    leaves out of the secondary family (they repeat a model, not a new question); `derived`:
+    (model, term) rows that repeat another row's test (a reliability-corrected coefficient has
+    its naive row's z and p), which `auto` leaves out too. Without settings no row belongs to a
+    family.
     """
     out = summary.copy()
     out["family"] = ""
@@ -93,7 +96,9 @@ def add_families(
     out.loc[fitted & keys.isin(primary), "family"] = "primary"
     rest = fitted & (out["family"] == "")
     if isinstance(settings.secondary, str):  # auto: every other fitted key term
-        out.loc[rest & ~out["model"].isin(set(sensitivity)), "family"] = "secondary"
+        pairs = pd.Series(list(zip(out["model"], out["term"], strict=True)), index=out.index)
+        repeat = out["model"].isin(set(sensitivity)) | pairs.isin(set(derived))
+        out.loc[rest & ~repeat, "family"] = "secondary"
     else:
         out.loc[rest & keys.isin(set(settings.secondary)), "family"] = "secondary"
     present = set(keys[fitted])

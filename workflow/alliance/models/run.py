@@ -227,10 +227,17 @@ def summarise(
         for _, c in chosen.iterrows():
             rows.append({**base, **{k: c[k] for k in SUMMARY_COLUMNS if k in c.index}})
     out = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c not in families.ADDED])
-    sensitivity = {
-        i for i, r in results.items() if not isinstance(r, Skipped) and r.fit.get("sensitivity")
-    } | {i for i, sp in specs.items() if sp.options.get("sensitivity")}
-    out = families.add_families(out, multiplicity, statuses, labels, sensitivity)[SUMMARY_COLUMNS]
+    fitted = {i: r for i, r in results.items() if not isinstance(r, Skipped)}
+    sensitivity = {i for i, r in fitted.items() if r.fit.get("sensitivity")}
+    sensitivity |= {i for i, sp in specs.items() if sp.options.get("sensitivity")}
+    # a reliability-corrected row repeats its naive row's test (same z and p): one hypothesis
+    derived = {
+        (i, f"{r.fit['reliability_correction']['term']}_rc")
+        for i, r in fitted.items()
+        if r.fit.get("reliability_correction")
+    }
+    out = families.add_families(out, multiplicity, statuses, labels, sensitivity, derived)
+    out = out[SUMMARY_COLUMNS]
     for col in ("estimate", "std_error", "ci_low", "ci_high", "p_value", *families.ADDED[:-1]):
         out[col] = pd.to_numeric(out[col], errors="coerce")
     for col in ("converged", "singular"):

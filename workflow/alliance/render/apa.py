@@ -76,6 +76,21 @@ def fmt_num(x: Any, digits: int = 2, *, group: bool = True) -> str:
     return _plain(round_half_up(x, digits), group)
 
 
+def digits_for(se: Any, digits: int = 2, most: int = 6) -> int:
+    """Decimals for a coefficient row: `digits`, or more so its SE keeps two significant digits.
+
+    Why: a path in small units (0.0153 alliance points per HAM-D point, SE 0.0021) printed with
+    two decimals reads "−0.02 (0.00)", which hides both the estimate and its precision.
+    """
+    try:
+        value = abs(float(se))
+    except (TypeError, ValueError):
+        return digits
+    if not math.isfinite(value) or value == 0:
+        return digits
+    return int(min(most, max(digits, 1 - math.floor(math.log10(value)))))
+
+
 def fmt_int(n: Any) -> str:
     """A count: whole number with thousands commas ("1,301"); NaN -> "—"."""
     if is_missing(n):

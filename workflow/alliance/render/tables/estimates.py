@@ -187,12 +187,13 @@ def model_table(
     name = models[0] if models else str(fit.get("model", "model"))
     body = []
     for rec in coefficients.to_dict("records"):
+        places = apa.digits_for(rec["std_error"], digits)
         body.append(
             [
                 label_of(labels, str(rec["term"])),
-                apa.fmt_num(rec["estimate"], digits),
-                apa.fmt_num(rec["std_error"], digits),
-                apa.fmt_ci(rec["ci_low"], rec["ci_high"], digits),
+                apa.fmt_num(rec["estimate"], places),
+                apa.fmt_num(rec["std_error"], places),
+                apa.fmt_ci(rec["ci_low"], rec["ci_high"], places),
                 apa.fmt_stat("t", rec["statistic"], rec["df"], digits),
                 apa.fmt_p(rec["p_value"]),
             ]
@@ -294,12 +295,13 @@ def summary_table(
             flags.append("not converged")
         if "singular" in rec and str(rec["singular"]).lower() in {"true", "1"}:
             flags.append("singular fit")
+        places = apa.digits_for(rec.get("std_error"), digits)
         row = [
             model,
             label_of(labels, _text(rec.get("term"))),
-            apa.fmt_num(rec.get("estimate"), digits),
-            apa.fmt_num(rec.get("std_error"), digits),
-            apa.fmt_ci(rec.get("ci_low"), rec.get("ci_high"), digits),
+            apa.fmt_num(rec.get("estimate"), places),
+            apa.fmt_num(rec.get("std_error"), places),
+            apa.fmt_ci(rec.get("ci_low"), rec.get("ci_high"), places),
         ]
         if has_test:
             row.append(apa.fmt_stat("t", rec.get("statistic"), rec.get("df"), digits))
