@@ -328,3 +328,18 @@ def test_validate_lists_every_todo_of_an_unreadable_export_and_nothing_else(tmp_
     assert lines[2].startswith("  - columns.session: TODO: session number column, or null with")
     assert "config:" not in lines
     assert lines[2 + n].startswith("clean checks: not run yet, they need ")
+
+
+def test_init_writes_data_paths_relative_to_the_config_folder(tmp_path, monkeypatch):
+    """The pipeline reads a config's relative paths from its folder: init writes them so."""
+    from alliance.onboard.cli import main
+
+    data = tmp_path / "exports" / "trial.csv"
+    data.parent.mkdir()
+    data.write_bytes((ROOT / "data" / "demo" / "sessions.csv").read_bytes())
+    out = tmp_path / "configs" / "my.yaml"
+    out.parent.mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["exports/trial.csv", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "sessions: ../exports/trial.csv" in text or "sessions: '../exports/trial.csv'" in text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -87,6 +89,11 @@ def summary(ins: Inspection) -> str:
     return "\n".join(visible(line, sys.maxsize) for line in out)
 
 
+def relative_to_config(path: str, config: Path) -> str:
+    """`path` (as given, from the current folder) as seen from the folder of `config`."""
+    return os.path.relpath(Path(path).resolve(), config.resolve().parent)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`alliance init DATA_FILE [--patients FILE] [--out PATH] [--force]`."""
     parser = argparse.ArgumentParser(
@@ -106,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         ins = inspect_export(args.data_file, args.patients)
+        # the pipeline reads a config's relative paths from the config file's folder
+        ins = dataclasses.replace(
+            ins,
+            data_file=relative_to_config(ins.data_file, out),
+            patients_file=relative_to_config(ins.patients_file, out) if ins.patients_file else None,
+        )
         text = starter_config(ins)
     except InputError as exc:
         print(f"alliance init: {visible(exc, sys.maxsize)}", file=sys.stderr)

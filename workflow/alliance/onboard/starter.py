@@ -272,7 +272,7 @@ def starter_config(inspection: Inspection) -> str:
     """
     ins = inspection
     data: dict[str, Any] = {
-        "sessions": _V(ins.data_file, "as given: a relative path is read from where you run"),
+        "sessions": _V(ins.data_file, "relative to this config file's folder"),
         "patients": _V(ins.patients_file, "" if ins.patients_file else "no patients file given"),
         "layout": _V(ins.layout, guessed=ins.layout_reason),
     }
