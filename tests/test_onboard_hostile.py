@@ -253,7 +253,9 @@ def test_hostile_file_names_round_trip(tmp_path, monkeypatch, capsys):
     assert rc == 0, err
     one_line_text(out_text)
     raw = read_back(out)
-    assert raw["data"]["sessions"] == str(s) and raw["data"]["patients"] == str(p)
+    # written relative to the config's folder, the rule the pipeline reads paths by
+    for role, path in (("sessions", s), ("patients", p)):
+        assert (out.parent / raw["data"][role]).resolve() == path.resolve()
     assert raw["trial_name"] == s.stem
 
 
