@@ -411,6 +411,17 @@ def test_binary_dropout_glmm():
     )
 
 
+def test_reference_fits_pass_the_convergence_checks(sleep_fit, cbpp_fit):
+    """lme4's gradient check (2e-3) passes, nothing at its start, no restart (issue #16)."""
+    for fit in (sleep_fit, cbpp_fit):
+        conv = fit.convergence
+        assert fit.converged, fit.warnings
+        assert conv["max_rel_grad"] < 2e-3 and conv["n_iterations"] > 0
+        assert conv["at_start"] == [] and not conv["restarted"]
+        assert conv["deviance_improvement"] == 0.0 and conv["reasons"] == []
+    assert not cbpp_fit.se_approximate and not sleep_fit.se_approximate
+
+
 # ---- input handling -----------------------------------------------------------------------------
 
 

@@ -159,11 +159,15 @@ def fit_mixed(
         "icc_note": None
         if mf.icc is not None
         else "no single ICC: the variance share depends on the random-slope covariate",
+        # the engine's decision: optimiser success, moved, lme4 gradient check, no variance left
+        # at its start value (alliance.engine.mixed.convergence); reasons are in `warnings`
         "converged": mf.converged,
+        "convergence": mf.convergence,
         "singular": mf.singular,
         "warnings": [*warnings, *mf.warnings],
         "df_method": df_method,
         "vcov_method": vcov_method,
+        "se_approximate": mf.se_approximate and robust_info is None,
         "linear_combinations_df": combo_method,
         "formula": f,
         "formula_r": mf.formula_r,

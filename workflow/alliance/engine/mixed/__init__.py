@@ -38,9 +38,14 @@ when the tolerance is tightened. The engine solves the inner problem exactly, so
 equal lme4 run with `glmerControl(tolPwrss = 1e-10)`; `formula_r` therefore carries that
 control so the R refit reproduces them.
 
+Convergence is ours, not the engine's word: `converged` needs the optimiser's success, at least
+one iteration, lme4's scaled-gradient check (2e-3) and no variance parameter left at its start
+value unless restarts from 0.5x and 2x the start return to it (`convergence`; fit.json records it).
+
 Modules: `fit` (fit_lmm, fit_glmm and the tidying of the engine's result), `result` (MixedFit,
 predictions, random effects), `prepare` (formula columns, na.omit, R factor coding, binomial
-responses), `inference` (Satterthwaite pieces, the GLMM Hessian), `contest` (tests of L'beta).
+responses), `inference` (Satterthwaite pieces, the GLMM Hessian), `contest` (tests of L'beta),
+`convergence` (the convergence decision).
 `_prepare` is re-exported for the benchmark (alliance.studies.bench), which times data
 preparation apart from the fit.
 """

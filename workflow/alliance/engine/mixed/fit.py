@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.engine.mixed.inference import _laplace_hessian_vcov, _satterthwaite
+from alliance.engine.mixed import convergence
+from alliance.engine.mixed.inference import (
+    _laplace_hessian_vcov,
+    _profiled_derivs,
+    _satterthwaite,
+)
 from alliance.engine.mixed.prepare import _binomial_response, _prepare
 from alliance.engine.mixed.result import MixedFit, engine_version
 from alliance.engine.tidy import coef_table
@@ -37,6 +42,14 @@ def fit_lmm(
     control = mixedlm.lmerControl(maxiter=max_iter) if max_iter is not None else None
     start = time.perf_counter()
     result, caught = _call_engine(mixedlm.lmer, formula, frame, REML=reml, control=control)
+    outcome = convergence.check_start(
+        result,
+        _lmm_start(result, reml),
+        caught,
+        lambda s: _call_engine(mixedlm.lmer, formula, frame, REML=reml, control=control, start=s),
+    )
+    result, caught = outcome.result, list(outcome.warnings)
+    conv = convergence.assess(result, outcome, *_profiled_derivs(result, reml))
     satterthwaite, df_notes = _satterthwaite(result, reml)
     seconds = time.perf_counter() - start
     beta = np.asarray(result.beta, dtype=float)
@@ -54,7 +67,7 @@ def fit_lmm(
         reml=reml, warnings=caught, seconds=seconds, df_method="Satterthwaite",
         vcov_method="sigma^2 (X'V^-1 X)^-1 at the optimum (lme4 vcov)",
         icc=_icc(vc, residual_var=None), formula_r=_lmer_call(formula, reml),
-        _satterthwaite=satterthwaite,
+        _satterthwaite=satterthwaite, conv=conv,
     )  # fmt: skip
 
 
@@ -67,8 +80,13 @@ def _mixed_fit(
     seconds: float,
     **facts: Any,
 ) -> MixedFit:
-    """A MixedFit from an engine result plus what differs between LMM and GLMM (`facts`)."""
+    """A MixedFit from an engine result plus what differs between LMM and GLMM (`facts`).
+
+    `facts["conv"]` (convergence.Convergence) decides `converged`; its reasons join the warnings.
+    """
     terms = list(coefs["term"])
+    conv: convergence.Convergence = facts.pop("conv")
+    facts["warnings"] = list(dict.fromkeys([*facts["warnings"], *conv.reasons]))
     return MixedFit(
         coefficients=coefs,
         vcov=pd.DataFrame(vcov, index=terms, columns=terms),
@@ -78,7 +96,8 @@ def _mixed_fit(
         loglik=float(result.logLik()),
         aic=float(result.AIC()),
         bic=float(result.BIC()),
-        converged=bool(result.converged),
+        converged=conv.converged,
+        convergence=conv.as_dict(),
         singular=bool(result.isSingular()),
         engine_version=engine_version(),
         fit_seconds=seconds,
@@ -114,12 +133,22 @@ def fit_glmm(
     fam = mixedlm.families.Binomial()
     control = mixedlm.glmerControl(maxiter=max_iter) if max_iter is not None else None
     start = time.perf_counter()
-    result, caught = _call_engine(
-        mixedlm.glmer, engine_formula, frame, family=fam, weights=trials, control=control
-    )
-    vcov_full, hess_note = _laplace_hessian_vcov(
+
+    def engine_fit(theta0: np.ndarray | None = None) -> tuple[Any, list[str]]:
+        return _call_engine(
+            mixedlm.glmer, engine_formula, frame, family=fam, weights=trials, control=control,
+            start=theta0,
+        )  # fmt: skip
+
+    result, caught = engine_fit()
+    # the engine starts every GLMM at theta = 1 on variances, 0 elsewhere (lme4's start)
+    glmm_start = convergence.variance_mask(result).astype(float)
+    outcome = convergence.check_start(result, glmm_start, caught, engine_fit)
+    result, caught = outcome.result, list(outcome.warnings)
+    vcov_full, hess_note, grad, hess = _laplace_hessian_vcov(
         mixedlm, engine_formula, frame, fam, trials, result
     )
+    conv = convergence.assess(result, outcome, grad, hess)
     seconds = time.perf_counter() - start
 
     terms = _r_names(list(result.fixef().keys()), levels)
@@ -128,21 +157,26 @@ def fit_glmm(
         vcov = np.asarray(result.vcov(), dtype=float)
         caught.append(hess_note)
         vcov_method = "engine RX-based vcov (lme4 Hessian unusable, see warnings)"
+        se_approximate = True
     else:
         vcov = vcov_full
         vcov_method = "finite-difference Hessian of the Laplace deviance over (theta, beta), lme4"
+        se_approximate = False
     coefs = coef_table(terms, beta, np.sqrt(np.diag(vcov)), np.inf, level=level)
     vc = _variance_components(result, residual=False)
     return _mixed_fit(
         result, levels, formula=formula, family="binomial", coefs=coefs, vcov=vcov, vc=vc,
         reml=False, warnings=caught, seconds=seconds, df_method="Wald z (df = Inf)",
         vcov_method=vcov_method, icc=_icc(vc, residual_var=math.pi**2 / 3.0),
-        formula_r=_glmer_call(formula, weights),
+        formula_r=_glmer_call(formula, weights), conv=conv, se_approximate=se_approximate,
     )  # fmt: skip
 
 
 def _call_engine(fn: Any, formula: str, frame: pd.DataFrame, **kwargs: Any) -> tuple[Any, list]:
-    """Run the engine and keep its warnings verbatim (they become MixedFit.warnings)."""
+    """Run the engine and keep its warnings verbatim (they become MixedFit.warnings).
+
+    Whether the fit converged is decided afterwards (alliance.engine.mixed.convergence).
+    """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -152,13 +186,14 @@ def _call_engine(fn: Any, formula: str, frame: pd.DataFrame, **kwargs: Any) -> t
             raise InputError(
                 f"mixed model could not be fitted: {exc}", value=formula, check="mixed.fit"
             ) from exc
-    messages = list(dict.fromkeys(str(w.message) for w in caught))
-    if not bool(result.converged):
-        detail = str(getattr(result, "message", "") or "")
-        note = f"optimizer did not converge: {detail}" if detail else "optimizer did not converge"
-        if note not in messages:
-            messages.append(note)
-    return result, messages
+    return result, list(dict.fromkeys(str(w.message) for w in caught))
+
+
+def _lmm_start(result: Any, reml: bool) -> np.ndarray:
+    """The engine's data-based starting theta of an LMM (recomputed: it is deterministic)."""
+    from mixedlm.estimation.reml import LMMOptimizer  # engine internal, see package docstring
+
+    return np.asarray(LMMOptimizer(result.matrices, REML=reml).get_start_theta(), dtype=float)
 
 
 def _r_names(engine_terms: list[str], levels: dict[str, list[Any]]) -> list[str]:

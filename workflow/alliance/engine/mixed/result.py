@@ -32,6 +32,10 @@ class MixedFit:
     SDs take one sparse solve per 64 levels, which dominates the fit with tens of thousands of
     patients (7 s of an 11 s fit at 120k session rows).
     icc: per grouping factor, only when every random term is an intercept.
+    converged: the project's decision (alliance.engine.mixed.convergence), not the optimiser's;
+    convergence: its record (optimizer message, iterations, max_rel_grad, at_start, restarted,
+    deviance_improvement). se_approximate: SEs are not lme4's Hessian ones (GLMM fallback to the
+    RX-based vcov when the Laplace Hessian is unusable).
     """
 
     formula: str
@@ -55,6 +59,8 @@ class MixedFit:
     engine: str = ENGINE
     engine_version: str = ""
     fit_seconds: float = 0.0
+    convergence: dict[str, Any] = field(default_factory=dict)
+    se_approximate: bool = False
     _result: Any = field(default=None, repr=False)
     _levels: dict[str, list[Any]] = field(default_factory=dict, repr=False)
     _re_cache: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
