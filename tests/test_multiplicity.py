@@ -176,7 +176,7 @@ def test_auto_family_leaves_out_sensitivity_models_and_repeated_tests():
     sens = _fitted("sens", {"e": 0.03}, ("e",))
     sens.fit["sensitivity"] = True
     hazard = _fitted("hazard", {"alliance": 0.01, "alliance_rc": 0.01}, ("alliance", "alliance_rc"))
-    hazard.fit["reliability_correction"] = {"term": "alliance", "lambda": 0.9}
+    hazard.fit["derived_terms"] = ["alliance_rc"]
     growth = _fitted("growth", {"b": 0.04}, ("b",))
     settings = MultiplicitySettings(primary=(), secondary="auto", methods=("holm",))
     table = summarise({"growth": growth, "hazard": hazard, "sens": sens}, {}, settings)

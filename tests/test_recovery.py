@@ -21,7 +21,7 @@ from scipy import stats
 
 from alliance.clean.stage import clean_trial
 from alliance.errors import ConfigError, InputError
-from alliance.score.stage import run_score
+from alliance.score.stage import analysis_tables, run_score
 from alliance.simulate.export import write_trial
 from alliance.simulate.trial import simulate_trial
 from alliance.studies import recovery, recovery_results, recovery_study
@@ -267,7 +267,7 @@ def test_coverage_uses_that_replicates_truth_not_the_mean_truth() -> None:
     ],
 )
 def test_verdict_rule(identified, truth, bias, mc_se, coverage, expected) -> None:
-    assert RR.verdict(identified, truth, bias, mc_se, coverage) == expected
+    assert RR.judge(identified, truth, bias, mc_se, coverage)[0] == expected
 
 
 def test_summary_passes_calibrated_and_fails_biased_or_overconfident_estimators() -> None:
@@ -357,10 +357,9 @@ def test_analysis_tables_equal_the_score_stage(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the therapist form's unverified key
         full = run_score(cleaned.sessions, cleaned.patients, settings.score_stage())
-    analysis, patients = recovery.analysis_tables(cleaned.sessions, cleaned.patients,
-                                                  settings.score, pipe.raters)  # fmt: skip
-    pd.testing.assert_frame_equal(analysis, full.analysis)
-    pd.testing.assert_frame_equal(patients, full.patient_analysis)
+    tables = analysis_tables(cleaned.sessions, cleaned.patients, pipe.raters, settings.score)
+    pd.testing.assert_frame_equal(tables.analysis, full.analysis)
+    pd.testing.assert_frame_equal(tables.patient_analysis, full.patient_analysis)
 
 
 @pytest.mark.slow

@@ -103,6 +103,8 @@ def _reliability_corrected(
     for col in ("estimate", "std_error", "ci_low", "ci_high"):
         row[col] = row[col] / lam
     row["term"] = f"{x}_rc"
+    # a row that repeats another row's test (same z and p): summaries do not count it twice
+    result.fit.setdefault("derived_terms", []).append(f"{x}_rc")
     position = int(np.flatnonzero(coefs["term"].to_numpy() == x)[0]) + 1
     result.coefficients = pd.concat(
         [coefs.iloc[:position], row, coefs.iloc[position:]], ignore_index=True

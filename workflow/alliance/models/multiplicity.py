@@ -80,9 +80,9 @@ def add_families(
     `statuses`: model id -> (status, reason) of every model in the run; `labels`: model id ->
     (label, kind) for the rows added; `sensitivity`: ids of sensitivity models, which `auto`
     leaves out of the secondary family (they repeat a model, not a new question); `derived`:
-    (model, term) rows that repeat another row's test (a reliability-corrected coefficient has
-    its naive row's z and p), which `auto` leaves out too. Without settings no row belongs to a
-    family.
+    (model, term) rows that repeat another row's test (fit.json `derived_terms`, e.g. a
+    reliability-corrected coefficient with its naive row's z and p), which `auto` leaves out
+    too. Without settings no row belongs to a family.
     """
     out = summary.copy()
     out["family"] = ""

@@ -230,12 +230,8 @@ def summarise(
     fitted = {i: r for i, r in results.items() if not isinstance(r, Skipped)}
     sensitivity = {i for i, r in fitted.items() if r.fit.get("sensitivity")}
     sensitivity |= {i for i, sp in specs.items() if sp.options.get("sensitivity")}
-    # a reliability-corrected row repeats its naive row's test (same z and p): one hypothesis
-    derived = {
-        (i, f"{r.fit['reliability_correction']['term']}_rc")
-        for i, r in fitted.items()
-        if r.fit.get("reliability_correction")
-    }
+    # rows a kind derives from another row's test (fit.json `derived_terms`): one hypothesis
+    derived = {(i, t) for i, r in fitted.items() for t in r.fit.get("derived_terms") or ()}
     out = families.add_families(out, multiplicity, statuses, labels, sensitivity, derived)
     out = out[SUMMARY_COLUMNS]
     for col in ("estimate", "std_error", "ci_low", "ci_high", "p_value", *families.ADDED[:-1]):

@@ -214,15 +214,32 @@ def score_tables(
     return scores, patient_scores
 
 
-def run_score(
-    sessions: pd.DataFrame, patients: pd.DataFrame, settings: ScoreSettings
-) -> ScoreResult:
-    """The whole score stage in memory (the variance decomposition is a separate step)."""
-    raters = load_raters(settings.alliance)
-    options = settings.score
+@dataclass
+class AnalysisTables:
+    """What the models read (analysis tables) and the score tables they are built from."""
+
+    scores: pd.DataFrame
+    patient_scores: pd.DataFrame
+    agreement: pd.DataFrame
+    agreement_patients: pd.DataFrame | None
+    analysis: pd.DataFrame
+    patient_analysis: pd.DataFrame
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def analysis_tables(
+    sessions: pd.DataFrame,
+    patients: pd.DataFrame,
+    raters: dict[str, Instrument],
+    options: ScoreOptions,
+) -> AnalysisTables:
+    """Scores, agreement and the analysis tables: the part of the stage every model needs.
+
+    Reliability and ruptures are left to `run_score` (no model reads them; the recovery study
+    calls this alone, once per simulated trial).
+    """
     scale = options.scale
     scores, patient_scores = score_tables(sessions, raters, options)
-    reliability = reliability_table(sessions, raters)
     has_pair = "patient" in raters and "therapist" in raters
     has_pair = has_pair and all(_rater_available(scores, r, scale) for r in raters)
     notes: dict[str, Any] = {}
@@ -236,6 +253,21 @@ def run_score(
         rater=options.rater, scale=scale, detrend=options.detrend, raters=raters,
         early_window=tuple(options.early_window),
     )  # fmt: skip
+    return AnalysisTables(
+        scores, patient_scores, agree_sessions, agree_patients, analysis, patient_analysis, notes
+    )
+
+
+def run_score(
+    sessions: pd.DataFrame, patients: pd.DataFrame, settings: ScoreSettings
+) -> ScoreResult:
+    """The whole score stage in memory (the variance decomposition is a separate step)."""
+    raters = load_raters(settings.alliance)
+    options = settings.score
+    scale = options.scale
+    tables = analysis_tables(sessions, patients, raters, options)
+    scores, analysis, notes = tables.scores, tables.analysis, tables.notes
+    reliability = reliability_table(sessions, raters)
     rup = options.ruptures
     series = select_score(scores, rater="patient", scale=scale) if "patient" in raters else None
     if series is not None and len(series):
@@ -248,13 +280,15 @@ def run_score(
     notes["grand_mean"] = analysis.attrs.get("grand_mean")
     return ScoreResult(
         scores=scores,
-        patient_scores=patient_scores,
+        patient_scores=tables.patient_scores,
         prorating=prorating_counts(scores),
         reliability=reliability,
-        agreement=agree_sessions,
-        agreement_patients=agree_patients if agree_patients is not None else pd.DataFrame(),
+        agreement=tables.agreement,
+        agreement_patients=(
+            tables.agreement_patients if tables.agreement_patients is not None else pd.DataFrame()
+        ),
         analysis=analysis,
-        patient_analysis=patient_analysis,
+        patient_analysis=tables.patient_analysis,
         ruptures=episodes,
         rupture_patients=rupture_patients,
         notes=notes,

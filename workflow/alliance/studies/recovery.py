@@ -40,10 +40,9 @@ from alliance.instruments.definition import Instrument
 from alliance.models.base import ModelResult, ModelSpec
 from alliance.models.run import fit_model
 from alliance.models.spec import load_specs
-from alliance.score.agreement import agreement
 from alliance.score.scales import load_raters
-from alliance.score.stage import build_analysis, score_tables
-from alliance.settings import ModelsSettings, ScoreOptions, Settings
+from alliance.score.stage import analysis_tables
+from alliance.settings import ModelsSettings, Settings
 from alliance.simulate.export import write_trial
 from alliance.simulate.trial import simulate_trial
 from alliance.studies.recovery_results import REPLICATE_COLUMNS, typed_rows
@@ -115,34 +114,6 @@ def trial_settings(settings: Settings, folder: str | Path) -> Settings:
     return dataclasses.replace(settings, data=data, privacy=privacy)
 
 
-def _has_scores(scores: pd.DataFrame, rater: str, scale: str) -> bool:
-    rows = scores[(scores["rater"] == rater) & (scores["scale"] == scale)]
-    return bool(rows["score"].notna().any())
-
-
-def analysis_tables(
-    sessions: pd.DataFrame,
-    patients: pd.DataFrame,
-    options: ScoreOptions,
-    raters: dict[str, Instrument],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The score stage's analysis tables, built by the functions `run_score` composes.
-
-    Reliability and ruptures are skipped: no model reads them and reliability alone takes
-    longer than the rest of the score stage.
-    """
-    scores, patient_scores = score_tables(sessions, raters, options)
-    agree = None
-    pair = "patient" in raters and "therapist" in raters
-    if pair and all(_has_scores(scores, r, options.scale) for r in raters):
-        _, agree = agreement(scores, scale=options.scale)
-    return build_analysis(
-        sessions, patients, scores, patient_scores, agree,
-        rater=options.rater, scale=options.scale, detrend=options.detrend, raters=raters,
-        early_window=tuple(options.early_window),
-    )  # fmt: skip
-
-
 def simulate_and_prepare(study: Mapping[str, Any], pipe: Pipeline, seed: int) -> dict[str, Any]:
     """Simulate one trial, clean it (through temporary files: clean reads files) and score it."""
     d = study["design"]
@@ -156,13 +127,11 @@ def simulate_and_prepare(study: Mapping[str, Any], pipe: Pipeline, seed: int) ->
     with tempfile.TemporaryDirectory(prefix="alliance-recovery-") as tmp:
         write_trial(trial, tmp, fmt="parquet")
         cleaned = clean_trial(trial_settings(pipe.settings, tmp).clean())
-    analysis, patient_analysis = analysis_tables(
-        cleaned.sessions, cleaned.patients, pipe.settings.score, pipe.raters
-    )
+    tables = analysis_tables(cleaned.sessions, cleaned.patients, pipe.raters, pipe.settings.score)
     return {
         "truth": trial.truth,
-        "sessions": analysis,
-        "patients": patient_analysis,
+        "sessions": tables.analysis,
+        "patients": tables.patient_analysis,
         "availability": cleaned.availability,
     }
 

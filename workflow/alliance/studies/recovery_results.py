@@ -126,18 +126,6 @@ def judge(
     return ("fail", "; ".join(why)) if why else ("pass", "")
 
 
-def verdict(
-    identified: bool,
-    truth: float,
-    bias: float,
-    mc_se: float,
-    coverage: float,
-    band: tuple[float, float] = COVERAGE_BAND,
-) -> str:
-    """The verdict alone: pass, fail or not identified (see `judge`)."""
-    return judge(identified, truth, bias, mc_se, coverage, band)[0]
-
-
 def _check_order(rows: pd.DataFrame) -> list[str]:
     first = rows.groupby("check", sort=False)["position"].min().reset_index()
     return first.sort_values(["position", "check"], kind="stable")["check"].tolist()
