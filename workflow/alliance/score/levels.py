@@ -100,6 +100,25 @@ def therapist_column(sessions: pd.DataFrame) -> pd.Series | None:
     return sessions["therapist"]
 
 
+def therapist_codes(table: pd.DataFrame, codes: np.ndarray, n_pat: int) -> np.ndarray:
+    """Per patient code 0..n_pat-1: the code of their therapist (-1 when unknown).
+
+    A patient with two therapists in `table` is an InputError naming the patient.
+    """
+    by_patient = table["therapist"].groupby(codes)
+    conflict = by_patient.nunique() > 1
+    if conflict.any():
+        code = int(conflict.index[np.argmax(conflict.to_numpy())])
+        raise InputError(
+            "patient has more than one therapist in the session table",
+            column="therapist",
+            value=str(table["patient"].iloc[int(np.argmax(codes == code))]),
+            check="therapist_conflict",
+        )
+    # first non-missing therapist of each patient, in patient-code order
+    return np.asarray(pd.factorize(by_patient.first().reindex(range(n_pat)))[0])
+
+
 def _lag(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """Value of the previous row where `ok` (same patient, no gap), else NaN."""
     prev = np.full(values.shape, np.nan)
@@ -277,18 +296,7 @@ def _therapist_means(
             "grand_mean": grand,
         }
         return np.full(n_pat, np.nan), np.full(n_pat, grand), info
-    by_patient = ther.groupby(codes)
-    conflict = by_patient.nunique() > 1
-    if conflict.any():
-        code = int(conflict.index[np.argmax(conflict.to_numpy())])
-        raise InputError(
-            "patient has more than one therapist in the session table",
-            column="therapist",
-            value=str(base["patient"].iloc[int(np.argmax(codes == code))]),
-            check="therapist_conflict",
-        )
-    # first non-missing therapist of each patient, in patient-code order
-    t_codes = np.asarray(pd.factorize(by_patient.first().reindex(range(n_pat)))[0])
+    t_codes = therapist_codes(base, codes, n_pat)
     n_ther = int(t_codes.max()) + 1
     valid = (t_codes >= 0) & np.isfinite(pmean)
     with np.errstate(invalid="ignore", divide="ignore"):

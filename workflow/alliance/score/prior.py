@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from alliance.score.levels import therapist_codes
+
 MIN_DETREND = 3
 
 
@@ -82,8 +84,7 @@ def _therapist_centre(
     if "therapist" not in table.columns or table["therapist"].isna().all():
         centre = np.broadcast_to(grand, pmean.shape)
         return centre, np.full(pmean.shape, np.nan)
-    first = table.groupby(codes, sort=True)["therapist"].first()
-    t_codes = np.asarray(pd.factorize(first.reindex(range(n)))[0])
+    t_codes = therapist_codes(table, codes, n)
     known = t_codes >= 0
     seen = ~np.isnan(pmean) & known[:, None]
     n_ther = int(t_codes.max()) + 1 if known.any() else 0
