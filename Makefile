@@ -10,7 +10,7 @@ CORES     ?= 2
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --config configpath=$(CONFIG) \
   --workflow-profile workflow/profiles/default --show-failed-logs
 
-.PHONY: install run report test lint format lock clean demo validate bench test-cluster
+.PHONY: install run report test lint format lock clean demo validate power bench test-cluster
 
 $(BIN)/.installed: requirements.lock pyproject.toml Makefile
 	@found=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 1; \
@@ -55,6 +55,17 @@ validate: install
 	$(SNAKEMAKE) results/validation/recovery.csv
 	cp results/validation/recovery_verdicts.csv docs/recovery.csv
 	cp results/validation/recovery.md docs/recovery.md
+
+# Power and sample size (config/power.yaml: a design grid x replicates, calibrated from the
+# finished analysis in results/ -- run `make run` first). The default grid (6 cells x 100
+# replicates, 5 tested terms) took 6.8-11.5 min on 2 cores shared with other jobs (470-550 s CPU
+# in the shards: ~5 min on 2 free cores). Writes results/power/ (power.csv, power.md, figures/)
+# and its own Snakemake report, results/power/report.html.
+power: install
+	@out=$$($(BIN)/alliance output --configfile $(CONFIG)) || exit 1; \
+	set -x; \
+	$(SNAKEMAKE) "$$out/power/power.csv" && \
+	$(SNAKEMAKE) --report "$$out/power/report.html" "$$out/power/power.csv"
 
 # Benchmarks: per-stage time and memory on the demo and simulated 10k / 120k / 600k-row trials.
 bench: install

@@ -13,6 +13,7 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/bootstrap.smk"
 include: "workflow/rules/sensitivity.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/power.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/provenance.smk"
 

@@ -50,6 +50,13 @@ def small_trial() -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(sessions), pd.DataFrame(patients)
 
 
+# The demo config's treatment-resistance roles (docs/data.md), absent from hand-made fixtures.
+RESISTANCE_ROLES = (
+    "prior_failed_trials", "staging_score", "episode_months", "attendance", "doses_taken",
+    "doses_prescribed", "self_report_symptom",
+)  # fmt: skip
+
+
 def demo_config() -> dict:
     return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
@@ -72,5 +79,7 @@ def trial_config(trial_files: tuple[Path, Path]) -> dict:
     cfg["alliance"]["instruments_dir"] = str(ROOT / "config" / "instruments")
     cfg["columns"]["personality"] = {"agreeableness": "agreeableness"}
     cfg["columns"]["agency"] = None
+    for role in RESISTANCE_ROLES:  # the small trial has none: as a config without them
+        cfg["columns"][role] = None
     cfg["privacy"]["key"] = FIXTURE_KEY
     return cfg

@@ -14,10 +14,11 @@ import pytest
 from alliance.errors import ConfigError
 from alliance.simulate.export import FORMATS, VALUE_CODES, from_wide, to_wide, write_trial
 from alliance.simulate.params import WAI_P, WAI_T
+from alliance.simulate.resistance import with_schedule
 from alliance.simulate.trial import simulate_trial
 
 SMALL = {"n_patients": 60, "n_therapists": 8, "seed": 7}
-TEXT = ("subject", "therapist", "site", "arm", "modality", "sex", "status")
+TEXT = ("subject", "therapist", "site", "arm", "modality", "sex", "status", "attendance")
 DATES = ("visit_date", "consent_date")
 
 
@@ -100,7 +101,7 @@ def test_csv_missing_is_empty_cell_by_default(trial, tmp_path):
 def test_long_round_trip(trial, tmp_path, fmt):
     paths = write_trial(trial, tmp_path, fmt=fmt)
     assert [p.name for p in paths] == [f"sessions.{fmt}", f"patients.{fmt}", "truth.json"]
-    _assert_same(_read(paths[0]), trial.sessions)
+    _assert_same(_read(paths[0]), with_schedule(trial.sessions, trial.missed))
     _assert_same(_read(paths[1]), trial.patients)
 
 
@@ -112,6 +113,15 @@ def test_wide_round_trip_and_reshape(trial, tmp_path, fmt):
     expected = to_wide(trial)
     _assert_same(wide, expected)
     long = from_wide(_normalised(wide), list(trial.patients.columns))
+    assert (
+        long["missed_before"].sum()
+        == (trial.missed["visit"] <= long["visit"].max()).sum()
+        - (
+            trial.missed.merge(trial.sessions[["subject", "visit"]], how="left", indicator=True)[
+                "_merge"
+            ].eq("left_only")
+        ).sum()
+    )  # the count form: every missed slot booked as an attended session
     long = long[list(trial.sessions.columns)]
     _assert_same(long, trial.sessions)
 
@@ -135,6 +145,12 @@ def test_spss_user_missing_and_value_labels(trial, tmp_path):
     path = write_trial(trial, tmp_path, fmt="sav")[0]
     default, meta = pyreadstat.read_sav(path)  # user_missing=False: -99 read as NaN
     raw, meta_raw = pyreadstat.read_sav(path, user_missing=True)
+    # missed scheduled sessions (attendance 2 / 3) carry no answers at all
+    assert raw.loc[raw["attendance"] != 1, list(WAI_P)].isna().all().all()
+    assert meta_raw.variable_value_labels["attendance"] == {1.0: "attended", 2.0: "cancelled",
+                                                            3.0: "no_show"}  # fmt: skip
+    default = default[raw["attendance"] == 1].reset_index(drop=True)
+    raw = raw[raw["attendance"] == 1].reset_index(drop=True)
     items = list(WAI_P + WAI_T)
     nonresponse = trial.sessions[list(WAI_P)].isna().to_numpy()
     assert nonresponse.sum() > 0
@@ -147,7 +163,8 @@ def test_spss_user_missing_and_value_labels(trial, tmp_path):
     assert raw.loc[unscheduled.to_numpy(), list(WAI_T)].isna().all().all()
     _, pmeta = pyreadstat.read_sav(path.with_name("patients.sav"), metadataonly=True)
     for col, codes in VALUE_CODES.items():
-        assert pmeta.variable_value_labels[col] == {float(v): k for k, v in codes.items()}
+        if col != "attendance":  # a session column
+            assert pmeta.variable_value_labels[col] == {float(v): k for k, v in codes.items()}
     assert pmeta.original_variable_types["consent_date"].startswith("DATE")
 
 
@@ -162,6 +179,8 @@ def test_stata_value_labels(trial, tmp_path):
     path = write_trial(trial, tmp_path, fmt="dta")[1]
     coded, meta = pyreadstat.read_dta(path)
     for col, codes in VALUE_CODES.items():
+        if col == "attendance":  # a session column
+            continue
         labels = meta.variable_to_label[col]
         assert meta.value_labels[labels] == {v: k for k, v in codes.items()}
         present = trial.patients[col].dropna().map(codes)
@@ -171,11 +190,12 @@ def test_stata_value_labels(trial, tmp_path):
 def test_csv_missing_code(trial, tmp_path):
     paths = write_trial(trial, tmp_path, fmt="csv", missing_code=-99)
     raw = pd.read_csv(paths[0])
+    raw = raw[raw["attendance"] == "attended"]  # a missed session's cells are all the code
     assert (raw[list(WAI_P)] == -99).to_numpy().sum() == trial.sessions[
         list(WAI_P)
     ].isna().sum().sum()
     back = pd.read_csv(paths[0], na_values=["-99"], dtype={"subject": "str"})
-    _assert_same(back, trial.sessions)
+    _assert_same(back, with_schedule(trial.sessions, trial.missed))
     patients = pd.read_csv(paths[1], na_values=["-99", "-99.0"], dtype={c: "str" for c in TEXT})
     _assert_same(patients, trial.patients)
 

@@ -21,7 +21,7 @@ INSTRUMENTS = ROOT / "config" / "instruments"
 SHIPPED = sorted(p.stem for p in INSTRUMENTS.glob("*.yaml"))
 # Keys that are guesses or copies and must say so in their `verified` note.
 MUST_BE_UNVERIFIED = {
-    "wai_s", "wai_s_t", "wai", "wai_t", "haq2", "haq2_t", "calpas_p", "phq9", "bdi2", "wai_sr_t",
+    "wai_s", "wai_s_t", "wai", "wai_t", "haq2", "haq2_t", "calpas_p", "wai_sr_t",
 }  # fmt: skip
 
 
@@ -61,9 +61,7 @@ def test_shipped_ranges_and_keys():
         "wai": (36, 1, 7, (1, 3, 7, 9, 10, 11, 12, 15, 20, 27, 29, 31, 33, 34),
                 {"task": 12, "bond": 12, "goal": 12}, "mean"),
         "haq2": (19, 1, 6, (4, 8, 11, 16, 19), {}, "mean"),
-        "calpas_p": (24, 1, 7, (), dict.fromkeys(
-            ["patient_commitment", "patient_working_capacity",
-             "therapist_understanding_involvement", "working_strategy_consensus"], 6), "mean"),
+        "calpas_p": (24, 1, 7, (), {}, "mean"),  # no confirmed subscale key: total only
         "phq9": (9, 0, 3, (), {}, "sum"),
         "bdi2": (21, 0, 3, (), {}, "sum"),
     }  # fmt: skip
@@ -81,7 +79,7 @@ def test_shipped_ranges_and_keys():
 
 
 def test_subscales_partition_items_where_expected():
-    for name in ["wai_sr", "wai_sr_t", "wai_s", "wai_s_t", "wai", "wai_t", "calpas_p"]:
+    for name in ["wai_sr", "wai_sr_t", "wai_s", "wai_s_t", "wai", "wai_t"]:
         inst = load(name)
         members = sorted(i for m in inst.subscales.values() for i in m)
         assert members == list(inst.items), name
@@ -112,12 +110,8 @@ HAND = {
     # reverse (7 - x): 4: 3 -> 4, 8: 5 -> 2, 11: 2 -> 5, 16: 3 -> 4, 19: 6 -> 1; keyed sum 66.
     "haq2": ([6, 5, 4, 3, 2, 1, 6, 5, 4, 3, 2, 1, 6, 5, 4, 3, 2, 1, 6], {"total": 66 / 19}),
     "haq2_t": ([6, 5, 4, 3, 2, 1, 6, 5, 4, 3, 2, 1, 6, 5, 4, 3, 2, 1, 6], {"total": 66 / 19}),
-    # placeholder rotation key: items 1,5,9,13,17,21 = 1,5,2,6,3,7 -> 24/6; 2,6,.. = 2,6,3,7,4,1
-    # -> 23/6; 3,7,.. = 3,7,4,1,5,2 -> 22/6; 4,8,.. = 4,1,5,2,6,3 -> 21/6; total 90/24.
-    "calpas_p": ([1, 2, 3, 4, 5, 6, 7] * 3 + [1, 2, 3],
-                 {"patient_commitment": 4.0, "patient_working_capacity": 23 / 6,
-                  "therapist_understanding_involvement": 22 / 6,
-                  "working_strategy_consensus": 3.5, "total": 3.75}),
+    # total only (no confirmed subscale key): three cycles of 1..7 (= 84) + 1 + 2 + 3 -> 90/24.
+    "calpas_p": ([1, 2, 3, 4, 5, 6, 7] * 3 + [1, 2, 3], {"total": 3.75}),
     "phq9": ([0, 1, 2, 3, 0, 1, 2, 3, 1], {"total": 13.0}),
     # five cycles of 1,2,3,0 (= 30) plus item 21 = 1.
     "bdi2": ([1, 2, 3, 0] * 5 + [1], {"total": 31.0}),

@@ -24,6 +24,10 @@ DEFAULT_IDS = [
     "symptoms_by_arm", "symptoms_by_modality", "symptoms_by_agency", "dropout_early_alliance",
     "dropout_gee", "dropout_hazard", "relapse_cox", "suicidality", "suicidality_any",
     "suicidality_active", "agreement_rsa", "mediation_personality", "pooled_sites",
+    # treatment resistance (issue #14)
+    "symptoms_by_trd", "dropout_hazard_by_trd", "missed_sessions", "adherence_alliance",
+    "reporting_alliance", "symptoms_after_ruptures", "missed_after_ruptures",
+    "dropout_after_ruptures",
 ]  # fmt: skip
 
 

@@ -173,3 +173,107 @@ def test_at_risk_times_use_round_steps():
     assert list(at_risk_times(52.0)) == [0, 10, 20, 30, 40, 50]
     assert list(at_risk_times(12.0)) == [0, 2, 4, 6, 8, 10, 12]
     assert list(at_risk_times(0.9)) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8])
+
+
+# ---- Firth (the relapse_cox default) ---------------------------------------------------------
+FIRTH_SPEC = ModelSpec(
+    id="relapse_cox",
+    kind="cox",
+    outcome="relapse_event",
+    fixed=("alliance_last", "alliance_mean", "baseline_symptom", "armCBT", "armIMI.CM", "armIPT"),
+    data="patients",
+    options={
+        "cluster": "therapist",
+        "ties": "efron",
+        "firth": True,
+        "se": "model",
+        "profile": True,
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def firth_result():
+    data = pd.read_csv(Path(__file__).parent / "reference" / "sim_relapse_small.csv", dtype=IDS)
+    return fit(FIRTH_SPEC, data, CONTEXT)
+
+
+def test_firth_kind_matches_r_refit(firth_result):
+    """tests/reference/firth_reference.csv, case relapse_efron (make_firth_reference.R)."""
+    table = pd.read_csv(Path(__file__).parent / "reference" / "firth_reference.csv")
+    rows = table[(table["case"] == "relapse_efron") & (table["section"] == "coef")]
+    r = rows.pivot(index="term", columns="stat", values="value").astype(float)
+    tab = firth_result.coefficients.set_index("term").loc[r.index]
+    for mine, theirs in [
+        ("estimate", "estimate"),
+        ("std_error", "std_error"),
+        ("ci_low", "ci_low"),
+        ("ci_high", "ci_high"),
+        ("p_value", "p_value"),
+    ]:
+        np.testing.assert_allclose(tab[mine], r[theirs], rtol=1e-5, atol=1e-5, err_msg=mine)
+    hr = firth_result.extras["hazard_ratios"].set_index("term").loc[r.index]
+    np.testing.assert_allclose(hr["robust_se"], r["robust_se"], rtol=1e-5)
+    np.testing.assert_allclose(hr["ci_low"], np.exp(r["ci_low"]), rtol=1e-5)
+
+
+def test_firth_fit_json_names_estimator_and_methods(firth_result):
+    f = firth_result.fit
+    assert f["estimator"].startswith("Firth-penalised partial likelihood")
+    assert f["ci_method"].startswith("profile penalised likelihood")
+    assert f["test"].startswith("penalised likelihood-ratio")
+    assert f["se_method"].startswith("model-based")
+    assert f["formula_r"] == (
+        "coxphf::coxphf(Surv(relapse_time, relapse_event) ~ alliance_last + alliance_mean + "
+        "baseline_symptom + armCBT + armIMI.CM + armIPT, data = data, pl = TRUE)"
+    )
+    assert f["lr_test"]["likelihood"] == "penalised"
+    assert f["logLik_penalised"] > f["logLik_penalised_null"]
+    assert f["n_clusters"] == 23
+    assert any("model-based" in n and "robust_se" in n for n in f["notes"])
+    assert any("coxphf" in n and "firth_coxph(" in n for n in f["notes"])
+    json.dumps(f, allow_nan=False)
+
+
+def test_firth_with_wald_cis_is_the_relapse_default_and_matches_r():
+    """relapse_cox's default (firth, se model, profile false): coxphf(pl = FALSE)."""
+    data = pd.read_csv(Path(__file__).parent / "reference" / "sim_relapse_small.csv", dtype=IDS)
+    spec = ModelSpec(
+        id="relapse_cox", kind="cox", outcome="relapse_event", fixed=FIRTH_SPEC.fixed,
+        data="patients", options={**FIRTH_SPEC.options, "profile": False},
+    )  # fmt: skip
+    res = fit(spec, data, CONTEXT)
+    table = pd.read_csv(Path(__file__).parent / "reference" / "firth_reference.csv")
+    rows = table[(table["case"] == "relapse_efron") & (table["section"] == "coef")]
+    r = rows.pivot(index="term", columns="stat", values="value").astype(float)
+    tab = res.coefficients.set_index("term").loc[r.index]
+    np.testing.assert_allclose(tab["estimate"], r["estimate"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tab["std_error"], r["std_error"], rtol=1e-5)
+    z = 1.959963984540054
+    np.testing.assert_allclose(tab["ci_low"], r["estimate"] - z * r["std_error"], atol=1e-5)
+    assert res.fit["ci_method"] == "Wald z" and res.fit["test"] == "Wald z (df = inf)"
+    assert res.fit["formula_r"].endswith("data = data, pl = FALSE)")
+    assert res.fit["estimator"].startswith("Firth")
+
+
+def test_cr1_option_uses_t_with_clusters_minus_one(data):
+    spec = ModelSpec(
+        id="c", kind="cox", outcome="relapse_event", fixed=SPEC.fixed,
+        options={**SPEC.options, "se": "robust_cr1"},
+    )  # fmt: skip
+    res = fit(spec, data, CONTEXT)
+    r = ref("coef")
+    tab = res.coefficients.set_index("term").loc[r.index]
+    assert rel(tab["std_error"], r["std_error"] * np.sqrt(25 / 24)) < 1e-3
+    assert (tab["df"] == 24).all()
+    assert res.fit["test"].startswith("Wald t (df = 24")
+    assert "cluster(therapist)" in res.fit["formula_r"]
+
+
+def test_robust_se_without_cluster_is_a_config_error(data):
+    spec = ModelSpec(
+        id="c", kind="cox", outcome="relapse_event", fixed=SPEC.fixed,
+        options={"duration": "relapse_time", "se": "robust_cr1"},
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="needs options.cluster"):
+        fit(spec, data, CONTEXT)

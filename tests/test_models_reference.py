@@ -150,8 +150,8 @@ def test_fit_statistics_match_r(case):
         ours[key] = v["variance"]
     top = vc["vcov"].abs().max()
     for term, row in vc.iterrows():
-        if max(abs(ours[term]), abs(row["vcov"])) < 2e-2 * top:
-            continue  # both at the boundary (singular fit): lme4 stops at ~1e-5, we at 0
+        if max(abs(ours[term]), abs(row["vcov"])) < max(2e-2 * top, 1e-8):
+            continue  # both at the boundary (singular fit): lme4 stops at ~1e-5 (or 1e-15), we at 0
         scale = max(abs(row["vcov"]), 1e-3 * top)
         assert abs(ours[term] - row["vcov"]) <= 2e-3 * scale, (term, ours[term], row["vcov"])
 
@@ -173,13 +173,13 @@ def test_simple_slopes_and_drug_placebo_contrast_match_r():
     )
 
 
-@pytest.mark.parametrize("case", ["symptoms_by_modality", "symptoms_by_agency"])
+@pytest.mark.parametrize("case", ["symptoms_by_modality", "symptoms_by_agency", "symptoms_by_trd"])
 def test_moderator_slopes_match_r(case):
     res = fitted(case)
     _check_table(res.extras["simple_slopes"], case, "slopes", lambda r: f"{r.term}|{r.level}")
 
 
-@pytest.mark.parametrize("case", ["symptoms_growth", "dropout_hazard"])
+@pytest.mark.parametrize("case", ["symptoms_growth", "dropout_hazard", "missed_sessions"])
 def test_predictions_match_r(case):
     pred = fitted(case).extras["predictions"].rename(columns={"fit": "estimate"})
     pred = pred.rename(columns={"se_fit": "std_error"})

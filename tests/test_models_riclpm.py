@@ -20,7 +20,7 @@ REF = __import__("pathlib").Path(__file__).parent / "reference" / "riclpm"
 CONTEXT = FitContext(seed=1, arms={}, higher_is_worse=True)
 OPTIONS = {
     "x": "alliance", "y": "symptom", "waves": "auto", "x_error": "alliance_error_var",
-    "y_slope": True, "equal_lags": True,
+    "y_slope": True, "equal_lags": True, "equal_innovations": True,
 }  # fmt: skip
 
 
@@ -77,13 +77,18 @@ def test_kind_is_registered():
     assert kind_function("riclpm") is fit
 
 
-def test_estimates_match_lavaan_under_the_alliance_symptom_names(result):
-    theirs = lavaan("b_slope_error")
+def assert_matches_lavaan(result, case: str) -> None:
+    """Every parameter of `result` equals lavaan's for `case`: estimates 1e-4, SEs 1e-3 relative."""
+    theirs = lavaan(case)
     ours = result.coefficients.set_index("term")
     assert sorted(ours.index) == sorted(theirs.index)
     ours = ours.loc[theirs.index]
     assert np.abs(ours["estimate"] - theirs["est"]).max() < 1e-4
     assert np.abs(ours["std_error"] / theirs["se"] - 1).max() < 1e-3
+
+
+def test_estimates_match_lavaan_under_the_alliance_symptom_names(result):
+    assert_matches_lavaan(result, "b_slope_error")
 
 
 def test_coefficient_table_and_fit_facts(result, panel):
@@ -233,3 +238,29 @@ def test_runs_on_the_demo_trial():
     terms = set(res.coefficients["term"])
     assert {"alliance_to_symptom", "symptom_to_alliance", "alliance_ar", "symptom_ar"} <= terms
     assert info["fit_seconds"] < 5
+
+
+def test_pipeline_default_form_matches_lavaan(panel):
+    """The shipped default: y error fixed too, innovation (co)variances free per wave."""
+    res = fit(spec(waves=8, equal_innovations=False, y_error=1 / 12), sessions_of(panel), CONTEXT)
+    assert_matches_lavaan(res, "b_pipeline")
+    assert res.fit["y_error"] == {"source": "options.y_error", "value": 1 / 12}
+    assert "innovation_alliance_var_2" in set(res.coefficients["term"])
+    assert any("symptom measurement error variance fixed" in n for n in res.fit["notes"])
+
+
+def test_rounding_error_only_for_integer_scores(panel):
+    sessions = sessions_of(panel)
+    fractional = fit(spec(waves=8, y_error="rounding"), sessions, CONTEXT)
+    assert fractional.fit["y_error"]["value"] is None
+    assert any("non-integer" in w for w in fractional.fit["warnings"])
+    whole = fit(
+        spec(waves=8, y_error="rounding"),
+        sessions.assign(symptom=sessions["symptom"].round()),
+        CONTEXT,
+    )
+    assert whole.fit["y_error"]["value"] == pytest.approx(1 / 12)
+    assert "Sheppard" in whole.fit["y_error"]["source"]
+    for bad in (-0.1, "yes"):
+        with pytest.raises(ConfigError, match="y_error"):
+            fit(spec(waves=8, y_error=bad), sessions, CONTEXT)

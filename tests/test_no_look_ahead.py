@@ -1,7 +1,8 @@
 """No look-ahead: values after session t never change a predictor or model row of sessions <= t.
 
-Every symptom score, suicide item and alliance item of sessions after t is replaced by random
-values (attendance is left alone: when a patient stopped coming is the dropout outcome); the clean
+Every symptom score, suicide item, alliance item, pill count and self-report of attended sessions
+after t is replaced by random values (attendance is left alone: when a patient stopped coming is
+the dropout outcome, and missed scheduled sessions carry no values); the clean
 and score stages and the model frames of every default session-level model are rebuilt, and all
 rows of sessions <= t must be identical (docs/estimands.md).
 """
@@ -27,6 +28,11 @@ SESSION_COLUMNS = (
     "alliance", "alliance_lag1", "alliance_prior_pmean", "alliance_ther_prior",
     "alliance_pat_prior", "alliance_within_prior", "alliance_within_dt_prior", "symptom",
     "symptom_lag1", "symptom_rest", "ideation", "baseline_symptom", "weeks",
+    # treatment resistance (docs/estimands.md)
+    "missed_before", "missed_prior", "adherence", "self_report_symptom", "self_report_pomp",
+    "symptom_pomp", "report_discrepancy",
+    # ruptures known before the session (a drop's yardstick uses changes into sessions <= it)
+    "rupture_unrepaired_prior", "rupture_repaired_prior",
 )  # fmt: skip
 # Properties of the instrument, not of a session: the pooled item error variance (estimated from
 # every item response, like a published reliability) is used only in model-level corrections (the
@@ -39,11 +45,15 @@ PATIENT_COLUMNS = (
 
 
 def _perturbed(sessions: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
-    """Random symptom, suicide item and alliance items on every session after t."""
+    """Random symptom, suicide item, alliance items, pills taken and self-report on every
+    attended session after t."""
     rng = np.random.default_rng(seed)
     out = sessions.copy()
-    later = out["visit"] > t
+    later = (out["visit"] > t) & out["attendance"].eq("attended")
     n = int(later.sum())
+    pills = later & out["pills_prescribed"].notna()
+    out.loc[pills, "pills_taken"] = rng.integers(0, 1 + out.loc[pills, "pills_prescribed"])
+    out.loc[later, "phq9_total"] = rng.integers(0, 28, n)
     hamd = rng.integers(0, 40, n)
     out.loc[later, "hamd"] = hamd
     out.loc[later, "hamd_suicide"] = np.minimum(rng.integers(0, 5, n), hamd)
@@ -118,7 +128,8 @@ def _frames(run, spec):
 
 
 def _indexed(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """The frame with each row's session_index (hazard: its period; others: by patient x weeks)."""
+    """The frame with each row's session_index (hazard: its period, the last attended session of
+    a slot row too; others: by patient x weeks)."""
     if "period" in frame.columns:
         return frame.assign(session_index=frame["period"].astype(int))
     key = table[["patient", "weeks", "session_index"]]
@@ -143,4 +154,7 @@ def test_default_model_rows_ignore_later_sessions(runs, t):
         assert len(b) == len(c), spec.id
         pd.testing.assert_frame_equal(b, c, obj=spec.id)
         checked.append(spec.id)
-    assert "dropout_hazard" in checked and "symptoms_growth" in checked, checked
+    new = {"missed_sessions", "adherence_alliance", "reporting_alliance", "symptoms_by_trd",
+           "dropout_hazard_by_trd", "symptoms_after_ruptures", "missed_after_ruptures",
+           "dropout_after_ruptures"}  # fmt: skip
+    assert {"dropout_hazard", "symptoms_growth", *new} <= set(checked), checked

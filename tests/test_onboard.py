@@ -34,6 +34,10 @@ DEMO_COLUMNS = {
     "covariates": ["age", "sex"],
     "personality": {"agreeableness": "agreeableness", "extraversion": "extraversion",
                     "openness": "openness"},
+    # treatment resistance: not in this export (tests/test_onboard_resistance.py)
+    "prior_failed_trials": None, "staging_score": None, "episode_months": None,
+    "attendance": None, "missed_before": None, "doses_taken": None, "doses_prescribed": None,
+    "adherence": None, "self_report_symptom": None,
 }  # fmt: skip
 
 
@@ -101,6 +105,7 @@ def test_demo_like_export_validates_without_edits(tmp_path, monkeypatch):
         "arm_reference": None,
         "modality": {"in-person": "in_person", "video": "telehealth"},
         "status": {"completed": "completed", "dropout": "dropout"},
+        "attendance": {},
     }  # fmt: skip
     assert cfg["alliance"]["raters"] == {
         "patient": {"instrument": "wai_sr", "items": r"^wai_p_(\d+)$"},
@@ -219,7 +224,7 @@ def test_renamed_variant_is_mapped_where_guessable(tmp_path):
     assert list(item_columns(s, raters["patient"]["items"])) == list(range(1, 13))
     assert raw["codings"]["arm"] == {
         "CBT": "psychotherapy", "Placebo": "placebo", "Sertraline": "drug",
-        "TAU": "TODO: psychotherapy|drug|placebo|other",
+        "TAU": "TODO: psychotherapy|drug|placebo|combination|other",
     }  # fmt: skip
     assert raw["codings"]["modality"] == {"Office": "in_person", "Telephone": "telehealth"}
     assert raw["codings"]["status"] == {"Completer": "completed", "Withdrawn": "dropout"}
@@ -321,7 +326,8 @@ def test_negative_code_in_a_patient_column_is_suspicious(tmp_path):
     [
         ("arm", "PLA-CM", "placebo"), ("arm", "pbo", "placebo"), ("arm", "IMI-CM", "drug"),
         ("arm", "SSRI", "drug"), ("arm", "escitalopram", "drug"), ("arm", "CBT", "psychotherapy"),
-        ("arm", "Psychotherapy", "psychotherapy"), ("arm", "CBT+IMI", None), ("arm", "TAU", None),
+        ("arm", "Psychotherapy", "psychotherapy"), ("arm", "CBT+IMI", "combination"),
+        ("arm", "TAU", None),
         ("modality", "video", "telehealth"), ("modality", "Telehealth", "telehealth"),
         ("modality", "phone", "telehealth"), ("modality", "in-person", "in_person"),
         ("modality", "face to face", "in_person"), ("modality", "hybrid", None),
@@ -374,6 +380,12 @@ def test_init_on_demo_data_reproduces_the_demo_mapping(tmp_path, capsys):
     argv = [str(demo / "sessions.csv"), "--patients", str(demo / "patients.csv"), "--out", str(out)]
     assert main(argv) == 0
     cfg = load_config(out)
-    assert cfg["columns"] == DEMO_COLUMNS
+    resistance = {"prior_failed_trials": "n_failed_trials", "staging_score": "thase_rush_stage",
+                  "episode_months": "episode_months", "attendance": "attendance",
+                  "doses_taken": "pills_taken", "doses_prescribed": "pills_prescribed",
+                  "self_report_symptom": "phq9_total"}  # fmt: skip
+    assert cfg["columns"] == DEMO_COLUMNS | resistance
+    assert cfg["treatment_resistance"]["staging_scale"] == "thase_rush"
+    assert cfg["self_report"] == {"label": "PHQ-9", "min": 0, "max": 27}
     if (ROOT / "config" / "config.yaml").exists():
         assert cfg["columns"] == load_config(ROOT / "config" / "config.yaml")["columns"]

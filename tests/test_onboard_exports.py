@@ -93,6 +93,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+# Shipped instruments whose key is not confirmed (refused at start unless opted in).
+UNCONFIRMED = {"wai_s", "wai_sr_t", "wai", "haq2", "calpas_p"}
+
+
 def _answer(raw: dict[str, Any], answers: dict[str, Any]) -> dict[str, Any]:
     """What a person writes in place of the TODOs (and nothing else)."""
     if "rater" in answers:
@@ -147,6 +151,7 @@ def test_init_reads_a_foreign_export_and_the_answered_config_runs(name, tmp_path
     todos = todo_entries(raw)
     assert [path for path, _ in todos] == want["todos"]
     assert (f"answer {len(todos)} TODO(s)" in printed) == bool(todos)
+    unconfirmed = sorted({name for name, _ in want["raters"].values() if name in UNCONFIRMED})
     rc, report = _validate(out, capsys)
     lines = report.splitlines()
     if todos:
@@ -156,11 +161,20 @@ def test_init_reads_a_foreign_export_and_the_answered_config_runs(name, tmp_path
             path for path, _ in todos
         ]
         assert "clean checks (with the TODOs set aside:" in report and "): passed (20 " in report
+    elif unconfirmed:  # nothing left to answer but the opt-in for an unconfirmed key
+        assert rc == 1 and lines[0] == f"INVALID: {out}" and "key_status: unverified" in report
     else:
         assert rc == 0 and lines[0] == f"OK: {out}", report
-    # answered, the config validates and the clean stage runs to the end
+    # answered, the config validates and the clean stage runs to the end; a guessed instrument
+    # whose key is unconfirmed is refused until the person opts in (alliance.instruments.status)
     answered = tmp_path / "answered.yaml"
-    text = yaml.safe_dump(_answer(raw, want["answers"]), sort_keys=False, allow_unicode=True)
+    answer = _answer(raw, want["answers"])
+    if unconfirmed:
+        answered.write_text(yaml.safe_dump(answer, sort_keys=False), encoding="utf-8")
+        rc, report = _validate(answered, capsys)
+        assert rc == 1 and "key_status: unverified" in report, report
+        answer["alliance"]["allow_unverified_keys"] = unconfirmed
+    text = yaml.safe_dump(answer, sort_keys=False, allow_unicode=True)
     answered.write_text(text, encoding="utf-8")
     rc, report = _validate(answered, capsys)
     assert rc == 0 and report.startswith(f"OK: {answered}"), report

@@ -67,7 +67,7 @@ FAKE_TRUTH = {
 def test_shipped_study_config_is_valid_and_full_size() -> None:
     study = recovery_study.load_study(STUDY_FILE)
     assert study["replicates"] == 500 and study["shards"] >= 2
-    assert study["design"] == {"patients": 240, "therapists": 24, "sessions": 12}
+    assert study["design"] == {"patients": 480, "therapists": 48, "sessions": 12}
     assert "target" not in study and "checks" not in study
     (extra,) = study["extra_checks"]
     assert extra["parameter"] == "dropout_beta_alliance" and extra["identified"] is True

@@ -169,7 +169,8 @@ def test_pipeline_from_items_to_patient_level():
 def test_load_raters_warns_on_unverified_keys():
     block = copy.deepcopy(demo_config()["alliance"])
     block["instruments_dir"] = str(INSTRUMENTS)
-    with pytest.warns(UserWarning, match="therapist instrument 'wai_sr_t'.*UNVERIFIED"):
+    match = "therapist instrument 'wai_sr_t'.*UNVERIFIED.*allow_unverified_keys lists it"
+    with pytest.warns(UserWarning, match=match):
         raters = load_raters(AllianceSettings.from_mapping(block))
     assert set(raters) == {"patient", "therapist"} and raters["patient"].name == "wai_sr"
     block["raters"]["therapist"] = None
@@ -180,8 +181,8 @@ def test_load_raters_rejects_an_instrument_with_nothing_to_score(tmp_path):
     (tmp_path / "empty.yaml").write_text(
         "name: empty\nitems: 3\nrange: [1, 5]\nsubscales: {}\ntotal: false\n"
     )
-    block = {"instruments_dir": str(tmp_path), "raters": {"patient": {
-        "instrument": "empty", "items": "^x_(\\d+)$"}}}  # fmt: skip
+    block = {"instruments_dir": str(tmp_path), "allow_unverified_keys": [], "raters": {
+        "patient": {"instrument": "empty", "items": "^x_(\\d+)$"}}}  # fmt: skip
     with pytest.raises(ConfigError, match="nothing to score"):
         load_raters(AllianceSettings.from_mapping(block))
 

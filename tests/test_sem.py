@@ -53,6 +53,13 @@ CASES = {
     "b_error": ("b", {"x_error_var": 0.15}),
     "c_default": ("c", {}),
     "c_free_lags": ("c", {"equal_lags": False}),
+    # y measured with a fixed error too (an integer total: rounding variance 1/12), and the
+    # pipeline's default form: both errors fixed, y slope, innovation variances free per wave
+    "b_both_error": ("b", {"y_slope": True, "x_error_var": 0.15, "y_error_var": 1 / 12}),
+    "b_pipeline": (
+        "b",
+        {"y_slope": True, "x_error_var": 0.15, "y_error_var": 1 / 12, "equal_innovations": False},
+    ),
 }
 
 
@@ -79,6 +86,7 @@ def write_fixtures() -> None:
         rows.append(
             {"case": case, "data": f"data_{data}.csv", "waves": DATASETS[data][1],
              "y_slope": opts.get("y_slope", False), "x_error_var": opts.get("x_error_var", 0.0),
+             "y_error_var": opts.get("y_error_var", 0.0),
              "equal_lags": opts.get("equal_lags", True),
              "equal_innovations": opts.get("equal_innovations", True)}
         )  # fmt: skip

@@ -220,25 +220,49 @@ def test_variance_shares_recorded_and_consistent(trial):
     assert "Monte Carlo" in a["observed_score_method"]
 
 
+def _score(trial) -> pd.Series:
+    s = trial.sessions.assign(score=trial.sessions[list(WAI_P)].astype("float64").mean(axis=1))
+    return s.set_index(["subject", "visit"])["score"]
+
+
 def test_ruptures_listed_and_visible_in_data(trial):
+    """Default (`process`) ruptures: one deep alliance shock that decays at alliance_ar1, so two
+    sessions later the score is mostly back (rho^2 = 0.16 of the drop is left)."""
     r = trial.truth["ruptures"]
     episodes = r["episodes"]
-    assert r["n_episodes"] == len(episodes)
-    assert r["n_repaired"] + r["n_unrepaired"] == len(episodes)
+    assert r["n_episodes"] == len(episodes) and r["repair"] == "process"
+    assert r["n_repaired"] is None and all(e["repaired"] is None for e in episodes)
     started = trial.patients["status"].isin(["completed", "dropout"]).sum()
     assert 0.10 <= len({e["subject"] for e in episodes}) / started <= 0.20
-    assert 0.6 <= r["n_repaired"] / len(episodes) <= 0.9
-    s = trial.sessions.assign(score=trial.sessions[list(WAI_P)].astype("float64").mean(axis=1))
-    score = s.set_index(["subject", "visit"])["score"]
+    score = _score(trial)
     drops, returns = [], []
     for e in episodes:
         subj, k = e["subject"], e["session"]
         assert (subj, k) in score.index  # only reached ruptures are listed
         drops.append(score[(subj, k)] - score[(subj, k - 1)])
-        if e["repair_observed"]:
-            returns.append(score[(subj, k + e["sessions_to_repair"])] - score[(subj, k - 1)])
+        if (subj, k + 2) in score.index:
+            returns.append(score[(subj, k + 2)] - score[(subj, k - 1)])
     assert np.mean(drops) < -2 * r["sd_change"]
     assert abs(np.mean(returns)) < 0.5 * np.mean(np.abs(drops))
+
+
+def test_linear_repair_scenario_schedules_repairs():
+    """`rupture_repair: linear`: scheduled repairs return to the pre-drop level at k."""
+    t = simulate_trial(n_patients=480, n_therapists=40, seed=20261127, rupture_repair="linear")
+    r = t.truth["ruptures"]
+    episodes = r["episodes"]
+    assert r["n_repaired"] + r["n_unrepaired"] == len(episodes)
+    assert 0.6 <= r["n_repaired"] / len(episodes) <= 0.9
+    score = _score(t)
+    drops, returns = [], []
+    for e in episodes:
+        subj, k = e["subject"], e["session"]
+        drops.append(score[(subj, k)] - score[(subj, k - 1)])
+        if e["repair_observed"]:
+            returns.append(score[(subj, k + e["sessions_to_repair"])] - score[(subj, k - 1)])
+    assert abs(np.mean(returns)) < 0.5 * np.mean(np.abs(drops))
+    with pytest.raises(ConfigError, match="rupture_repair"):
+        simulate_trial(n_patients=60, n_therapists=8, rupture_repair="quadratic")
 
 
 def test_overrides_change_data_and_unknown_keys_fail():

@@ -169,7 +169,8 @@ def test_suicide_logit_loads_on_lagged_not_current_within_alliance(big):
 
 def test_streams_independent_as_documented():
     # the new stream is appended: the others keep their index and so their draws
-    assert STREAMS[-1] == "sudden_gains"
+    assert STREAMS.index("sudden_gains") == 12
+    assert STREAMS[13:] == ("resistance", "missed", "adherence", "self_report")
     assert STREAMS.index("alliance") == 2 and STREAMS.index("outcome") == 7
     a = stream(3, "alliance").random(3)
     assert np.array_equal(a, np.random.default_rng([3, 2]).random(3))
@@ -234,6 +235,16 @@ KEY_TERMS = {
         "indirect.agreeableness", "indirect.extraversion", "indirect.openness",
     ],
     "pooled_sites": ["pooled_r_REML"],
+    # treatment resistance (issue #14)
+    "symptoms_by_trd": ["alliance_pat_prior:trd", "alliance_within_prior:trd"],
+    "dropout_hazard_by_trd": ["alliance:trd"],
+    "missed_sessions": ["alliance", "alliance_rc"],
+    "adherence_alliance": ["alliance_lag1", "alliance_lag1_rc"],
+    "reporting_alliance": ["alliance_lag1", "alliance_lag1_rc"],
+    **{
+        m: ["rupture_unrepaired_prior", "rupture_repaired_prior"]
+        for m in ("symptoms_after_ruptures", "missed_after_ruptures", "dropout_after_ruptures")
+    },
 }  # fmt: skip
 
 
@@ -250,7 +261,7 @@ def test_estimands_cover_every_default_key_term(big):
     assert identified == {
         *(("symptoms_riclpm", t) for t in KEY_TERMS["symptoms_riclpm"]),
         ("dropout_hazard", "alliance_rc"), ("relapse_cox", "alliance_mean"),
-        ("relapse_cox", "alliance_last"),
+        ("relapse_cox", "alliance_last"), ("missed_sessions", "alliance_rc"),
     }  # fmt: skip
     # the models see the alliance on the observed scale: latent paths times its slope
     scale = big.truth["alliance"]["observed_score_reliability"]
@@ -263,3 +274,12 @@ def test_estimands_cover_every_default_key_term(big):
     assert value[("symptoms_riclpm", "alliance_ar")] == P["alliance_ar1"]
     assert value[("symptoms_riclpm", "symptom_ar")] == P["lag_phi"]
     assert value[("dropout_hazard", "alliance_rc")] == approx(P["dropout_beta_alliance"] / c_t)
+    assert value[("missed_sessions", "alliance_rc")] == approx(P["missed_beta_alliance"] / c_t)
+    assert value[("adherence_alliance", "alliance_lag1")] == approx(
+        P["adherence_beta_alliance"] / c_t
+    )
+    # self-report points -> POMP over the declared 0-27 range, at a given clinician rating
+    per_pomp = 100 * P["phq_beta_alliance"] / 27
+    assert value[("reporting_alliance", "alliance_lag1_rc")] == approx(per_pomp / c_t)
+    assert value[("symptoms_by_trd", "alliance_pat_prior:trd")] == 0.0
+    assert value[("missed_after_ruptures", "rupture_unrepaired_prior")] is None

@@ -71,7 +71,8 @@ def test_named_colours_are_palette_colours_and_distinct() -> None:
     for mapping in (style.ARM_CLASS_COLORS, style.RATER_COLORS, style.MODALITY_COLORS):
         assert len(set(mapping.values())) == len(mapping)
         assert set(mapping.values()) <= {*style.PALETTE, style.GREY}
-    assert set(style.ARM_CLASS_COLORS) == {"psychotherapy", "drug", "placebo", "other"}
+    classes = {"psychotherapy", "drug", "placebo", "combination", "other"}
+    assert set(style.ARM_CLASS_COLORS) == classes
     assert {"patient", "therapist"} <= set(style.RATER_COLORS)
 
 

@@ -362,6 +362,12 @@ def test_reliability_table() -> None:
     assert per.body["Session"].tolist() == ["1", "pooled", "pooled"]
     with pytest.raises(InputError, match="omega"):
         reliability_table(reliability_rows().drop(columns="omega"))
+    flagged = reliability_table(reliability_rows().assign(key_status="unverified"))
+    assert any(
+        "scoring key is unverified" in n and n.startswith("wai_sr patient") for n in flagged.notes
+    )
+    assert not any("unverified" in n for n in reliability_table(
+        reliability_rows().assign(key_status="verified")).notes)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------- summary table

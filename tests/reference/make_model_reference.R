@@ -215,6 +215,7 @@ for (i in seq_len(nrow(specs))) {
   if (s$case == "symptoms_by_arm") add_arm_slopes(s$case, fit, data)
   if (s$case == "symptoms_by_modality") add_value_slopes(s$case, fit, data, "telehealth")
   if (s$case == "symptoms_by_agency") add_value_slopes(s$case, fit, data, "agency")
+  if (s$case == "symptoms_by_trd") add_value_slopes(s$case, fit, data, "trd")
   if (s$case == "symptoms_growth") {
     add_predictions(s$case, fit, data, "weeks", "alliance_pat_prior", patient_level = FALSE)
     add_ranef(s$case, fit, "therapist")
@@ -222,6 +223,9 @@ for (i in seq_len(nrow(specs))) {
   if (s$case == "dropout_hazard") {
     add_predictions(s$case, fit, data, "period", "alliance", patient_level = FALSE,
                     derived = function(v) { v["period_sq"] <- v[["period"]]^2; v })
+  }
+  if (s$case == "missed_sessions") {
+    add_predictions(s$case, fit, data, "period", "alliance", patient_level = FALSE)
   }
   if (!is.na(s$robust_cluster) && nzchar(s$robust_cluster)) {
     add_robust(s$case, fit, data, s$robust_cluster)

@@ -5,7 +5,7 @@
 # panels and cases.csv:   Rscript tests/reference/make_riclpm_reference.R
 # Needs (Debian): r-base-core r-cran-lavaan
 #
-# Input (tests/reference/riclpm/): cases.csv (case, data, waves, y_slope, x_error_var,
+# Input (tests/reference/riclpm/): cases.csv (case, data, waves, y_slope, x_error_var, y_error_var,
 # equal_lags, equal_innovations) and data_*.csv, wide panels (patient, x_1..x_W, y_1..y_W; NA =
 # missing: monotone dropout plus a few missing cells).
 # python_syntax.lav is the lavaan syntax the Python builder writes for case b_slope_error; it is
@@ -25,7 +25,7 @@ suppressPackageStartupMessages(library(lavaan))
 dir <- "tests/reference/riclpm"
 source("tests/reference/common.R")  # rows, add(), write_rows()
 
-riclpm_syntax <- function(W, y_slope, x_error_var, equal_lags, equal_innovations) {
+riclpm_syntax <- function(W, y_slope, x_error_var, y_error_var, equal_lags, equal_innovations) {
   x <- paste0("x_", 1:W)
   y <- paste0("y_", 1:W)
   wx <- paste0("w_x_", 1:W)
@@ -60,7 +60,7 @@ riclpm_syntax <- function(W, y_slope, x_error_var, equal_lags, equal_innovations
       sprintf("%s ~~ innovation_y_var%s*%s", wy[t], tag, wy[t]),
       sprintf("%s ~~ innovation_cov%s*%s", wx[t], tag, wy[t]))
   }
-  s <- c(s, sprintf("%s ~~ %s*%s", x, format(x_error_var, digits = 17), x), sprintf("%s ~~ 0*%s", y, y))
+  s <- c(s, sprintf("%s ~~ %s*%s", x, format(x_error_var, digits = 17), x), sprintf("%s ~~ %s*%s", y, format(y_error_var, digits = 17), y))
   s <- c(s, sprintf("%s ~ x_mean_%d*1", x, 1:W), sprintf("%s ~ y_mean_%d*1", y, 1:W))
   paste(s, collapse = "\n")
 }
@@ -69,7 +69,7 @@ cases <- read.csv(file.path(dir, "cases.csv"), stringsAsFactors = FALSE)
 for (i in seq_len(nrow(cases))) {
   cs <- cases[i, ]
   data <- read.csv(file.path(dir, cs$data))
-  model <- riclpm_syntax(cs$waves, as.logical(cs$y_slope), cs$x_error_var,
+  model <- riclpm_syntax(cs$waves, as.logical(cs$y_slope), cs$x_error_var, cs$y_error_var,
                          as.logical(cs$equal_lags), as.logical(cs$equal_innovations))
   fit <- sem(model, data = data, missing = "ml", meanstructure = TRUE)
   pe <- parameterEstimates(fit)

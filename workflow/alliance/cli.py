@@ -1,4 +1,4 @@
-"""Command-line interface: `alliance simulate | init | validate | output`."""
+"""Command-line interface: `alliance simulate | init | validate | output | power`."""
 
 from __future__ import annotations
 
@@ -74,16 +74,19 @@ def _validate(argv: list[str]) -> int:
 def _model_problems(configfile: str) -> list[str]:
     """What the workflow also checks before any job runs: every model's outcome, terms, random
     parts, subset and column options against the columns the clean and score stages write for
-    this config ("did you mean"), and the bootstrap / sensitivity model ids
-    (alliance.models.preflight). None while the config itself does not load (reported above)."""
+    this config ("did you mean"), the bootstrap / sensitivity model ids
+    (alliance.models.preflight), and instruments refused for an unconfirmed scoring key
+    (alliance.instruments.status). None while the config itself does not load (reported above)."""
     from alliance.config import load_config
+    from alliance.instruments.status import unverified_key_problems
     from alliance.models.preflight import model_problems
     from alliance.models.spec import load_specs
     from alliance.settings import Settings
 
     try:
         settings = Settings.from_config(load_config(configfile))
-        return model_problems(settings, load_specs(settings.models))
+        keys = unverified_key_problems(settings.alliance, settings.symptoms)
+        return keys + model_problems(settings, load_specs(settings.models))
     except (ConfigError, InputError):
         return []
 
@@ -100,6 +103,58 @@ def _output(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"INVALID: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _power(argv: list[str]) -> int:
+    """Power and sample size. `alliance power run`: the power study of a config (the `power`
+    block, config/power.yaml) in this process, one shard per cell, into --out (what `make
+    power` writes through Snakemake, sharded). `alliance power exact`: the closed-form power of
+    a balanced two-level design with a cluster-level predictor (noncentral t, design effect)."""
+    parser = argparse.ArgumentParser(prog="alliance power", description=_power.__doc__)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    run = sub.add_parser("run", help="run the simulation study in this process")
+    run.add_argument("--config", default="config/power.yaml")
+    run.add_argument("--out", default="results/power")
+    exact = sub.add_parser("exact", help="closed-form power of a balanced two-level design")
+    exact.add_argument("--clusters", type=int, required=True)
+    exact.add_argument("--size", type=int, required=True, help="members per cluster")
+    exact.add_argument("--icc", type=float, required=True)
+    exact.add_argument("--effect", type=float, required=True, help="in outcome SD units")
+    exact.add_argument("--predictor", choices=("binary", "continuous"), default="binary")
+    exact.add_argument("--alpha", type=float, default=0.05)
+    exact.add_argument("--sides", type=int, choices=(1, 2), default=2)
+    args = parser.parse_args(argv)
+    if args.mode == "exact":
+        from alliance.studies.power.closed_form import exact_power
+
+        value = exact_power(args.clusters, args.size, args.icc, args.effect, args.alpha,
+                            args.sides, args.predictor)  # fmt: skip
+        print(f"{value:.4f}")
+        return 0
+    return _power_run(args.config, args.out)
+
+
+def _power_run(config: str, out: str) -> int:
+    from pathlib import Path
+
+    from alliance.render.figures.power import draw_power
+    from alliance.studies.power import calibrate, results, study, trials
+
+    try:
+        spec = study.load_power(config)
+        cal = calibrate.calibrate(spec["calibrate_from"]) if spec["calibrate_from"] else None
+        params = trials.cell_parameters(spec, cal)
+        pipe = trials.power_pipeline(spec)
+        parts = [trials.run_shard(spec, c, params[c["cell"]], 0, 1, pipe) for c in
+                 study.cells(spec)]  # fmt: skip
+    except (ConfigError, InputError) as exc:
+        print(f"INVALID: {exc}", file=sys.stderr)
+        return 1
+    rows = results.gather(parts, spec)
+    table, _ = results.write_results(rows, spec, params, cal[1] if cal else None, out)
+    draw_power(table, spec["target_power"], Path(out) / "figures")
+    print(f"wrote {out}/power.csv, power.md, smallest.csv, parameters.json, figures/")
     return 0
 
 
@@ -120,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "init": "write a starter config for a foreign export",
         "validate": "read, map and validate a dataset only",
         "output": "print a config's results folder",
+        "power": "power and sample size (run the study, or exact two-level power)",
     }
     if not argv or argv[0] not in commands:
         lines = "\n".join(f"  {k:<9} {v}" for k, v in commands.items())
@@ -136,4 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         return init_main(rest)
     if command == "output":
         return _output(rest)
+    if command == "power":
+        return _power(rest)
     return _validate(rest)

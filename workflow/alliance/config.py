@@ -34,13 +34,19 @@ ROLE_KEYS_PATIENT = (
     "relapse_time",
     "relapse_event",
     "agency",
+    "prior_failed_trials",
+    "staging_score",
+    "episode_months",
 )
-ROLE_KEYS_SESSION = ("session", "date", "week", "suicidality")
+ROLE_KEYS_SESSION = (
+    *("session", "date", "week", "suicidality", "attendance", "missed_before"),
+    *("doses_taken", "doses_prescribed", "adherence", "self_report_symptom"),
+)
 # A model id names its output folder: letters, digits, underscore, at most 64 characters. Checked
 # with fullmatch: the schema's `pattern` uses `$`, which in Python also matches before a final
 # newline, so "m1\n" would pass it.
 MODEL_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
-CODINGS = ("arm", "modality", "status")
+CODINGS = ("arm", "modality", "status", "attendance")
 # Keys holding paths. Written in a config file, a relative path is relative to the folder of that
 # file; left out, `output` is `results` in the working directory (the project: where `make run`
 # runs, Snakemake's --directory otherwise) and `alliance.instruments_dir` the instruments bundled
@@ -142,6 +148,7 @@ def _semantic_errors(config: dict[str, Any]) -> Iterator[str]:
             yield f"config still holds a TODO left by `alliance init`: {value!r}"
     yield from _code_errors(config["codings"])
     yield from _range_errors(config)
+    yield from _measure_errors(config)
     yield from _model_id_errors(config["models"]["custom"])
 
 
@@ -180,6 +187,35 @@ def _code_errors(codings: dict[str, Any]) -> Iterator[str]:
                     f"code ('{text}'); codes are compared as text, list it once"
                 )
             seen[text] = code
+
+
+def _measure_errors(config: dict[str, Any]) -> Iterator[str]:
+    """Treatment-resistance, attendance and self-report keys that cannot work together."""
+    cols, tr, sr = config["columns"], config["treatment_resistance"], config["self_report"]
+    if cols["staging_score"] and not (tr["staging_scale"] and tr["staging_range"]):
+        yield (
+            "config key treatment_resistance: columns.staging_score is mapped, so declare its "
+            "staging_scale (thase_rush, msm, mgh_s, dm_trd or other) and staging_range [min, max]"
+        )
+    rng = tr["staging_range"]
+    if rng and rng[0] >= rng[1]:
+        yield f"config key treatment_resistance.staging_range: {rng[0]:g} is not below {rng[1]:g}"
+    if sr["min"] >= sr["max"]:
+        yield (
+            f"config key self_report.min: {sr['min']:g} is not below self_report.max "
+            f"({sr['max']:g})"
+        )
+    if cols["attendance"] and cols["missed_before"]:
+        yield (
+            "config key columns.missed_before: columns.attendance already gives the schedule; map "
+            "one of the two forms of attendance"
+        )
+    if cols["attendance"] and not config["codings"]["attendance"]:
+        yield (
+            "config key codings.attendance: map each attendance code (attended, cancelled, no_show)"
+        )
+    if bool(cols["doses_taken"]) != bool(cols["doses_prescribed"]):
+        yield "config key columns.doses_taken / doses_prescribed: map both counts, or neither"
 
 
 def _range_errors(config: dict[str, Any]) -> Iterator[str]:

@@ -114,6 +114,15 @@ class ColumnSettings(Section):
     relapse_time: str | None
     relapse_event: str | None
     agency: str | None
+    prior_failed_trials: str | None
+    staging_score: str | None
+    episode_months: str | None
+    attendance: str | None
+    missed_before: str | None
+    doses_taken: str | None
+    doses_prescribed: str | None
+    adherence: str | None
+    self_report_symptom: str | None
     covariates: tuple[str, ...]
     personality: Mapping[str, str]
 
@@ -126,6 +135,7 @@ class CodingSettings(Section):
     arm_reference: str | None
     modality: Mapping[str, str]
     status: Mapping[str, str]
+    attendance: Mapping[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,11 +157,31 @@ class SymptomSettings(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class TreatmentResistanceSettings(Section):
+    """`treatment_resistance`: the staging score's scale and range, and the TRD definition."""
+
+    staging_scale: str | None
+    staging_range: tuple[float, float] | None
+    trd_min_failed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SelfReportSettings(Section):
+    """`self_report`: the patient self-report symptom scale beside the clinician rating."""
+
+    label: str
+    min: float
+    max: float
+
+
+@dataclasses.dataclass(frozen=True)
 class AllianceSettings(Section):
-    """`alliance`: instrument folder and, per rater, instrument and item-column regex."""
+    """`alliance`: instrument folder, per rater instrument and item-column regex, and the
+    instruments whose unconfirmed keys the user accepts (alliance.instruments.status)."""
 
     instruments_dir: str
     raters: Mapping[str, Mapping[str, str] | None]
+    allow_unverified_keys: tuple[str, ...]
 
     def rater_specs(self) -> dict[str, Mapping[str, str]]:
         """Configured raters only (a rater set to null or absent is left out)."""
@@ -240,6 +270,8 @@ class CheckSettings(Section):
     relapse_time: str
     single_patient_therapist: str
     empty_rating: str
+    missed_with_scores: str
+    doses_exceed_prescribed: str
 
     def policies(self) -> dict[str, str]:
         """Check name -> policy."""
@@ -334,6 +366,8 @@ class Settings(StageSettings):
     score: ScoreOptions
     bootstrap: BootstrapSettings
     sensitivity: SensitivitySettings
+    treatment_resistance: TreatmentResistanceSettings
+    self_report: SelfReportSettings
     dropout: DropoutSettings
     checks: CheckSettings
     models: ModelsSettings
@@ -383,6 +417,8 @@ class CleanSettings(StageSettings):
     codings: CodingSettings
     symptoms: SymptomSettings
     alliance: AllianceSettings
+    treatment_resistance: TreatmentResistanceSettings
+    self_report: SelfReportSettings
     dropout: DropoutSettings
     checks: CheckSettings
     privacy: PrivacySettings

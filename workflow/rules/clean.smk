@@ -19,6 +19,8 @@ rule clean:
         # page counts the problems)
         validation=f"{RESULTS}/clean/validation.csv",
         availability=f"{RESULTS}/clean/availability.json",
+        # one row per scheduled session (attended and missed; empty without an attendance role)
+        schedule=f"{RESULTS}/clean/schedule.parquet",
     log:
         f"{LOGS}/clean.log",
     conda:

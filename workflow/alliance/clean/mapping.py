@@ -124,7 +124,7 @@ def map_sessions(
     # Coerce and range-check.
     out = coerce_numeric(out, "session", problems, columns.session)
     for name, source in sources.items():
-        if name in ("session", "date"):
+        if name in ("session", "date", "attendance"):  # a number, a date, a code
             continue
         out = coerce_numeric(out, name, problems, source)
     for name, (source, item, inst) in item_sources.items():

@@ -32,9 +32,9 @@ MIN_KEY_BYTES = 16
 # SHA-256 of the bundled demo exports as committed (data/demo/*.csv, data/demo_wide/*.sav);
 # tests/test_privacy_policy.py checks them against the files (update both after `make demo`).
 DEMO_SHA256 = {
-    "5ac451dbce00feaae3cef6b64d886525d3c68a83dd3a42eb4e63be1e1595d9f3": "data/demo/patients.csv",
-    "1d0fd8825d1b6984ef6523a94e10fae20393ca71e67f512b4a1a78d823074c53": "data/demo/sessions.csv",
-    "4876bd4f2bec60556ea4b49c21c40006dbeaf5b5ac11e920af7b79a508b62316": (
+    "7a0240dbbb8bb3611372b5baa8eb8a1c36a58578ce0b3325b7b91f8a647779ad": "data/demo/patients.csv",
+    "892347b7837697e88e672681c6e2ca430734d348d2489f85d16e1b910113eb84": "data/demo/sessions.csv",
+    "3230d73b33fa274dbc6552378e8d549d0d558be9e1a1a8f09668b43c63e5acd9": (
         "data/demo_wide/trial_wide.sav"
     ),
 }

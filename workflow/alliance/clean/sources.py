@@ -34,13 +34,20 @@ CANONICAL_PATIENT = (
     *("patient", "therapist", "site", "arm", "arm_class", "modality", "telehealth", "status"),
     *("dropout_session", "consent_date", "baseline_symptom", "relapse_time", "relapse_event"),
     "agency",
+    "prior_failed_trials",
+    "staging_score",
+    "episode_months",
+    "trd",
 )
 # Column names the clean stage writes itself; a kept column may not take one of them.
 DERIVED = (
     *CANONICAL_PATIENT, "session", "date", "week", "suicidality", "symptom", "session_index",
     "weeks", "ideation", "n_sessions", "first_session", "last_session", "first_symptom",
     "final_symptom", "started", "dropout", "dropout_rule", "completed", "symptom_change",
-    "response", "remission", "relapse_followed",
+    "response", "remission", "relapse_followed", "attendance", "missed_before", "missed_prior",
+    "doses_taken", "doses_prescribed", "adherence", "self_report_symptom", "self_report_pomp",
+    "symptom_pomp", "report_discrepancy", "n_scheduled", "n_missed", "attendance_rate",
+    "longest_missed_run", "missed_after_last",
 )  # fmt: skip
 
 

@@ -17,6 +17,12 @@ from typing import Any
 import pandas as pd
 
 from alliance import files
+from alliance.clean.attendance import (
+    SCHEDULE_COLUMNS,
+    attendance_measures,
+    schedule_table,
+    split_missed,
+)
 from alliance.clean.checks import (
     check_patients,
     check_session_links,
@@ -28,6 +34,12 @@ from alliance.clean.derive import availability, derive, flow_table, score_sympto
 from alliance.clean.mapping import map_patients, map_sessions
 from alliance.clean.problems import FILE, ROW, Problems
 from alliance.clean.pseudonym import pseudonymise, resolve_key
+from alliance.clean.resistance import (
+    check_resistance,
+    check_session_measures,
+    derive_resistance,
+    resistance_availability,
+)
 from alliance.clean.sources import kept_columns, read_inputs, record_read_notes
 from alliance.settings import CleanSettings, ColumnSettings
 
@@ -42,6 +54,8 @@ class CleanResult:
     validation: pd.DataFrame
     availability: dict[str, Any]
     summary: dict[str, Any] = field(default_factory=dict)
+    # one row per scheduled session (attended and missed); empty without an attendance role
+    schedule: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SCHEDULE_COLUMNS))
 
 
 def clean_trial(settings: CleanSettings) -> CleanResult:
@@ -59,10 +73,14 @@ def clean_trial(settings: CleanSettings) -> CleanResult:
         inputs.sessions, columns, symptoms, alliance, data.keep_columns, problems,
         date_format=data.date_format,
     )  # fmt: skip
+    # missed sessions leave the session table first: every other check sees attended rows only
+    s, missed = split_missed(s, columns, settings.codings.attendance, problems)
     kept = kept_columns(data.keep_columns, columns, symptoms.column)
     p = map_patients(inputs.sessions, inputs.patients, columns, kept, problems)
     s = check_sessions(s, columns, problems)
+    s = check_session_measures(s, columns, settings.self_report, problems)
     p = check_patients(p, columns, settings.codings, problems, date_format=data.date_format)
+    p = check_resistance(p, columns, settings.treatment_resistance, problems)
     s = check_session_links(
         s, p, columns, alliance.raters, problems,
         patient_table=inputs.patients is not None, path=data.sessions,
@@ -72,9 +90,19 @@ def clean_trial(settings: CleanSettings) -> CleanResult:
     s = score_symptoms(s, symptoms, alliance.instruments_dir)
     require_outcome_variation(s, symptoms, inputs.sessions.path)
     s, p = derive(s, p, symptoms, settings.dropout)
+    s, p = derive_resistance(s, p, settings.treatment_resistance, symptoms, settings.self_report)
+    form = "codes" if columns.attendance else ("counts" if columns.missed_before else None)
+    schedule = pd.DataFrame(columns=SCHEDULE_COLUMNS)
+    if form:
+        schedule = schedule_table(s, missed[missed["patient"].isin(set(p["patient"]))])
+        s, p = attendance_measures(s, p, schedule)
     flow = flow_table(p, s, problems, settings.privacy)
     avail = availability(s, p, alliance.raters, columns.personality)
+    avail |= resistance_availability(
+        s, p, settings.treatment_resistance, settings.self_report, form
+    )
     s, p = _pseudonymise(s, p, key)
+    schedule["patient"] = pseudonymise(schedule["patient"], "patient", key)
     validation = _pseudonymise_problems(problems.frame(), columns, key)
     summary = {
         "patients": int(len(p)),
@@ -84,7 +112,7 @@ def clean_trial(settings: CleanSettings) -> CleanResult:
         "arms": sorted(p["arm"].dropna().unique().tolist()) if "arm" in p else [],
         "problems": int(len(validation)),
     }
-    return CleanResult(s, p, flow, validation, avail, summary)
+    return CleanResult(s, p, flow, validation, avail, summary, schedule)
 
 
 def _pseudonymise(s: pd.DataFrame, p: pd.DataFrame, key: bytes) -> tuple[pd.DataFrame, ...]:
@@ -123,9 +151,11 @@ def write_clean(result: CleanResult, outdir: str | Path) -> dict[str, Path]:
         "flow": out / "flow.csv",
         "validation": out / "validation.csv",
         "availability": out / "availability.json",
+        "schedule": out / "schedule.parquet",
     }
     files.write_parquet(result.sessions, paths["sessions"])
     files.write_parquet(result.patients, paths["patients"])
+    files.write_parquet(result.schedule, paths["schedule"])
     files.write_csv(result.flow, paths["flow"])
     files.write_csv(result.validation, paths["validation"])
     files.write_json(result.availability | {"summary": result.summary}, paths["availability"])

@@ -4,16 +4,22 @@ Checked against survival 3.5-3 in tests/test_engine_survival.py. statsmodels PHR
 coefficients (Efron ties, R's default; statsmodels' own default is Breslow). What R computes
 and statsmodels does not, or differently, is done here from the Efron risk sets:
 - cluster-robust SEs as R's `cluster()`: the sandwich D'D with D the dfbeta (Efron score
-  residuals times the model variance) summed within cluster. statsmodels' `groups=` sandwich
-  differs from R by 0.4-1.3 % on our test data, so it is not used;
+  residuals times the model variance) summed within cluster (`survival_firth.robust_vcov`).
+  statsmodels' `groups=` sandwich differs from R by 0.4-1.3 % on our test data, so it is not
+  used;
 - `schoenfeld_test`: the score test of survival >= 3.0 `cox.zph` (not the older regression on
   scaled Schoenfeld residuals), with R's default transform "km";
 - Harrell's concordance as `coxph` reports it.
+Options beyond R's coxph (off by default; the default fit is unchanged): Firth's penalised
+partial likelihood with profile-likelihood CIs and tests (`firth=True`, as R coxphf; the
+optimiser is `alliance.engine.survival_firth`), and the few-cluster correction of the sandwich
+(`se="robust_cr1"`: G / (G - 1) times R's robust variance, t with G - 1 df).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,10 +27,22 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alliance.engine.survival_firth import (
+    PenalisedFit,
+    RiskSets,
+    cr1,
+    maximise,
+    penalised,
+    profile_inference,
+    risk_sets,
+    robust_vcov,
+)
 from alliance.engine.tidy import coef_table
 from alliance.errors import InputError
 
 TRANSFORMS = ("km", "identity", "rank", "log")
+SE_METHODS = ("model", "robust", "robust_cr1")
+FIRTH = "Firth-penalised partial likelihood (Heinze & Schemper 2001; R coxphf)"
 
 
 @dataclass
@@ -44,6 +62,12 @@ class CoxFit:
     se_method: str
     formula_r: str
     terms: dict[str, list[str]]
+    estimator: str = "maximum partial likelihood (R coxph)"
+    ci_method: str = "Wald z"
+    test: str = "Wald z (df = inf)"
+    loglik_penalised: tuple[float, float] | None = None  # (at 0, at the estimate), Firth only
+    n_clusters: int | None = None
+    notes: list[str] = field(default_factory=list)
     _time: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     _event: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     _x: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
@@ -59,58 +83,153 @@ def fit_cox(
     cluster: str | None = None,
     ties: str = "efron",
     level: float = 0.95,
+    firth: bool = False,
+    se: str | None = None,
+    profile: bool | None = None,
 ) -> CoxFit:
     """Cox proportional-hazards model; `cluster` gives R's robust (sandwich) SEs by cluster.
 
     Text, categorical and boolean covariates become treatment dummies named as R names them
     (`finyes`). `event` may be 0/1, boolean, or 1/2 coded (2 = event), as R's Surv() accepts.
+    `firth`: Firth-penalised estimate (R coxphf). `se`: "model" (inverse information), "robust"
+    (R cluster(); the default with a cluster) or "robust_cr1" (that times G / (G - 1), with
+    t(G - 1) CIs and p). `profile` (default: with Firth and model SEs): profile-likelihood CIs
+    and likelihood-ratio p values in place of Wald ones.
     """
     from statsmodels.duration.hazard_regression import PHReg
 
     if ties not in ("efron", "breslow"):
         raise InputError("ties must be 'efron' or 'breslow'", value=ties, check="cox.ties")
+    se = se or ("robust" if cluster else "model")
+    if se not in SE_METHODS or (se != "model" and cluster is None):
+        raise InputError(f"se must be one of {SE_METHODS}; robust ones need a cluster", value=se)
+    profile = (firth and se == "model") if profile is None else profile
+    if profile and se != "model":
+        raise InputError("profile-likelihood CIs are model-based: use se 'model'", value=se)
     cols = [duration, event, *covariates] + ([cluster] if cluster else [])
     frame, rows = _complete(data, cols)
     time, status = _surv(frame, duration, event, rows)
     x, names, terms = _design(frame, covariates)
-    model = PHReg(time, x, status=status, ties=ties)
-    res = model.fit()
-    beta = np.asarray(res.params, dtype=float)
-    naive = np.asarray(res.cov_params(), dtype=float)
     efron = ties == "efron"
-    if cluster is None:
-        vcov = naive
-        se_method = "model-based (inverse information)"
+    model = PHReg(time, x, status=status, ties=ties)
+    notes: list[str] = []
+    pen = None
+    if firth or profile:
+        start = np.zeros(x.shape[1])
+        if not firth:  # the MLE as below, polished by the same Newton steps
+            start = np.nan_to_num(np.asarray(model.fit().params, dtype=float))
+        rs = risk_sets(time, status, x, efron)
+        pen = maximise(rs, 0.5 if firth else 0.0, start)
+        beta, naive, loglik = pen.beta, np.linalg.inv(pen.info), pen.loglik
     else:
-        groups = frame[cluster].astype(str).to_numpy()
-        vcov = _robust_vcov(time, status, x, beta, naive, groups, efron)
-        se_method = f"robust sandwich, clustered by {cluster} (R cluster())"
-    table = coef_table(names, beta, np.sqrt(np.diag(vcov)), np.inf, level=level)
+        res = model.fit()
+        beta = np.asarray(res.params, dtype=float)
+        naive = np.asarray(res.cov_params(), dtype=float)
+        loglik = float(res.llf)
+        if not np.isfinite(beta).all():  # PHReg's uncentred Newton overflowed (R converges)
+            pen = maximise(risk_sets(time, status, x, efron), 0.0, np.zeros(x.shape[1]))
+            beta, naive, loglik = pen.beta, np.linalg.inv(pen.info), pen.loglik
+            notes.append("statsmodels PHReg diverged (NaN); refitted by Newton-Raphson")
+    if pen is not None and not pen.converged:
+        warnings.warn("Cox fit did not converge", RuntimeWarning, stacklevel=2)
+    groups = frame[cluster].astype(str) if cluster else None
+    robust = (
+        None
+        if groups is None
+        else robust_vcov(time, status, x, beta, naive, groups.to_numpy(), efron)
+    )
+    df = np.inf
+    if se == "model":
+        vcov, se_method = naive, "model-based (inverse information)"
+    elif se == "robust":
+        vcov, se_method = robust, f"robust sandwich, clustered by {cluster} (R cluster())"
+    else:
+        vcov, df, se_method, more = cr1(robust, groups, cluster)
+        notes += more
+    table = coef_table(names, beta, np.sqrt(np.diag(vcov)), df, level=level)
+    ci_method = test = "Wald z" if np.isinf(df) else f"Wald t (df = {df:g}, clusters - 1)"
+    if profile:
+        ci_method, test = _profile_columns(table, rs, pen, 0.5 if firth else 0.0, level)
     table["hazard_ratio"] = np.exp(table["estimate"])
     table["hr_ci_low"] = np.exp(table["ci_low"])
     table["hr_ci_high"] = np.exp(table["ci_high"])
-    if cluster is not None:
+    if robust is not None:
         table["naive_se"] = np.sqrt(np.diag(naive))
-    lp = x @ beta
-    terms_r = " + ".join([*covariates] + ([f"cluster({cluster})"] if cluster else []))
+        if se != "robust":
+            table["robust_se"] = np.sqrt(np.diag(robust))
+    formula_r, more = _formula_r(duration, event, covariates, cluster, ties, firth, se, profile)
+    zero = np.zeros_like(beta)
     return CoxFit(
         coefficients=table,
         vcov=pd.DataFrame(vcov, index=names, columns=names),
         n=len(time),
         n_events=int(status.sum()),
-        loglik=float(res.llf),
-        loglik_null=float(model.loglike(np.zeros_like(beta))),
-        concordance=concordance(time, status, lp),
+        loglik=float(loglik),
+        loglik_null=float(model.loglike(zero)),
+        concordance=concordance(time, status, x @ beta),
         ties=ties,
         cluster=cluster,
         se_method=se_method,
-        formula_r=f'coxph(Surv({duration}, {event}) ~ {terms_r}, data = data, ties = "{ties}")',
+        formula_r=formula_r,
         terms=terms,
+        estimator=FIRTH if firth else "maximum partial likelihood (R coxph)",
+        ci_method=ci_method,
+        test=test if test != "Wald z" else "Wald z (df = inf)",
+        loglik_penalised=(float(penalised(rs, zero, 0.5)[0]), pen.loglik_penalised)
+        if firth
+        else None,
+        n_clusters=None if groups is None else int(groups.nunique()),
+        notes=notes + more,
         _time=time,
         _event=status,
         _x=x,
         _naive_vcov=naive,
     )
+
+
+def _profile_columns(
+    table: pd.DataFrame, rs: RiskSets, fit: PenalisedFit, penalty: float, level: float
+) -> tuple[str, str]:
+    """Replace Wald CIs and p by profile-likelihood ones (statistic: signed root of the LR)."""
+    inf = profile_inference(rs, fit, penalty, level)
+    table["ci_low"], table["ci_high"] = inf.ci_low, inf.ci_high
+    table["statistic"] = np.sign(fit.beta) * np.sqrt(inf.chisq)
+    table["p_value"] = inf.p_value
+    what = "penalised" if penalty else "partial"
+    return (
+        f"profile {what} likelihood (R coxphf pl = TRUE)",
+        f"{what} likelihood-ratio chi-square, 1 df (statistic: its signed root)",
+    )
+
+
+def _formula_r(
+    duration: str,
+    event: str,
+    covariates: Sequence[str],
+    cluster: str | None,
+    ties: str,
+    firth: bool,
+    se: str,
+    profile: bool,
+) -> tuple[str, list[str]]:
+    """The verbatim R refit, and notes on what it needs or how it differs."""
+    surv = f"Surv({duration}, {event}) ~ {' + '.join(covariates)}"
+    robust = f" + cluster({cluster})" if se != "model" else ""
+    if not firth:
+        return f'coxph({surv}{robust}, data = data, ties = "{ties}")', []
+    pl = "TRUE" if profile else "FALSE"
+    notes = [
+        "formula_r needs the CRAN package coxphf, whose ties are Breslow's: with ties efron "
+        "and tied event times it differs slightly; tests/reference/firth_coxph.R refits either "
+        f'with survival only: firth_coxph({surv}, data = data, ties = "{ties}")'
+    ]
+    if se != "model":
+        notes.append(
+            f"robust variance as R computes it at the Firth estimate: coxph({surv}{robust}, "
+            f'data = data, ties = "{ties}", init = coef(fit), control = '
+            "coxph.control(iter.max = 0))$var" + (" times G/(G-1)" if se == "robust_cr1" else "")
+        )
+    return f"coxphf::coxphf({surv}, data = data, pl = {pl})", notes
 
 
 def schoenfeld_test(fit: CoxFit, transform: str = "km") -> pd.DataFrame:
@@ -385,50 +504,3 @@ def _risk_set_terms(
             info += (s2 - frac * d2) / den - np.outer(mean, mean)
         gt = float(g[dead][0]) if g is not None else 0.0
         yield gt, score, info
-
-
-def _score_residuals(
-    time: np.ndarray, status: np.ndarray, x: np.ndarray, beta: np.ndarray, efron: bool
-) -> np.ndarray:
-    """Per-subject score residuals (R residuals(fit, "score")), Efron or Breslow."""
-    n, p = x.shape
-    r = np.exp(x @ beta - np.max(x @ beta))
-    resid = np.zeros((n, p))
-    for t in np.unique(time[status == 1]):
-        at_risk = time >= t
-        dead = (time == t) & (status == 1)
-        d = int(dead.sum())
-        s0 = r[at_risk].sum()
-        s1 = r[at_risk] @ x[at_risk]
-        d0 = r[dead].sum()
-        d1 = r[dead] @ x[dead]
-        alive = at_risk & ~dead
-        mean_sum = np.zeros(p)
-        for k in range(d):
-            frac = k / d if efron else 0.0
-            den = s0 - frac * d0
-            mean = (s1 - frac * d1) / den
-            mean_sum += mean
-            # every subject still at risk takes its share of the hazard increment 1/den;
-            # tied deaths only the part (1 - frac) Efron leaves them
-            resid[alive] -= r[alive, None] * (x[alive] - mean) / den
-            resid[dead] -= (1.0 - frac) * r[dead, None] * (x[dead] - mean) / den
-        resid[dead] += x[dead] - mean_sum / d
-    return resid
-
-
-def _robust_vcov(
-    time: np.ndarray,
-    status: np.ndarray,
-    x: np.ndarray,
-    beta: np.ndarray,
-    naive: np.ndarray,
-    groups: np.ndarray,
-    efron: bool,
-) -> np.ndarray:
-    """R's robust variance with cluster(): D'D, D = dfbeta summed within each cluster."""
-    dfbeta = _score_residuals(time, status, x, beta, efron) @ naive
-    codes, _ = pd.factorize(groups)
-    summed = np.zeros((codes.max() + 1, x.shape[1]))
-    np.add.at(summed, codes, dfbeta)
-    return summed.T @ summed

@@ -28,6 +28,8 @@ class Instrument:
     citation: str = ""
     verified: str = ""
     form: str = ""
+    key_status: str = "unverified"
+    sources: tuple[str, ...] = ()
 
     @property
     def items(self) -> tuple[int, ...]:
@@ -35,8 +37,8 @@ class Instrument:
 
     @property
     def unverified(self) -> bool:
-        """True when the `verified` note flags the key as UNVERIFIED (users must check it)."""
-        return "UNVERIFIED" in self.verified
+        """True unless `key_status: verified` (a key confirmed against the published sources)."""
+        return self.key_status != "verified"
 
     def scales(self) -> list[tuple[str, tuple[int, ...]]]:
         """(scale name, item numbers) in scoring order: subscales as listed, then `total`."""
@@ -50,16 +52,62 @@ class Instrument:
         return self.item_ranges.get(item, (self.low, self.high))
 
 
+# The instrument YAML's keys and what each holds (unknown keys are an error).
+INSTRUMENT_KEYS = {
+    "name": "instrument name, equal to the file stem",
+    "label": "display label",
+    "form": "who answers the form: patient, therapist or observer",
+    "items": "number of items, numbered 1..items as on the official form",
+    "range": "[min, max] of a response",
+    "subscales": "subscale -> item numbers (a partition: an item is in one subscale at most)",
+    "reverse": "reverse-keyed item numbers (scored min + max - x)",
+    "scoring": "mean or sum",
+    "min_answered": "share of a scale's items needed for a score (prorating rule)",
+    "total": "also score the total over all items",
+    "item_ranges": "item -> [min, max] where an item differs from `range`",
+    "citation": "the instrument's reference",
+    "verified": "free-text note: what the key was checked against and what is uncertain",
+    "key_status": (
+        "verified (item count, range, subscale key and reverse items confirmed against the sources "
+        "listed in `sources`) or unverified (refused at workflow start unless listed in "
+        "alliance.allow_unverified_keys); absent means unverified"
+    ),
+    "sources": "where the key was confirmed (manual, paper, repository + path), what each says",
+}
+KEY_STATUSES = ("verified", "unverified")
+# Words a `verified` note uses for a guessed key; such a note cannot go with key_status: verified.
+UNCHECKED_WORDS = ("UNVERIFIED", "PLACEHOLDER")
+
+
 def _problem(path: Path, key: str, message: str) -> ConfigError:
     return ConfigError(f"{path}: key '{key}': {message}")
 
 
+def _key_status(spec: dict[str, Any], path: Path) -> tuple[str, tuple[str, ...]]:
+    """`key_status` and `sources`: a verified key names its sources and no guess in its note."""
+    status = spec.get("key_status", "unverified")
+    if status not in KEY_STATUSES:
+        raise _problem(path, "key_status", f"{status!r} is not one of {', '.join(KEY_STATUSES)}")
+    sources = spec.get("sources") or []
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s.strip() for s in sources):
+        raise _problem(path, "sources", "must be a list of non-empty strings")
+    if status == "verified":
+        if not sources:
+            raise _problem(
+                path, "sources", "key_status: verified needs at least one source for the key"
+            )
+        note = str(spec.get("verified", ""))
+        flagged = [w for w in UNCHECKED_WORDS if w in note]
+        if flagged:
+            raise _problem(
+                path, "key_status", f"verified, but the `verified` note says {flagged[0]}"
+            )
+    return status, tuple(sources)
+
+
 def parse_instrument(spec: dict[str, Any], path: Path) -> Instrument:
     """Build an Instrument from a YAML mapping, rejecting inconsistent keys."""
-    allowed = {
-        "name", "label", "form", "items", "range", "subscales", "reverse", "scoring",
-        "min_answered", "total", "item_ranges", "citation", "verified",
-    }  # fmt: skip
+    allowed = set(INSTRUMENT_KEYS)
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise _problem(path, unknown[0], f"not allowed; allowed keys: {', '.join(sorted(allowed))}")
@@ -102,6 +150,7 @@ def parse_instrument(spec: dict[str, Any], path: Path) -> Instrument:
         if int(item) not in valid:
             raise _problem(path, "item_ranges", f"item {item} is not in 1..{n_items}")
         item_ranges[int(item)] = (float(rng[0]), float(rng[1]))
+    key_status, sources = _key_status(spec, path)
     return Instrument(
         name=str(spec["name"]),
         label=str(spec.get("label", spec["name"])),
@@ -117,6 +166,8 @@ def parse_instrument(spec: dict[str, Any], path: Path) -> Instrument:
         item_ranges=item_ranges,
         citation=str(spec.get("citation", "")),
         verified=str(spec.get("verified", "")),
+        key_status=key_status,
+        sources=sources,
     )
 
 

@@ -26,13 +26,22 @@ SESSION_ALWAYS = (
     "baseline_symptom", "alliance", "alliance_n_rated", "alliance_pmean", "alliance_ther",
     "alliance_pat", "alliance_within", "alliance_lag1", "alliance_within_lag1",
     "alliance_prior_pmean", "alliance_ther_prior", "alliance_pat_prior", "alliance_within_prior",
-    "alliance_within_dt_prior", "alliance_error_var",
+    "alliance_within_dt_prior", "alliance_error_var", "rupture_unrepaired_prior",
+    "rupture_repaired_prior",
 )  # fmt: skip
 # With score.detrend: the detrended within-patient part and its lag.
 SESSION_DETREND = ("alliance_within_dt", "alliance_dt_fallback", "alliance_within_dt_lag1")
 # With columns.suicidality: ideation at the threshold and severity without the item (the
 # `ideation_ge<k>` cut-offs, k = 1 .. symptoms.suicidality_max, are added by `_session_columns`).
 SESSION_SUICIDALITY = ("suicidality", "ideation", "symptom_rest")
+# Per session, by mapped role (alliance.clean.resistance, alliance.clean.attendance).
+SESSION_DOSES = ("doses_taken", "doses_prescribed", "adherence")
+SESSION_SELF_REPORT = ("self_report_symptom", "self_report_pomp", "symptom_pomp",
+                       "report_discrepancy")  # fmt: skip
+SESSION_ATTENDANCE = ("missed_before", "missed_prior")
+# Per patient with a schedule (columns.attendance or columns.missed_before).
+PATIENT_ATTENDANCE = ("n_scheduled", "n_missed", "attendance_rate", "longest_missed_run",
+                      "missed_after_last")  # fmt: skip
 # Per patient (results/clean/patients.parquet), whatever the config.
 PATIENT_ALWAYS = (
     "patient", "baseline_symptom", "n_sessions", "first_session", "last_session", "started",
@@ -41,7 +50,8 @@ PATIENT_ALWAYS = (
 )  # fmt: skip
 PATIENT_ROLES = (
     "therapist", "site", "arm", "modality", "status", "dropout_session", "consent_date",
-    "relapse_time", "relapse_event", "agency",
+    "relapse_time", "relapse_event", "agency", "prior_failed_trials", "staging_score",
+    "episode_months",
 )  # fmt: skip
 # Patient columns the score stage leaves out of the session table.
 NOT_PER_SESSION = ("first_session", "last_session", "first_symptom")
@@ -55,7 +65,14 @@ EXTRA_OPTION_COLUMNS = ("x_error", "time_column")
 ROLE_OF_MEASURE = {
     "therapist": "therapist", "site": "site", "arm": "arm", "modality": "modality",
     "agency": "agency", "suicidality": "suicidality", "relapse": "relapse_time",
+    "self_report": "self_report_symptom", "treatment_resistance.trd": "prior_failed_trials",
 }  # fmt: skip
+# Measures any one of whose roles provides them.
+ROLES_OF_MEASURE = {
+    "treatment_resistance": ("prior_failed_trials", "staging_score"),
+    "attendance": ("attendance", "missed_before"),
+    "adherence": ("doses_taken", "adherence"),
+}
 
 
 def _patient_columns(settings: Settings) -> list[str]:
@@ -72,6 +89,10 @@ def _patient_columns(settings: Settings) -> list[str]:
         out.append("remission")
     if cols.relapse_time:
         out.append("relapse_followed")
+    if cols.prior_failed_trials:
+        out.append("trd")
+    if cols.attendance or cols.missed_before:
+        out += PATIENT_ATTENDANCE
     return list(dict.fromkeys(out))
 
 
@@ -90,6 +111,13 @@ def _session_columns(settings: Settings, patients: list[str]) -> list[str]:
         out += [f"ideation_ge{k}" for k in range(1, int(settings.symptoms.suicidality_max) + 1)]
     if _other_rater(settings):
         out.append("alliance_t")
+    cols = settings.columns
+    if cols.doses_taken or cols.adherence:
+        out += [c for c in SESSION_DOSES if c == "adherence" or cols.doses_taken]
+    if cols.self_report_symptom:
+        out += SESSION_SELF_REPORT
+    if cols.attendance or cols.missed_before:
+        out += SESSION_ATTENDANCE
     out += [c for c in patients if c not in NOT_PER_SESSION]
     return list(dict.fromkeys(out))
 
@@ -137,6 +165,8 @@ def configured(settings: Settings, measure: str) -> bool:
     (whether the data hold it is known after the clean stage: availability.json)."""
     if measure in ROLE_OF_MEASURE:
         return bool(getattr(settings.columns, ROLE_OF_MEASURE[measure]))
+    if measure in ROLES_OF_MEASURE:
+        return any(getattr(settings.columns, r) for r in ROLES_OF_MEASURE[measure])
     if measure == "personality":
         return bool(settings.columns.personality)
     if measure.startswith("raters."):

@@ -88,6 +88,14 @@ AVAILABILITY_OF = {
     "symptom_lag1": "symptom",
     "symptom_change": "symptom",
     "final_symptom": "symptom",
+    "trd": "treatment_resistance.trd",
+    "staging_score": "treatment_resistance",
+    "missed_before": "attendance",
+    "missed_prior": "attendance",
+    "adherence": "adherence",
+    "doses_prescribed": "adherence",
+    "report_discrepancy": "self_report",
+    "symptom_pomp": "self_report",
 }
 
 
@@ -130,10 +138,15 @@ class FrameMeta:
 def availability_state(availability: Mapping[str, Any], key: str) -> tuple[bool, str]:
     """(available, reason) of a dotted availability key such as `raters.therapist`."""
     node: Any = availability
+    parent: Any = None
     for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
             return False, f"'{key}' is not recorded in availability.json"
-        node = node[part]
+        parent, node = node, node[part]
+    if isinstance(node, bool) and isinstance(parent, Mapping):
+        # a flag inside a measure's entry (treatment_resistance.trd): the measure's reason
+        why = parent.get("reason") or f"the data have no {key.rsplit('.', 1)[-1]}"
+        return node, "" if node else str(why)
     if not isinstance(node, Mapping):
         return False, f"'{key}' is not recorded in availability.json"
     ok = bool(node.get("available"))
@@ -254,6 +267,11 @@ def _check_columns(
     for var in terms.variables():
         if var in table.columns:
             continue
+        if var == terms.options.get("trials"):
+            raise Skipped(
+                f"options.trials '{var}' is not in the data: the outcome is a proportion without "
+                "its counts (map the count columns, e.g. columns.doses_prescribed)"
+            )
         key = availability_key(var)
         ok, reason = availability_state(availability, key) if key else (True, "")
         if var == terms.outcome:

@@ -1,10 +1,13 @@
-"""Kind `hazard`: discrete-time dropout hazard as a binomial GLMM on person-period rows.
+"""Kind `hazard`: discrete-time hazards as binomial GLMMs on person-period rows.
 
-Person-period rows (Singer & Willett's discrete-time survival layout, `models.person_period`):
-each patient who started treatment contributes one row per attended session t at which leaving
-was possible; `event` = 1 on the last attended session of a patient who dropped out (they did
-not come to session t+1), 0 otherwise; a completer's final session is not a risk row. A row is
-the question "given the patient attended session t, do they fail to come back?", so the model is
+`options.rows: slots` fits the same model on scheduled-session rows (missed appointments after
+an attended session, `models.person_period.slot_rows`); what follows describes the default,
+`sessions` (dropout). Person-period rows (Singer & Willett's discrete-time survival layout,
+`models.person_period`): each patient who started treatment contributes one row per attended
+session t at which leaving was possible; `event` = 1 on the last attended session of a patient
+who dropped out (they did not come to session t+1), 0 otherwise; a completer's final session
+is not a risk row. A row is the question "given the patient attended session t, do they fail to
+come back?", so the model is
 
     logit P(no session t+1 | attended t) = alpha_t + beta' x_t + u_therapist,
 
@@ -20,17 +23,18 @@ its logistic slope is attenuated. Regression calibration (Carroll et al. 2006, c
 by E[true score | x, other covariates] = a + lambda (x - ...), lambda = 1 - mean(error variance)
 / residual variance of x given the other fixed terms; the coefficient per point of the true
 score is beta / lambda (SE and CI scaled alike; lambda, from thousands of item responses, is
-treated as known). It is added as the row `{x}_rc`; the naive row is kept.
+treated as known). It is added as the row `{x}_rc`; the naive row is kept
+(`alliance.models.calibration`, shared with the lmm / glmm kinds).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pandas as pd
 
 from alliance.models.base import FitContext, ModelResult, ModelSpec
+from alliance.models.calibration import calibrate
 from alliance.models.mixed import fit_mixed
 
 
@@ -55,9 +59,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
         arms=context.arms,
         derived=_derived(time),
     )
-    x, x_error = spec.options.get("x"), spec.options.get("x_error")
-    if isinstance(x, str) and isinstance(x_error, str):
-        _reliability_corrected(result, frame, spec, x, x_error)
+    calibrate(result, frame, spec)
     result.fit["hazard"] = {
         "time": time,
         "rows": int(len(frame)),
@@ -65,47 +67,3 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
         "patients": int(frame["patient"].nunique()) if "patient" in frame.columns else None,
     }
     return result
-
-
-def _reliability_corrected(
-    result: ModelResult, frame: pd.DataFrame, spec: ModelSpec, x: str, x_error: str
-) -> None:
-    """Add the row `{x}_rc` (regression calibration, see the module docstring) in place."""
-    coefs = result.coefficients
-    if x not in set(coefs["term"]) or x_error not in frame.columns:
-        result.fit.setdefault("warnings", []).append(
-            f"reliability correction skipped: '{x}' is not a coefficient or '{x_error}' is "
-            "not in the frame"
-        )
-        return
-    others = [t for t in spec.fixed if t != x and ":" not in t and t in frame.columns]
-    design = np.column_stack([np.ones(len(frame))] + [frame[t].to_numpy(float) for t in others])
-    values = frame[x].to_numpy(float)
-    resid = values - design @ np.linalg.lstsq(design, values, rcond=None)[0]
-    var_resid = float(resid @ resid / (len(values) - design.shape[1]))
-    error = float(frame[x_error].mean())
-    lam = 1.0 - error / var_resid
-    info = {
-        "term": x,
-        "error_variance": error,
-        "residual_variance": var_resid,
-        "lambda": lam,
-        "method": "regression calibration: beta / lambda, lambda = 1 - error variance / "
-        "residual variance of x given the other fixed terms",
-    }
-    result.fit["reliability_correction"] = info
-    if not 0.2 < lam <= 1.0:
-        result.fit.setdefault("warnings", []).append(
-            f"reliability correction skipped: lambda {lam:.3f} outside (0.2, 1]"
-        )
-        return
-    row = coefs.loc[coefs["term"] == x].copy()
-    for col in ("estimate", "std_error", "ci_low", "ci_high"):
-        row[col] = row[col] / lam
-    row["term"] = f"{x}_rc"
-    # a row that repeats another row's test (same z and p): summaries do not count it twice
-    result.fit.setdefault("derived_terms", []).append(f"{x}_rc")
-    position = int(np.flatnonzero(coefs["term"].to_numpy() == x)[0]) + 1
-    result.coefficients = pd.concat(
-        [coefs.iloc[:position], row, coefs.iloc[position:]], ignore_index=True
-    )

@@ -4,6 +4,10 @@ The spec reaching `fit` is resolved (alliance.models.frames.model_frame): its te
 columns, so the formula is `outcome ~ fixed + random` verbatim and `formula_r` refits it in R on
 frame.parquet with identical term names.
 
+Binomial outcomes (glmm): a 0/1 column, or with `options.trials` a proportion of that column's
+number of trials (doses taken / prescribed: lme4 `weights =`, the same likelihood as
+cbind(successes, failures)).
+
 Extras (options):
 - `simple_slopes` / `contrasts`: slopes of focal terms per level / class / value of a moderator
   and differences of two slopes (alliance.models.contrasts);
@@ -39,6 +43,7 @@ from alliance.engine import mixed as engine
 from alliance.engine.tidy import coef_table
 from alliance.models import contrasts
 from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec
+from alliance.models.calibration import calibrate
 from alliance.models.coding import factor_columns
 from alliance.models.frames import group_codes
 from alliance.models.spec import parse_random
@@ -55,9 +60,14 @@ def formula(spec: ModelSpec) -> str:
 
 
 def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
-    """Fit an lmm / glmm spec on its model frame; coefficients, fit facts and extras."""
+    """Fit an lmm / glmm spec on its model frame; coefficients, fit facts and extras.
+
+    With options `x` and `x_error`, adds the regression-calibrated row `{x}_rc`
+    (alliance.models.calibration)."""
     family = "gaussian" if spec.kind == "lmm" else "binomial"
-    return fit_mixed(spec, frame, family=family, arms=context.arms)
+    result = fit_mixed(spec, frame, family=family, arms=context.arms)
+    calibrate(result, frame, spec)
+    return result
 
 
 def fit_mixed(
@@ -83,7 +93,8 @@ def fit_mixed(
     if family == "gaussian":
         mf = engine.fit_lmm(f, frame, reml=bool(opts.get("reml", True)))
     else:
-        mf = engine.fit_glmm(f, frame, family="binomial")
+        # options.trials: the outcome is a proportion of that many trials (lme4 weights =)
+        mf = engine.fit_glmm(f, frame, family="binomial", weights=opts.get("trials") or None)
     beta = mf.coefficients.set_index("term")["estimate"]
     missing = [t for t in fitted_spec.fixed if t not in beta.index]
     if missing:

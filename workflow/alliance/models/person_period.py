@@ -1,6 +1,10 @@
-"""Person-period rows for the discrete-time dropout hazard (Singer & Willett's layout).
+"""Person-period rows for the discrete-time hazards (Singer & Willett's layout).
 
-Frame construction only, so `models.frames` can build a hazard frame without importing the fit.
+Two kinds of risk rows, chosen by a hazard spec's `options.rows`: `sessions` (default), one row
+per attended session at which leaving was possible (the dropout hazard), and `slots`, one row
+per scheduled session after an attended one (missed appointments). Both carry the predictors
+of the last attended session, so one alignment serves every hazard. Frame construction only, so
+`models.frames` can build a hazard frame without importing the fit.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from alliance.errors import ConfigError, InputError
 from alliance.models.base import ModelSpec
 
 TIME_CODINGS = ("quadratic", "linear", "factor")
-ADDED = ("event", "period", "period_sq")
+ROWS = ("sessions", "slots")
+ADDED = ("event", "period", "period_sq", "slot_in_run")
 
 
 def person_period(
@@ -57,6 +62,38 @@ def person_period(
     return out.loc[at_risk].reset_index(drop=True)
 
 
+def slot_rows(
+    table: pd.DataFrame, outcome: str = "missed_before", time: str = "session_index"
+) -> pd.DataFrame:
+    """Risk rows of missed appointments: one per scheduled session after an attended one.
+
+    After attended session t (not the patient's last), the schedule holds k missed sessions and
+    then the attended session t+1, where k = `outcome` (`missed_before`: the misses counted on
+    the row of t+1, from results/clean/schedule.parquet's slots with last_attended_index = t).
+    Row t is repeated k + 1 times with `event` 1, ..., 1, 0 and `slot_in_run` 1 .. k + 1, so
+    every slot carries the predictors of the last attended session t (the dropout hazard's
+    alignment). Slots after the last attended session are the dropout itself
+    (`after_last_attended`; the dropout hazard's event) and are not risk rows here.
+    """
+    for col in ("patient", outcome, time):
+        if col not in table.columns:
+            raise InputError("slot rows need this column", column=col, check="hazard.slots")
+    out = table.sort_values(["patient", time], kind="stable").reset_index(drop=True)
+    nxt = pd.to_numeric(out.groupby("patient", sort=False)[outcome].shift(-1))
+    keep = nxt.notna().to_numpy()
+    k = nxt[keep].round().astype("int64").to_numpy()
+    if (k < 0).any():
+        raise InputError("missed counts must be >= 0", column=outcome, check="hazard.slots")
+    rows = out.loc[keep].loc[lambda f: f.index.repeat(k + 1)].reset_index(drop=True)
+    runs = np.repeat(k, k + 1)
+    starts = np.repeat(np.cumsum(k + 1) - (k + 1), k + 1)
+    position = np.arange(len(rows)) - starts + 1
+    rows["slot_in_run"] = position
+    rows["event"] = (position <= runs).astype(float)
+    rows["period"] = pd.to_numeric(rows[time]).to_numpy(dtype=float)
+    return rows
+
+
 def person_period_terms(spec: ModelSpec, terms: Any, table: pd.DataFrame) -> tuple:
     """model_frame hook: person-period table, `event` as outcome, time terms prepended."""
     time = spec.options.get("time", "quadratic")
@@ -76,8 +113,26 @@ def person_period_terms(spec: ModelSpec, terms: Any, table: pd.DataFrame) -> tup
             f"model '{spec.id}': the session table already has column(s) {clash}, which the "
             "hazard model creates; rename them"
         )
-    pp = person_period(table, spec.outcome, time_col)
-    patients = pp.groupby("patient", sort=False)[spec.outcome].first()
+    rows = spec.options.get("rows") or "sessions"
+    if rows not in ROWS:
+        raise ConfigError(
+            f"model '{spec.id}', key options.rows: {rows!r} is not one of {', '.join(ROWS)}"
+        )
+    if rows == "slots":
+        pp = slot_rows(table, spec.outcome, time_col)
+        patients = pp.groupby("patient", sort=False)["event"].max()
+        event = (
+            f"1 on each scheduled session missed after an attended one ({spec.outcome} of the "
+            "next attended session), 0 on the session attended next; slots after the last "
+            "attended session are the dropout (dropout_hazard) and not at risk here"
+        )
+    else:
+        pp = person_period(table, spec.outcome, time_col)
+        patients = pp.groupby("patient", sort=False)[spec.outcome].first()
+        event = (
+            f"1 on the last attended session of a patient with {spec.outcome} == 1 "
+            "(did not come to the next one); a completer's final session is not at risk"
+        )
     if time == "quadratic":
         pp["period_sq"] = pp["period"] ** 2
         time_terms = [("period",), ("period_sq",)]
@@ -96,12 +151,11 @@ def person_period_terms(spec: ModelSpec, terms: Any, table: pd.DataFrame) -> tup
         "person_period": {
             "time": time,
             "time_column": time_col,
-            "event": (
-                f"1 on the last attended session of a patient with {spec.outcome} == 1 "
-                "(did not come to the next one); a completer's final session is not at risk"
-            ),
+            "rows": rows,
+            "event": event,
             "patients": int(len(patients)),
-            "events_in_table": int((patients == 1).sum()),
+            "patients_with_event": int((patients == 1).sum()),
+            "events_in_table": int(pp["event"].sum()),
         }
     }
     return pp, terms, extra

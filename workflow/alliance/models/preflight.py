@@ -3,8 +3,10 @@
 `preflight` runs when the workflow starts (workflow/rules/common.smk, once SETTINGS and SPECS are
 built) and in `alliance validate`: the data files exist, every model names only columns the clean
 and score stages write for this config (alliance.models.columns; a typo gets a "did you mean"),
-`bootstrap.models` and `sensitivity.models` name models that are fitted, and the pseudonym key
-resolves and passes the key policy (alliance.clean.pseudonym). Every problem is reported at once,
+`bootstrap.models` and `sensitivity.models` name models that are fitted, the pseudonym key
+resolves and passes the key policy (alliance.clean.pseudonym), and every configured instrument
+has a confirmed scoring key or is opted in (alliance.instruments.status). Every problem is
+reported at once,
 before anything under the results folder is written or removed.
 
 `stale_models` and `stale_studies` list what an earlier config left in the results folder that
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from alliance.clean.pseudonym import resolve_key
 from alliance.errors import ConfigError
+from alliance.instruments.status import unverified_key_problems
 from alliance.models.base import ModelSpec
 from alliance.models.columns import spec_problems
 from alliance.settings import Settings
@@ -83,6 +86,7 @@ def preflight(settings: Settings, specs: Iterable[ModelSpec]) -> None:
         *missing,
         *model_problems(settings, specs),
         *([] if missing else key_problems(settings)),
+        *unverified_key_problems(settings.alliance, settings.symptoms),
     ]
     if problems:
         raise ConfigError(

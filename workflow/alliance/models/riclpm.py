@@ -18,10 +18,14 @@ Options:
 - `x_error`: a column holding each x score's squared standard error of measurement (its mean
   over the x scores used fixes x's error variance), or a number; omitted: no error (x's
   within-person part is then the error-laden score, and its paths are attenuated).
+- `y_error`: y's fixed error variance, a number or `rounding` (1/12 when every y score is an
+  integer: the rounding error of an integer total such as the HAM-D); omitted: none.
 - `y_slope` (default true): a random linear slope of y over waves (patients' symptom
   trajectories differ).
-- `equal_lags` (default true), `equal_innovations` (default true): constrain the lagged paths /
-  the innovation (co)variances equal over waves.
+- `equal_lags` (default true), `equal_innovations` (default false): constrain the lagged paths /
+  the innovation (co)variances equal over waves. Innovations are free by default (Mulder &
+  Hamaker 2021): ruptures, sudden gains and the schedule make them differ between sessions, and
+  wrongly equal ones bias the lagged paths (docs/estimands.md).
 Fewer than MIN_PATIENTS patients, or fewer waves than the model needs (3; 4 with a y slope) ->
 Skipped.
 
@@ -83,10 +87,13 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
         )
     error_var, error_info = _error_variance(frame, x, x_error, waves, spec.id)
     warns = [] if error_var is not None or not x_error else [f"x_error: {error_info['source']}"]
+    y_error_var, y_error_info = _y_error_variance(frame, y, opts.get("y_error"), waves, spec.id)
+    if y_error_var is None and opts.get("y_error"):
+        warns.append(f"y_error: {y_error_info['source']}")
     model_spec = Riclpm(
-        waves, x=x, y=y, x_error_var=error_var, y_slope=y_slope,
+        waves, x=x, y=y, x_error_var=error_var, y_error_var=y_error_var, y_slope=y_slope,
         equal_lags=bool(opts.get("equal_lags", True)),
-        equal_innovations=bool(opts.get("equal_innovations", True)),
+        equal_innovations=bool(opts.get("equal_innovations", False)),
     )  # fmt: skip
     data = wide[model_spec.observed()]
     model = riclpm_model(model_spec, start_values(model_spec, data.to_numpy(dtype=float)))
@@ -117,6 +124,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
         "equal_lags": model_spec.equal_lags,
         "equal_innovations": model_spec.equal_innovations,
         "x_error": error_info,
+        "y_error": y_error_info,
         "within_reliability_x": reliability,
         "logLik": sem.loglik,
         "AIC": sem.aic,
@@ -135,7 +143,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
             f"{x}_to_{y}": f"{x} at session t-1 -> {y} at session t (within-person)",
             f"{y}_to_{x}": f"{y} at session t-1 -> {x} at session t (within-person)",
         },
-        "notes": _notes(model_spec, error_info, reliability, waves),
+        "notes": _notes(model_spec, error_info, y_error_info, reliability, waves),
         "lavaan_model": syntax,
         "formula_r": (
             f"lavaan::sem(model = '{syntax.replace(chr(10), '; ')}', data = data, "
@@ -264,6 +272,31 @@ def _error_variance(
     }
 
 
+def _y_error_variance(
+    frame: pd.DataFrame, y: str, y_error: Any, waves: int, model_id: str
+) -> tuple[float | None, dict[str, Any]]:
+    """y's fixed error variance: a number, or `rounding` = 1/12 when every y score used is an
+    integer (the rounding error of an integer total, Sheppard's correction)."""
+    if y_error is None or y_error is False:
+        return None, {"source": None, "value": None}
+    if y_error == "rounding":
+        used = pd.to_numeric(frame.loc[pd.to_numeric(frame[TIME]) <= waves, y]).dropna()
+        if not np.allclose(used, np.round(used)):
+            return None, {"source": f"{y} has non-integer scores in waves 1-{waves}: no "
+                          "rounding correction", "value": None}  # fmt: skip
+        return 1 / 12, {
+            "source": f"rounding of the integer {y} scores (1/12, Sheppard's correction)",
+            "value": 1 / 12,
+        }
+    if isinstance(y_error, (int, float)) and not isinstance(y_error, bool):
+        if not np.isfinite(y_error) or y_error < 0:
+            raise ConfigError(f"model '{model_id}', key options.y_error: {y_error!r} is not >= 0")
+        return float(y_error), {"source": "options.y_error", "value": float(y_error)}
+    raise ConfigError(
+        f"model '{model_id}', key options.y_error: {y_error!r} is not a number >= 0 or 'rounding'"
+    )
+
+
 def within_reliability(model: Ram, theta: np.ndarray, spec: Riclpm) -> dict[str, Any] | None:
     """Implied reliability of x's within-person part: var(w_x_t) / (var(w_x_t) + error variance),
     per wave and its mean; None without a fixed error variance."""
@@ -297,7 +330,11 @@ def _order(spec: Riclpm, terms: list[str]) -> list[str]:
 
 
 def _notes(
-    spec: Riclpm, error: dict[str, Any], reliability: dict[str, Any] | None, waves: int
+    spec: Riclpm,
+    error: dict[str, Any],
+    y_error: dict[str, Any],
+    reliability: dict[str, Any] | None,
+    waves: int,
 ) -> list[str]:
     x, y = spec.x, spec.y
     notes = [
@@ -330,6 +367,12 @@ def _notes(
         notes.append(
             f"No measurement error fixed for {x}: its within-person part includes measurement "
             "error, which attenuates the paths from it."
+        )
+    if spec.y_error_var:
+        notes.append(
+            f"{y} measurement error variance fixed at {spec.y_error_var:.4g} "
+            f"({y_error['source']}): the paths from and to the within-person {y} are not "
+            "attenuated by it."
         )
     return notes
 

@@ -22,6 +22,12 @@ CODE_WORDS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
         ("in_person", frozenset({"person", "inperson", "office", "face*", "clinic",
                                  "praesenz", "präsenz"})),
     ),
+    "attendance": (
+        ("no_show", frozenset({"noshow*", "dna", "missed", "absent", "not", "nicht*"})),
+        ("cancelled", frozenset({"cancel*", "resched*", "abgesagt", "storn*"})),
+        ("attended", frozenset({"attend*", "present", "held", "seen", "kept", "yes",
+                                "erschienen", "wahrgenommen"})),
+    ),
     "status": (
         ("not_started", frozenset({"notstart*", "nonstart*", "never*", "notrandomi*"})),
         ("dropout", frozenset({"drop*", "withdr*", "discontinu*", "lost", "incomplet*",
@@ -30,9 +36,10 @@ CODE_WORDS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
     ),
 }  # fmt: skip
 CHOICES = {
-    "arm": "psychotherapy|drug|placebo|other",
+    "arm": "psychotherapy|drug|placebo|combination|other",
     "modality": "in_person|telehealth",
     "status": "completed|dropout|not_started|other",
+    "attendance": "attended|cancelled|no_show",
 }
 
 
@@ -42,5 +49,7 @@ def guess_coding(role: str, code: str) -> str | None:
     words = [*toks, "".join(toks)]
     hits = [cls for cls, pats in CODE_WORDS[role] if matches(words, pats)]
     if role == "arm":
-        return hits[0] if len(hits) == 1 else None  # e.g. CBT+IMI: combined, ask
+        if set(hits) == {"drug", "psychotherapy"}:  # e.g. CBT+IMI, ssri_cbt: both at once
+            return "combination"
+        return hits[0] if len(hits) == 1 else None
     return hits[0] if hits else None

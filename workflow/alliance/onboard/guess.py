@@ -13,27 +13,38 @@ import pandas as pd
 from alliance.onboard.item_groups import ItemGroup
 from alliance.onboard.profile import ColumnProfile, is_flag, value_span
 from alliance.onboard.vocabulary import (
+    ADHERENCE,
     AGENCY,
     ALLIANCE,
     ARM,
+    ATTEND,
     BASELINE,
     CONSENT,
     DATE_NAMES,
+    DOSES,
     DROP,
+    EPISODE,
+    FAILED,
     GENERIC_SYMPTOM,
     ID,
     MODALITY,
+    PRESCRIBED,
+    PRIOR,
     RATER,
     RELAPSE,
     SCALES,
+    SELF_REPORT,
     SESSION_NAMES,
     SITE,
+    STAGING,
     STATUS,
     SUICIDE,
     SYMPTOM_NAMES,
+    TAKEN,
     THERAPIST,
     TIME,
     TRAITS,
+    TRIALS,
     Scale,
     matches,
     tokens,
@@ -43,7 +54,7 @@ from alliance.onboard.yamltext import visible
 MAX_SESSION = 60
 ITEM_NAMES = frozenset({"item*", "i", "q", "itm"})
 # Roles the clean stage reads with SPSS/Stata value labels applied (codes become labels).
-CATEGORICAL_ROLES = frozenset({"therapist", "site", "arm", "modality", "status"})
+CATEGORICAL_ROLES = frozenset({"therapist", "site", "arm", "modality", "status", "attendance"})
 
 
 @dataclass
@@ -95,6 +106,17 @@ RULES = (
     Rule("relapse_time", "patient", NUM, (RELAPSE,), "relapse name, not a 0/1 flag (weeks "
          "expected)", binary=False),
     Rule("agency", "patient", NUM, (AGENCY,), "agency/dominance name"),
+    # treatment resistance (docs/data.md); the self-report scale: `guess_self_report`
+    Rule("prior_failed_trials", "patient", ("integer",), (FAILED,), "failed-trials name",
+         STAGING),
+    Rule("prior_failed_trials", "patient", ("integer",), (PRIOR, TRIALS), "prior-treatment name",
+         STAGING),
+    Rule("staging_score", "patient", NUM, (STAGING,), "staging-scale name", binary=False),
+    Rule("episode_months", "patient", NUM, (EPISODE,), "episode name (months expected)"),
+    Rule("attendance", "session", CAT, (ATTEND,), "attendance name", levels=(2, 6)),
+    Rule("doses_taken", "session", NUM, (DOSES, TAKEN), "doses-taken name", PRESCRIBED),
+    Rule("doses_prescribed", "session", NUM, (DOSES, PRESCRIBED), "doses-prescribed name"),
+    Rule("adherence", "session", NUM, (ADHERENCE,), "adherence name (a 0-1 proportion)"),
 )  # fmt: skip
 
 
@@ -218,10 +240,17 @@ def guess_symptom(t: Tables, groups: list[ItemGroup]) -> tuple[list[Guess], Scal
             inside = (p.low or 0) >= scale.low and (p.high or 0) <= scale.high
             where = "within" if inside else "OUTSIDE"
             why = f"{scale.label} name, values {value_span(p)} {where} {scale.low}–{scale.high}"
-            found.append(((item, 0, not inside, p.name), Guess(p.name, why), scale))
+            # a clinician rating ranks before a self-report scale (the other is its companion)
+            found.append(
+                (
+                    (item, 0, matches(toks, SELF_REPORT), not inside, p.name),
+                    Guess(p.name, why),
+                    scale,
+                )
+            )
         elif matches(toks, GENERIC_SYMPTOM):
             why = f"score name, values {value_span(p)}"
-            found.append(((item, 1, True, p.name), Guess(p.name, why), None))
+            found.append(((item, 1, True, True, p.name), Guess(p.name, why), None))
     found.sort(key=lambda x: x[0])
     if found:
         return [g for _, g, _ in found], found[0][2]

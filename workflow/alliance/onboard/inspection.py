@@ -35,6 +35,7 @@ from alliance.onboard.guess import (
 from alliance.onboard.item_groups import ItemGroup, classify_groups, find_item_groups
 from alliance.onboard.layout import Layout, resolve_layout
 from alliance.onboard.profile import ColumnProfile, profile_columns
+from alliance.onboard.resistance import guess_self_report
 from alliance.onboard.vocabulary import Scale
 from alliance.onboard.yamltext import is_templating_key, visible
 
@@ -199,6 +200,7 @@ def _candidates(
         have = {g.column for g in cands[role]}
         cands[role] += [g for g in extra if g.column not in have]
     cands["symptom"], cands["_scale"] = guess_symptom(t, groups)
+    cands["self_report_symptom"] = guess_self_report(t, cands["symptom"])  # after the symptom
     return cands
 
 

@@ -16,6 +16,7 @@ from alliance.errors import ConfigError, InputError
 from alliance.onboard.codings import CHOICES, guess_coding
 from alliance.onboard.inspection import Inspection, declares_date_format
 from alliance.onboard.profile import ColumnProfile, fmt, is_flag, value_span
+from alliance.onboard.resistance import self_report_scale, staging_scale
 from alliance.onboard.todos import is_todo, todo_entries
 from alliance.onboard.vocabulary import DROP, matches, tokens
 from alliance.onboard.yamltext import (
@@ -77,6 +78,12 @@ def _plain(node: Any) -> Any:
     if isinstance(node, dict):
         return {str(k): _plain(v) for k, v in node.items()}
     return [_plain(v) for v in node] if isinstance(node, list | tuple) else node
+
+
+RESISTANCE_ROLES = (
+    "prior_failed_trials", "staging_score", "episode_months", "attendance", "doses_taken",
+    "doses_prescribed", "adherence", "self_report_symptom",
+)  # fmt: skip
 
 
 def _role(ins: Inspection, role: str) -> _V:
@@ -263,6 +270,34 @@ def _arm_reference(arms: dict[str, _V]) -> _V:
     )
 
 
+def _resistance_blocks(ins: Inspection) -> dict[str, Any]:
+    """`treatment_resistance` (the staging column's scale and range) and `self_report` (the
+    self-report scale's label and range), for the columns guessed."""
+    out: dict[str, Any] = {}
+    staging = ins.chosen.get("staging_score")
+    if staging is not None:
+        scale, rng = staging_scale(staging.column)
+        why = f"'{visible(staging.column)}' names it"
+        todo = "TODO: thase_rush|msm|mgh_s|dm_trd|other"
+        out["treatment_resistance"] = {
+            "staging_scale": _V(scale, guessed=why) if scale else _V(todo, "scale of the score"),
+            "staging_range": _V(rng, guessed=f"{scale}'s range")
+            if rng
+            else _V("TODO: [min, max] of the staging score", "checked on every value"),
+            "trd_min_failed": _V(2, "TRD = at least 2 failed adequate trials"),
+        }
+    sr = ins.chosen.get("self_report_symptom")
+    if sr is not None:
+        label, low, high = self_report_scale(ins.profiles[f"{sr.table}:{sr.column}"])
+        why = f"{label} name"
+        out["self_report"] = {
+            "label": _V(label, guessed=why),
+            "min": _V(low, guessed=f"{label} range"),
+            "max": _V(high, guessed=f"{label} range"),
+        }
+    return out
+
+
 def starter_config(inspection: Inspection) -> str:
     """YAML text of a starter config; guesses carry `# guessed:` comments, unknowns are TODOs.
 
@@ -307,6 +342,9 @@ def starter_config(inspection: Inspection) -> str:
                  "dropout_session", "consent_date", "baseline_symptom", "suicidality",
                  "relapse_time", "relapse_event", "agency"):  # fmt: skip
         cols[role] = _role(ins, role)
+    for role in RESISTANCE_ROLES:  # written only when guessed: most exports have none
+        if role in ins.chosen:
+            cols[role] = _role(ins, role)
     cov = [g.column for g in ins.covariates]
     cols["covariates"] = (
         _V(cov, guessed="; ".join(g.reason for g in ins.covariates)) if cov else _V([])
@@ -315,7 +353,9 @@ def starter_config(inspection: Inspection) -> str:
         {k: _V(g.column, guessed=g.reason) for k, g in ins.personality.items()} or {}
     )
     codings: dict[str, Any] = {}
-    for role in ("arm", "modality", "status"):
+    for role in ("arm", "modality", "status", "attendance"):
+        if role == "attendance" and role not in ins.chosen:
+            continue
         g = ins.chosen.get(role)
         prof = ins.profiles[f"{g.table}:{g.column}"] if g else None
         if prof is not None and prof.as_read(True).codes:
@@ -331,6 +371,7 @@ def starter_config(inspection: Inspection) -> str:
         "columns": cols,
         "codings": codings,
         "symptoms": _symptoms(ins),
+        **_resistance_blocks(ins),
         "alliance": {
             "instruments_dir": _V(INSTRUMENTS_DIR, "shipped instrument keys + your own"),
             "raters": _alliance(ins),

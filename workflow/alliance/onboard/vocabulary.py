@@ -41,6 +41,19 @@ TRAITS = {"agreeab": "agreeableness", "extravers": "extraversion", "extrovers": 
           "neurotic": "neuroticism"}  # fmt: skip
 ALLIANCE = frozenset({"wai*", "allian*", "haq*", "calpas*"})
 GENERIC_SYMPTOM = frozenset({"symptom*", "score", "total", "sum", "severity"})
+# Treatment resistance (alliance.onboard.resistance): prior failures, staging, episode, schedule,
+# medication doses, self-report symptom scales.
+FAILED = frozenset({"fail*", "priortx*", "prevtx*", "nonrespon*", "atrq*"})
+PRIOR = frozenset({"prior*", "previous*", "prev", "past"})
+TRIALS = frozenset({"tx", "trial*", "treatment*", "ad", "ads", "antidepress*"})
+STAGING = frozenset({"stag*", "thase*", "msm", "maudsley*", "mgh*", "dmtrd", "trd"})
+EPISODE = frozenset({"episode*", "epi", "mde"})
+ATTEND = frozenset({"attend*", "noshow*", "dna", "appointment*", "appt*", "show*", "kept"})
+DOSES = frozenset({"pill*", "dose*", "doses", "tablet*", "capsule*", "med*", "tab", "tabs"})
+TAKEN = frozenset({"taken", "take*", "used", "count*", "returned"})
+PRESCRIBED = frozenset({"prescri*", "dispens*", "expected", "planned", "rx"})
+ADHERENCE = frozenset({"adheren*", "complian*", "mars*", "mmas*"})
+SELF_REPORT = frozenset({"phq*", "qids*", "bdi*", "sr", "selfreport*", "self"})
 RATER_WORDS = {
     "patient": frozenset({"p", "pt", "pat", "patient", "client", "c", "cl", "self"}),
     "therapist": frozenset({"t", "th", "ther", "therapist", "tr", "clinician", "counsel*"}),

@@ -43,6 +43,7 @@ ARM_CLASS_COLORS: dict[str, str] = {
     "psychotherapy": OKABE_ITO["blue"],
     "drug": OKABE_ITO["vermillion"],
     "placebo": OKABE_ITO["bluish_green"],
+    "combination": OKABE_ITO["reddish_purple"],
     "other": GREY,
 }
 RATER_COLORS: dict[str, str] = {

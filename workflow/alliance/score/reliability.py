@@ -22,7 +22,7 @@ POOLING_NOTE = (
 )
 TABLE_COLUMNS = [
     "instrument", "rater", "scale", "session", "n", "n_items", "alpha", "alpha_ci_low",
-    "alpha_ci_high", "omega", "min_item_rest", "mean_item_rest", "pooling", "note",
+    "alpha_ci_high", "omega", "min_item_rest", "mean_item_rest", "pooling", "note", "key_status",
 ]  # fmt: skip
 
 
@@ -157,7 +157,8 @@ def reliability_table(
     Items are reverse-keyed first. `session` holds the recorded session number as text, plus a
     `pooled` row per scale computed on all session rows stacked (see the `pooling` column: rows of
     one patient are not independent, so its CI is too narrow). Blocks with fewer than 2 items or
-    fewer than `min_cases` complete cases get NaN statistics and a `note`.
+    fewer than `min_cases` complete cases get NaN statistics and a `note`. `key_status` says
+    whether the instrument's scoring key is confirmed (the report flags an unverified one).
     """
     rows: list[dict[str, object]] = []
     session_no = pd.to_numeric(sessions["session"], errors="coerce")
@@ -170,7 +171,8 @@ def reliability_table(
         for scale, members in inst.scales():
             absent = [m for m in members if m not in keyed.columns]
             block = keyed[[m for m in members if m in keyed.columns]]
-            ident = {"instrument": inst.name, "rater": rater, "scale": scale}
+            ident = {"instrument": inst.name, "rater": rater, "scale": scale,
+                     "key_status": inst.key_status}  # fmt: skip
             parts = [(f"{v:g}", "per session", block[(session_no == v).to_numpy()]) for v in nums]
             for label, pooling, part in [*parts, (POOLED, POOLING_NOTE, block)]:
                 row = ident | {"session": label, "pooling": pooling} | _row(part, min_cases)

@@ -292,3 +292,66 @@ def rupture_table(
     for frame in (ep_all, pp_all):
         frame.attrs.update({"ks": [float(k) for k in ks], "m": m, "sd_method": sd})
     return ep_all, pp_all
+
+
+PRIOR_FLAGS = ("rupture_unrepaired_prior", "rupture_repaired_prior")
+
+
+def _expanding_sd(into: np.ndarray, change: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """SD (ddof 1) of the changes whose later session number is <= each value of `at`."""
+    order = np.argsort(into, kind="stable")
+    into, change = into[order], change[order]
+    n = np.arange(1, len(change) + 1, dtype=float)
+    s1, s2 = np.cumsum(change), np.cumsum(change**2)
+    i = np.searchsorted(into, at, side="right") - 1
+    out = np.full(len(at), np.nan)
+    ok = i >= 1  # at least two changes
+    j = i[ok]
+    with np.errstate(invalid="ignore"):
+        out[ok] = np.sqrt(np.maximum(s2[j] - s1[j] ** 2 / n[j], 0.0) / (n[j] - 1))
+    return out
+
+
+def prior_rupture_flags(
+    table: pd.DataFrame, *, k: float, m: int, score: str = "alliance"
+) -> pd.DataFrame:
+    """Per row of `table` (patient, session): ruptures known before the session.
+
+    Why: a model linking ruptures to what follows may only use what was known before the
+    outcome. A drop into session s is a rupture when it is >= k SD of the session-to-session
+    changes into sessions <= s (every patient's, so the yardstick is known at the end of s; the
+    sample SD of `detect_ruptures` would use later sessions); it is known from s, its repair
+    (the first score within m sessions back to the pre-drop score) from the repairing session.
+    On the row of session t: `rupture_repaired_prior` = 1 when a rupture was repaired at a
+    session < t; `rupture_unrepaired_prior` = 1 when a rupture into a session < t had not been
+    repaired by t - 1. Missing before the patient's first rated session.
+    """
+    series = table[["patient", "session", score]].rename(columns={score: "score"})
+    codes, names, sess, y = _sorted_series(series)
+    out = pd.DataFrame(np.nan, index=table.index, columns=list(PRIOR_FLAGS))
+    if len(y) < 3:
+        return out
+    adjacent = (codes[1:] == codes[:-1]) & (sess[1:] - sess[:-1] == 1)
+    change = y[1:] - y[:-1]
+    sd_at = np.full(len(change), np.nan)
+    sd_at[adjacent] = _expanding_sd(sess[1:][adjacent], change[adjacent], sess[1:][adjacent])
+    with np.errstate(invalid="ignore"):
+        is_rupture = adjacent & (sd_at > 0) & (-change >= k * sd_at * (1 - TOL))
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    last_session = sess[np.r_[starts[1:] - 1, len(y) - 1]]
+    ep = _episodes(codes, names, sess, y, np.flatnonzero(is_rupture) + 1, sd_at, m, last_session)
+    rows = table[["patient", "session"]].reset_index(names="_row")
+    pairs = rows.merge(ep[["patient", "session_drop", "session_repair"]], on="patient")
+    repair = pd.to_numeric(pairs["session_repair"]).astype(float)
+    known = pairs["session_drop"] < pairs["session"]
+    fixed = (repair < pairs["session"]).to_numpy()
+    flags = pd.DataFrame(
+        {"_row": pairs["_row"], "rupture_repaired_prior": fixed,
+         "rupture_unrepaired_prior": known.to_numpy() & ~fixed}
+    ).groupby("_row")[["rupture_unrepaired_prior", "rupture_repaired_prior"]].any()  # fmt: skip
+    first = series.dropna(subset=["score"]).groupby("patient")["session"].min()
+    rated_before = table["session"].to_numpy() > table["patient"].map(first).to_numpy(dtype=float)
+    for col in PRIOR_FLAGS:
+        value = flags[col].reindex(table.index, fill_value=False).astype(float)
+        out[col] = value.where(rated_before)
+    return out

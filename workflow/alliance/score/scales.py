@@ -24,8 +24,10 @@ SCORE_COLUMNS = ["patient", "session", "rater", "instrument", "scale", "score", 
 def load_raters(alliance: AllianceSettings) -> dict[str, Instrument]:
     """Instrument of every configured rater (`alliance.raters.<rater>.instrument`).
 
-    Warns (the run log captures warnings) when a key is marked UNVERIFIED in its YAML, so the report
-    can never silently rest on a guessed scoring key.
+    An instrument without `key_status: verified` is refused at workflow start unless listed in
+    `alliance.allow_unverified_keys` (alliance.instruments.status); when it gets this far it is
+    scored, and a warning (captured in the run log) says so, so the report never silently rests on
+    an unconfirmed key.
     """
     out: dict[str, Instrument] = {}
     for rater, spec in alliance.rater_specs().items():
@@ -36,9 +38,12 @@ def load_raters(alliance: AllianceSettings) -> dict[str, Instrument]:
                 "subscales and total: false, so there is nothing to score"
             )
         if inst.unverified:
+            optin = inst.name in alliance.allow_unverified_keys
             warnings.warn(
-                f"{rater} instrument '{inst.name}' has an unchecked scoring key: "
-                f"{' '.join(inst.verified.split())}",
+                f"{rater} instrument '{inst.name}' has an UNVERIFIED scoring key (key_status: "
+                f"{inst.key_status}"
+                + ("; scored because alliance.allow_unverified_keys lists it" if optin else "")
+                + f"): {' '.join(inst.verified.split())}",
                 UserWarning,
                 stacklevel=2,
             )

@@ -24,7 +24,7 @@ from alliance.score.agreement import agreement
 from alliance.score.levels import decompose, select_score
 from alliance.score.prior import error_variance, prior_parts
 from alliance.score.reliability import reliability_table
-from alliance.score.ruptures import rupture_table
+from alliance.score.ruptures import prior_rupture_flags, rupture_table
 from alliance.score.scales import (
     load_raters,
     patient_alliance,
@@ -41,7 +41,12 @@ RENAME = {
     f"{STEM}_within_detrended_lag1": f"{STEM}_within_dt_lag1",
     f"{STEM}_detrend_fallback": f"{STEM}_dt_fallback",
 }
-SESSION_CARRY = ("therapist", "site", "arm", "weeks", "ideation", "suicidality", "symptom_rest")
+SESSION_CARRY = (
+    *("therapist", "site", "arm", "weeks", "ideation", "suicidality", "symptom_rest"),
+    # treatment resistance (alliance.clean.resistance, alliance.clean.attendance)
+    *("doses_taken", "doses_prescribed", "adherence", "self_report_symptom", "self_report_pomp"),
+    *("symptom_pomp", "report_discrepancy", "missed_before", "missed_prior"),
+)
 # ideation at other cut-offs of the suicidality item (sensitivity models)
 CARRY_PATTERN = re.compile(r"^ideation_ge\d+$")
 SUMMARY_NAMES = {"early": "early", "mean": "mean", "last": "last", "slope": "slope", "n_rated": "n"}
@@ -253,6 +258,9 @@ def analysis_tables(
         rater=options.rater, scale=scale, detrend=options.detrend, raters=raters,
         early_window=tuple(options.early_window),
     )  # fmt: skip
+    # ruptures known before each session (model predictors; k: the largest score.ruptures.ks)
+    flags = prior_rupture_flags(analysis, k=max(options.ruptures.ks), m=options.ruptures.m)
+    analysis = analysis.assign(**{c: flags[c] for c in flags.columns})
     return AnalysisTables(
         scores, patient_scores, agree_sessions, agree_patients, analysis, patient_analysis, notes
     )

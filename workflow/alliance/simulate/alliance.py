@@ -74,15 +74,21 @@ def rupture_dips(
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Rupture paths of wA (alliance-only, before symptom feedback) and their records.
 
-    Every rupture is an innovation shock of -depth at its session. An unrepaired one gets
-    nothing more and decays at rho = alliance_ar1 (path -depth*rho^r, r sessions after the
-    drop); a repaired one returns linearly, -depth*(1 - r/k), to the pre-drop level at r = k
-    (1–3 sessions), shaped by the shocks of its repair sessions (the last one positive). Shocks
-    are `process.rupture_shocks(dips)`; only repair shocks are predictable from the past, which
-    keeps the VAR(1) (and the RI-CLPM's coefficients) nearly intact. Returns the dip matrix
-    and one record per scheduled episode (patient index, 1-based session of the drop,
-    repaired, sessions_to_repair or None, depth in alliance points).
+    Every rupture is an innovation shock of -depth at its session, then decays at rho =
+    alliance_ar1 (path -depth*rho^r, r sessions after the drop). With `rupture_repair` =
+    "process" (default) that is all: the return is the within process's own, the VAR(1) holds
+    exactly, and `repaired` / `sessions_to_repair` are None (the detector decides what looks
+    repaired). With "linear", a scheduled repaired one returns linearly, -depth*(1 - r/k), to
+    the pre-drop level at r = k (1–3 sessions), shaped by repair-session shocks that are
+    predictable from the past (not a VAR(1): the RI-CLPM's misspecification scenario). Shocks
+    are `process.rupture_shocks(dips)`. Returns the dip matrix and one record per scheduled
+    episode (patient index, 1-based session of the drop, repaired, sessions_to_repair, depth
+    in alliance points).
     """
+    if p["rupture_repair"] not in ("process", "linear"):
+        raise ConfigError(
+            f"rupture_repair must be 'process' or 'linear', got {p['rupture_repair']!r}"
+        )
     dips = np.zeros((n, n_sessions))
     first = p["rupture_first_session"]
     max_k = p["rupture_max_repair_sessions"]
@@ -95,7 +101,8 @@ def rupture_dips(
     sd, rho = sd_change(p), p["alliance_ar1"]
     for i in np.flatnonzero(draws_u[:, 0] < p["rupture_patient_p"]):
         s_drop = first + int(draws_u[i, 1] * (last - first + 1))
-        repaired = bool(draws_u[i, 2] < p["rupture_repaired_p"])
+        linear = p["rupture_repair"] == "linear"
+        repaired = bool(draws_u[i, 2] < p["rupture_repaired_p"]) if linear else None
         depth = float(depth_sd[i] * sd)
         r = np.arange(n_sessions - s_drop + 1, dtype=float)
         path = -depth * rho**r

@@ -19,7 +19,7 @@ def _entry(
     return {
         "model": model,
         "term": term,
-        "value": None if value is None else round(float(value), 6),
+        "value": None if value is None else float(f"{float(value):.9g}"),
         "identified": identified,
         "reason": reason,
         "parameter": parameter,
@@ -36,33 +36,24 @@ def _mean_multiplier(truth: dict[str, Any]) -> float:
 
 def _riclpm(p: dict[str, Any], c: float) -> list[dict[str, Any]]:
     why = (
-        "the RI-CLPM's within part is the generating VAR(1) of (wA, wY): with the alliance "
-        "measurement error fixed from item reliability and a random symptom slope (the "
-        "generated trajectories have one; with random intercepts only symptom_ar is biased up) "
-        "it recovers {what}"
+        "the RI-CLPM's within part is the generating VAR(1) of (wA, wY) (ruptures and sudden "
+        "gains are innovation shocks that decay through it): with the alliance measurement "
+        "error fixed from item reliability, the HAM-D rounding error at 1/12, innovation "
+        "variances free per session (ruptures and gains start at session 3) and a random "
+        "symptom slope (the generated trajectories have one) it recovers {what}"
     )
     scale = (
         f"; the model measures the alliance in observed WAI points, and the true score bends at "
         f"the item floor and ceiling: {c:.4f} observed per latent point within patients "
         f"(alliance.observed_score_reliability.scale_within), so the path is {{how}}"
     )
-    nonlinear = (
-        "; but the observed score is a bent (floor and ceiling) function of the latent "
-        "alliance, and ruptures are large alliance shocks, so the observed process is not "
-        "exactly the linear VAR the RI-CLPM fits: at 20,000 patients this path comes out about "
-        "10 % toward 0 with the default ruptures (-0.0130 vs -0.0144), 8 % with ruptures that "
-        "never repair, and within 4 % without ruptures and sudden gains"
-    )
     rows = [
         ("alliance_to_symptom", "beta_lag", p["beta_lag"] / c, "beta_lag / scale_within",
          "the cross-lagged path wA_{t-1} -> wY_t", scale.format(how="beta_lag / scale")),
         ("symptom_to_alliance", "gamma_lag", p["gamma_lag"] * c, "gamma_lag * scale_within",
-         "the cross-lagged path wY_{t-1} -> wA_t",
-         scale.format(how="gamma_lag x scale") + nonlinear),
+         "the cross-lagged path wY_{t-1} -> wA_t", scale.format(how="gamma_lag x scale")),
         ("alliance_ar", "alliance_ar1", p["alliance_ar1"], "alliance_ar1",
-         "the alliance autoregression",
-         "; ruptures pull it down about 3 % at 20,000 patients (0.3875) and short panels of "
-         "240 patients about 2 % more; 0.408 without ruptures and sudden gains"),
+         "the alliance autoregression", ""),
         ("symptom_ar", "lag_phi", p["lag_phi"], "lag_phi", "the symptom autoregression", ""),
     ]  # fmt: skip
     return [
@@ -219,6 +210,86 @@ def _outcomes(truth: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _resistance(truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue #14's models: TRD moderation, missed sessions, adherence, reporting, ruptures."""
+    p = truth["params"]
+    c = truth["alliance"]["observed_score_reliability"]["scale_total"]
+    rel = truth["alliance"]["observed_score_reliability"]["session_score"]
+    low, high = truth["treatment_resistance"]["self_report_range"]
+    per_pomp = 100.0 * p["phq_beta_alliance"] / (high - low)
+    scale = f"{c:.4f} observed points per latent point (scale_total)"
+    naive = (
+        f"the observed score carries item error, so this naive slope is attenuated by about its "
+        f"reliability ({rel:.2f}); the _rc row is the corrected one"
+    )
+    no_trd = (
+        "the generating symptom and dropout processes have no moderation by TRD (prior failures "
+        "load on the patient's symptom slope only, trd_slope_loading), so the true interaction "
+        "is 0; "
+    )
+    rupture = (
+        "ruptures are alliance shocks: their effect on {what} runs through the alliance they "
+        "lower ({path}), diluted by detection error (a k-SD drop of an error-laden score) and by "
+        "the repair, which is the alliance's own return; no generating parameter is this "
+        "coefficient (descriptive)"
+    )
+    missed = ("missed_beta_alliance / scale_total", p["missed_beta_alliance"] / c)
+    adherence = ("adherence_beta_alliance / scale_total", p["adherence_beta_alliance"] / c)
+    report = ("100 x phq_beta_alliance / (self-report max - min) / scale_total", per_pomp / c)
+    rows = [
+        _entry("symptoms_by_trd", "alliance_pat_prior:trd", 0.0, False, "none",
+               no_trd + "descriptive moderation on error-laden prior-only running means"),
+        _entry("symptoms_by_trd", "alliance_within_prior:trd", 0.0, False, "none",
+               no_trd + "the within part is not wA_{t-1} (item error, centring on an "
+               "error-laden mean): descriptive moderation"),
+        _entry("dropout_hazard_by_trd", "alliance:trd", 0.0, False, "none",
+               no_trd + "each group's naive slope is attenuated by the score's reliability in "
+               "that group, so the difference is 0 only where the alliance varies alike in both "
+               "(descriptive)"),
+        _entry("missed_sessions", "alliance", missed[1], False, missed[0],
+               f"each scheduled slot after attended session t is missed with logit "
+               f"missed_alpha + missed_beta_alliance x (latent A_t - mu) until the next "
+               f"attended one, {scale}; " + naive),
+        _entry("missed_sessions", "alliance_rc", missed[1], True, missed[0],
+               f"regression calibration of the slot model: per point of the true score "
+               f"({scale}); the generating logit has no patient or therapist effect and runs "
+               f"are capped at missed_max_run = {p['missed_max_run']} (a forced return, rare)"),
+        _entry("adherence_alliance", "alliance_lag1", adherence[1], False, adherence[0],
+               f"doses taken ~ Binomial(prescribed, q), logit q = adherence_alpha + "
+               f"adherence_beta_alliance x (latent A_(t-1) - mu) + a patient effect (SD "
+               f"{p['adherence_patient_sd']}), the GLMM's subject-specific form, {scale}; "
+               + naive),
+        _entry("adherence_alliance", "alliance_lag1_rc", adherence[1], False, adherence[0],
+               "regression calibration of the same GLMM with the score's overall reliability; "
+               "with a patient effect and many doses per interval the GLMM leans on "
+               "within-patient differences, where one session's score is less reliable "
+               "(within_patient), so the corrected slope stays short of the generating one "
+               "(about -16 % on 3,000 simulated patients)"),
+        _entry("reporting_alliance", "alliance_lag1", report[1], False, report[0],
+               f"self-report = phq_b0 + phq_per_hamd x latent HAM-D + phq_beta_alliance x "
+               f"(latent A_(t-1) - mu) + patient bias + noise, on {low}-{high}: "
+               f"{per_pomp:.4f} POMP points per latent point at a given clinician rating "
+               f"(held constant: the HAM-D is the rounded latent one), {scale}; " + naive),
+        _entry("reporting_alliance", "alliance_lag1_rc", report[1], False, report[0],
+               "regression calibration with the score's overall reliability; the LMM's "
+               "patient intercept makes it lean on within-patient differences, where one "
+               "session's score is less reliable (alliance.observed_score_reliability."
+               "within_patient), and the self-report is rounded and clipped at its range, so "
+               "the corrected slope stays short of the generating one (about -16 % on 3,000 "
+               "simulated patients)"),
+    ]  # fmt: skip
+    for model in ("symptoms_after_ruptures", "missed_after_ruptures", "dropout_after_ruptures"):
+        what, path = {
+            "symptoms_after_ruptures": ("symptoms", "beta_lag and the patient-level alliance"),
+            "missed_after_ruptures": ("missed sessions", "missed_beta_alliance on A_t"),
+            "dropout_after_ruptures": ("dropout", "dropout_beta_alliance on A_t"),
+        }[model]
+        for term in ("rupture_unrepaired_prior", "rupture_repaired_prior"):
+            rows.append(_entry(model, term, None, False, "none",
+                               rupture.format(what=what, path=path)))  # fmt: skip
+    return rows
+
+
 def _descriptive(truth: dict[str, Any]) -> list[dict[str, Any]]:
     med = truth["mediation"]
     rsa = (
@@ -265,5 +336,6 @@ def estimands(truth: dict[str, Any]) -> list[dict[str, Any]]:
         *_prior_parts(p, m, growth),
         *_moderation(p, m),
         *_outcomes(truth),
+        *_resistance(truth),
         *_descriptive(truth),
     ]

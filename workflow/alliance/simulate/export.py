@@ -16,6 +16,7 @@ import pandas as pd
 import pyreadstat
 
 from alliance.errors import ConfigError
+from alliance.simulate.resistance import missed_counts, with_schedule
 from alliance.simulate.trial import SimulatedTrial
 
 FORMATS = ("csv", "tsv", "parquet", "xlsx", "sav", "dta")
@@ -27,6 +28,7 @@ VALUE_CODES: dict[str, dict[str, int]] = {
     "modality": {"in-person": 1, "video": 2},
     "sex": {"F": 1, "M": 2},
     "status": {"completed": 1, "dropout": 2, "not_started": 3},
+    "attendance": {"attended": 1, "cancelled": 2, "no_show": 3},
 }
 DATE_COLUMNS = ("visit_date", "consent_date")
 _LABELS = {
@@ -50,6 +52,14 @@ _LABELS = {
     "status": "Treatment status",
     "relapse_weeks": "Weeks to relapse or censoring (responders)",
     "relapse": "Relapse during follow-up (responders)",
+    "n_failed_trials": "Failed adequate antidepressant trials, this episode",
+    "thase_rush_stage": "Thase-Rush stage (0-5)",
+    "episode_months": "Duration of the current episode (months)",
+    "attendance": "Scheduled session attended / cancelled / no-show",
+    "missed_before": "Scheduled sessions missed since the previous attended session",
+    "pills_prescribed": "Doses prescribed since the previous session",
+    "pills_taken": "Doses taken since the previous session (pill count)",
+    "phq9_total": "PHQ-9 total (self-report)",
 }
 _WIDE_RE = re.compile(r"^(?P<name>.+)_s(?P<session>\d{2})$")
 
@@ -57,13 +67,16 @@ _WIDE_RE = re.compile(r"^(?P<name>.+)_s(?P<session>\d{2})$")
 def to_wide(trial: SimulatedTrial) -> pd.DataFrame:
     """One row per patient: patient columns unchanged, then `{column}_s{session:02d}`.
 
-    Therapist items appear only for sessions on the therapist rating schedule.
+    Therapist items appear only for sessions on the therapist rating schedule. Missed sessions
+    are in the count form (`missed_before_sNN`: slots missed just before attended session NN):
+    a wide row has one cell per session number, so a no-show after the last attended session
+    has no place (the long export keeps it).
     """
     design = trial.truth["design"]
     n_sessions = int(trial.truth["n_sessions"])
     rated = set(design["therapist_rating_sessions"])
     t_items = set(design["therapist_item_columns"])
-    s = trial.sessions
+    s = trial.sessions.assign(missed_before=missed_counts(trial.sessions, trial.missed))
     values = [c for c in s.columns if c not in ("subject", "visit")]
     blocks = []
     for session in range(1, n_sessions + 1):
@@ -259,9 +272,11 @@ def write_trial(
     if fmt == "sav":
         code = SPSS_MISSING_CODE if missing_code is None else missing_code
         sessions = _code_item_nonresponse(trial, code)
-    coded = SimulatedTrial(sessions=sessions, patients=trial.patients, truth=trial.truth)
+    coded = SimulatedTrial(
+        sessions=sessions, patients=trial.patients, truth=trial.truth, missed=trial.missed
+    )
     if layout == "long":
-        tables = {"sessions": sessions, "patients": trial.patients}
+        tables = {"sessions": with_schedule(sessions, trial.missed), "patients": trial.patients}
     else:
         tables = {"trial_wide": to_wide(coded)}
     paths = []

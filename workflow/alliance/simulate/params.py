@@ -21,6 +21,7 @@ WAI_T = tuple(f"wai_t_{k:02d}" for k in range(1, N_ITEMS + 1))
 STREAMS = (
     "design", "people", "alliance", "therapist_alliance", "items", "ruptures", "dropout",
     "outcome", "suicide", "dates", "relapse", "item_offsets", "sudden_gains",
+    "resistance", "missed", "adherence", "self_report",
 )  # fmt: skip
 
 # Every generating parameter. Units: alliance in WAI-SR item points (1–5), HAM-D in points,
@@ -74,6 +75,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "t_item_missing_p": 0.01,
     # ruptures (Stiles et al. 2004 style V-shaped drops)
     "rupture_patient_p": 0.165,  # patients scheduled for a rupture (only those reached count)
+    # "process": a rupture is one alliance innovation shock and its return is the within
+    # process's own (alliance_ar1: 84 % back two sessions later), so the VAR(1) holds and
+    # whether an episode looks repaired is for the detector; "linear": scheduled repairs
+    # (rupture_repaired_p, rupture_max_repair_sessions) return linearly -- predictable
+    # alliance changes a VAR(1) lacks (the RI-CLPM's misspecification scenario, docs/estimands.md)
+    "rupture_repair": "process",
     "rupture_repaired_p": 0.75,
     "rupture_depth_sd": [3.5, 4.5],  # in SDs of the observed session-to-session change
     "rupture_first_session": 3,
@@ -123,6 +130,38 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # relapse time is clocked from the last acute session (end of treatment)
     "relapse_followup_weeks": 52.0,
     "relapse_lost_p52": 0.10,  # random censoring (lost to follow-up) by 52 weeks
+    # treatment resistance (simulate.resistance; none of these changes an attended session)
+    # failed adequate trials in this episode, P(0..5) at the mean symptom slope: 42 % with >= 2,
+    # as in TRD-enriched MDD samples (about a third of STAR*D patients had not remitted after two
+    # steps, Rush et al. 2006; 30-40 % of treated MDD meet >= 2 failures, Zhdanava et al. 2021)
+    "trd_failed_probs": [0.30, 0.28, 0.22, 0.11, 0.06, 0.03],
+    "trd_slope_loading": 0.5,  # cumulative-logit loading on the patient's standardised slope
+    "trd_stage_step_p": 0.5,  # Thase-Rush: each failure beyond 2 adds a stage with this chance
+    # episode duration: median ~8 months at entry (chronic episodes common in TRD samples;
+    # median episode 3-6 months in the community, Spijker et al. 2002), longer per failure
+    "episode_months_median": 8.0,
+    "episode_months_per_failure": 0.25,  # log months per failed trial
+    "episode_months_log_sd": 0.7,
+    # missed appointments: logit P(slot missed | last attended session t) = alpha + beta (A_t -
+    # mu); ~12 % of scheduled outpatient psychiatry appointments are missed (Mitchell & Selmes
+    # 2007: 12-20 %); a weaker alliance at the last session, more misses (lagged effect)
+    "missed_alpha": -2.0,
+    "missed_beta_alliance": -0.8,  # per latent alliance point of the last attended session
+    "missed_max_run": 3,
+    "missed_cancelled_share": 0.45,  # of missed slots before the last attended: cancellations
+    # medication adherence (pill arms): logit P(dose taken) = alpha + beta (A_{t-1} - mu) +
+    # patient effect; ~85 % of doses taken (pill counts in antidepressant trials; mean
+    # non-adherence ~25 % across conditions, DiMatteo 2004)
+    "adherence_alpha": 1.73,  # logit(0.85)
+    "adherence_beta_alliance": 0.7,  # per latent alliance point of the previous session
+    "adherence_patient_sd": 1.0,
+    # self-report (PHQ-9-like, 0-27) beside HAM-D: PHQ ~ 0.65 x HAM-D (HAM-D 20 ~ PHQ-9 14,
+    # Furukawa et al. 2019's crosswalk); weaker alliance at the last session -> under-reporting
+    "phq_b0": 1.0,
+    "phq_per_hamd": 0.65,
+    "phq_beta_alliance": 1.5,  # PHQ points per latent alliance point of the previous session
+    "phq_patient_sd": 1.5,
+    "phq_noise_sd": 2.0,
     # Monte-Carlo size for the expected observed variance shares
     "mc_therapists": 600,
     "mc_patients_per_therapist": 12,

@@ -33,6 +33,15 @@ from alliance.simulate.outcomes import (
 )
 from alliance.simulate.params import WAI_P, WAI_T, check_design, resolve_params, streams
 from alliance.simulate.process import sudden_gains, within_state
+from alliance.simulate.resistance import (
+    adherence_counts,
+    missed_frame,
+    missed_slots,
+    prior_resistance,
+    realised_rates,
+    resistance_truth,
+    self_report,
+)
 from alliance.simulate.truth import (
     generating_truth,
     reached_episodes,
@@ -41,17 +50,24 @@ from alliance.simulate.truth import (
 )
 
 # Columns of the two tables, in order.
-SESSION_COLUMNS = ("subject", "visit", "visit_date", "hamd", "hamd_suicide", *WAI_P, *WAI_T)
+SESSION_COLUMNS = (
+    "subject", "visit", "visit_date", "hamd", "hamd_suicide", *WAI_P, *WAI_T,
+    "pills_prescribed", "pills_taken", "phq9_total",
+)  # fmt: skip
 PATIENT_COLUMNS = (
     "subject", "therapist", "site", "arm", "modality", "age", "sex", "consent_date",
     "baseline_hamd", "agreeableness", "extraversion", "openness", "agency", "status",
-    "relapse_weeks", "relapse",
+    "relapse_weeks", "relapse", "n_failed_trials", "thase_rush_stage", "episode_months",
 )  # fmt: skip
 
 
 @dataclass
 class SimulatedTrial:
     """A simulated trial: long session table, patient table and the generating truth.
+
+    `sessions` holds attended sessions only; `missed` one row per missed scheduled slot
+    (subject, visit booked as, visit_date, attendance): the exports merge the two
+    (`alliance.simulate.resistance.with_schedule`, or the count form in a wide table).
 
     `latent` holds the generating arrays (patient x session, randomised patients in design
     order): a_true, w_a, w_y, hamd_latent, attended, ...; kept out of truth.json, for tests.
@@ -61,6 +77,11 @@ class SimulatedTrial:
     patients: pd.DataFrame
     truth: dict[str, Any]
     latent: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    missed: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["subject", "visit", "visit_date", "attendance"]
+        )
+    )
 
 
 def simulate_trial(
@@ -107,11 +128,20 @@ def simulate_trial(
 
     start, consent_day, visit_day = trial_dates(rngs["dates"], p, n_patients, people, T)
     subject = people["subject"]
-    sessions = _sessions_frame(
-        subject, attended, _iso_grid(start, visit_day), hamd, suicide, al["wai_p"], al["wai_t"]
+    resist = prior_resistance(rngs["resistance"], p, draws["re"][:, 1] / p["sd_patient_slope"])
+    slots = missed_slots(rngs["missed"], p, attended, al["a_true"], visit_day)
+    first_gap = visit_day[:, 0] - consent_day[:n_patients]
+    pills = adherence_counts(
+        rngs["adherence"], p, design["arm"], attended, al["a_true"], visit_day, first_gap
     )
+    phq = self_report(rngs["self_report"], p, hamd_latent, al["a_true"])
+    sessions = _sessions_frame(
+        subject, attended, _iso_grid(start, visit_day), hamd, suicide, al["wai_p"], al["wai_t"],
+        (*pills, phq),
+    )  # fmt: skip
+    missed = missed_frame(list(subject), slots, lambda days: _iso(start, days))
     patients = _patients_frame(
-        p, design, people, _iso(start, consent_day), status, relapse_weeks, relapse
+        p, design, people, _iso(start, consent_day), status, relapse_weeks, relapse, resist
     )
     episodes = reached_episodes(scheduled, attended, subject)
     gain_records = reached_gains(gains, attended, subject)
@@ -127,6 +157,8 @@ def simulate_trial(
             "n_scheduled_not_reached": len(gains) - len(gain_records),
         },
         "realised": realised_summary(sessions, patients, n_sessions),
+        "treatment_resistance": resistance_truth(p)
+        | {"realised": realised_rates(sessions, missed, resist["failed"])},
     }
     truth["estimands"] = estimands(truth)
     latent = {
@@ -144,8 +176,11 @@ def simulate_trial(
         "dropout_therapist": dropout_th,
         "z_a": z_a,
         "z_y": draws["z_y"],
+        "prior_failed_trials": resist["failed"],
     }
-    return SimulatedTrial(sessions=sessions, patients=patients, truth=truth, latent=latent)
+    return SimulatedTrial(
+        sessions=sessions, patients=patients, truth=truth, latent=latent, missed=missed
+    )
 
 
 def _iso(start: dt.date, days: np.ndarray) -> list[str]:
@@ -156,8 +191,12 @@ def _iso_grid(start: dt.date, days: np.ndarray) -> np.ndarray:
     return np.array(_iso(start, days.ravel()), dtype=object).reshape(days.shape)
 
 
-def _sessions_frame(subject, attended, visit_date, hamd, suicide, wai_p, wai_t) -> pd.DataFrame:
-    """Long table: one row per attended session, sorted by subject and visit."""
+def _sessions_frame(
+    subject, attended, visit_date, hamd, suicide, wai_p, wai_t, resistance
+) -> pd.DataFrame:
+    """Long table: one row per attended session, sorted by subject and visit.
+
+    `resistance`: (pills prescribed, pills taken, PHQ-9 total), patient x session arrays."""
     i, t = np.nonzero(attended)
     cols: dict[str, Any] = {
         "subject": pd.array([subject[k] for k in i], dtype="str"),
@@ -170,11 +209,13 @@ def _sessions_frame(subject, attended, visit_date, hamd, suicide, wai_p, wai_t) 
         cols[name] = pd.array(wai_p[i, t, k], dtype="Float64").astype("Int64")
     for k, name in enumerate(WAI_T):
         cols[name] = pd.array(wai_t[i, t, k], dtype="Float64").astype("Int64")
+    for name, values in zip(SESSION_COLUMNS[-3:], resistance, strict=True):
+        cols[name] = pd.array(values[i, t], dtype="Float64").astype("Int64")
     frame = pd.DataFrame(cols)
     return frame.sort_values(["subject", "visit"], ignore_index=True)
 
 
-def _patients_frame(p, design, people, consent_date, status, relapse_weeks, relapse):
+def _patients_frame(p, design, people, consent_date, status, relapse_weeks, relapse, resist):
     """One row per assessed person, sorted by subject; screen fails have no arm/therapist."""
     th, video = design["therapist"], people["video"]
     subject, n_fail = people["subject"], people["n_fail"]
@@ -200,6 +241,9 @@ def _patients_frame(p, design, people, consent_date, status, relapse_weeks, rela
             "status": pd.array(list(status) + none, dtype="str"),
             "relapse_weeks": np.concatenate([relapse_weeks, np.full(n_fail, np.nan)]),
             "relapse": pd.array([None if r < 0 else int(r) for r in relapse] + none, dtype="Int64"),
+            "n_failed_trials": pd.array([*resist["failed"], *none], dtype="Int64"),
+            "thase_rush_stage": pd.array([*resist["stage"], *none], dtype="Int64"),
+            "episode_months": np.concatenate([resist["months"], np.full(n_fail, np.nan)]),
         }
     )
     return frame.sort_values("subject", ignore_index=True)

@@ -188,14 +188,38 @@ DEFINITIONS = {
     "b_between*(A_T + A_P) + b_within*wA_{t-1} (0 at session 1) + N(0, suicide_patient_sd); "
     "capped at hamd",
     "ruptures": "innovation shocks of wA: a drop of depth (rupture_depth_sd x sd_change) at "
-    "`session`; unrepaired: nothing more, the drop decays at alliance_ar1 (-depth*rho^r, r "
-    "sessions later); repaired: repair-session shocks (the last positive) give a linear return "
-    "-depth*(1 - r/k), back at the pre-drop level at session + sessions_to_repair (k); symptoms "
-    "respond through beta_lag; the therapist sees t_rupture_visibility of the rupture-driven part",
+    "`session` that decays at alliance_ar1 (-depth*rho^r, r sessions later); rupture_repair = "
+    "process (default): that is the whole episode (the VAR(1) holds; repaired / "
+    "sessions_to_repair are null: the detector decides what looks repaired); linear: a "
+    "scheduled repaired episode instead returns linearly, -depth*(1 - r/k), back at the "
+    "pre-drop level at session + sessions_to_repair (k), through repair-session shocks that "
+    "are predictable from the past; symptoms respond through beta_lag; the therapist sees "
+    "t_rupture_visibility of the rupture-driven part",
     "sudden_gains": "with probability sudden_gain_p per patient one innovation shock of "
     "sudden_gain_size HAM-D points in eY at a session in sudden_gain_first_session..n_sessions-2 "
     "(Tang & DeRubeis 1999); transient (decays at lag_phi); the next alliance rises through "
     "gamma_lag",
+    "prior_failed_trials": "n_failed_trials (0-5): cumulative logit with cut-points from "
+    "trd_failed_probs and loading trd_slope_loading on the patient's standardised symptom-slope "
+    "effect u1_i/sd_patient_slope (more failures, less improvement); TRD = >= 2",
+    "staging": "thase_rush_stage = min(failed, 2) + Binomial(min(failed - 2, 3), "
+    "trd_stage_step_p) for failed > 2, capped at 5: stage >= 2 exactly when TRD",
+    "episode_months": "exp(log(episode_months_median) + episode_months_per_failure*failed + "
+    "N(0, episode_months_log_sd)), 1 decimal",
+    "missed": "after attended session t (the last attended), each scheduled slot is missed with "
+    "logit P = missed_alpha + missed_beta_alliance*(latent A_t - mu), a run until the next "
+    "attended session (at most missed_max_run, fewer than the days between the visits); a "
+    "missed slot carries the visit number of the next attended session; "
+    "missed_cancelled_share cancelled, else no_show; a dropout no-shows 1 + Binomial(2, .5) "
+    "times a week apart after the last attended session. Attended sessions are unchanged",
+    "adherence": "IMI-CM and PLA-CM only: pills_prescribed = days since the previous attended "
+    "session (session 1: since consent), one dose a day; pills_taken ~ Binomial(prescribed, q), "
+    "logit q = adherence_alpha + adherence_beta_alliance*(latent A_{t-1} - mu) (0 at session 1) "
+    "+ N(0, adherence_patient_sd) per patient",
+    "self_report": "phq9_total = round(clip(phq_b0 + phq_per_hamd*latent HAM-D_t + "
+    "phq_beta_alliance*(latent A_{t-1} - mu) (0 at session 1) + N(0, phq_patient_sd) per "
+    "patient + N(0, phq_noise_sd), 0, 27)): a weaker alliance last session, fewer symptoms "
+    "reported than rated (self-clinician discrepancy in POMP: 100*phq/27 - 100*hamd/52)",
 }
 
 
@@ -226,7 +250,8 @@ def generating_truth(
         "extraversion": p["a_extraversion"],
         "openness": p["a_openness"],
     }
-    repaired = sum(e["repaired"] for e in episodes)
+    linear = p["rupture_repair"] == "linear"
+    repaired = sum(bool(e["repaired"]) for e in episodes) if linear else None
     system = within_system(p)
     return {
         "params": p,
@@ -298,9 +323,10 @@ def generating_truth(
             "VAR(1) + 2*(item_noise_sd^2 + 1/12)/12",
             "episodes": episodes,
             "n_episodes": len(episodes),
-            "n_repaired": int(repaired),
-            "n_unrepaired": len(episodes) - int(repaired),
-            "n_repair_observed": sum(e["repair_observed"] for e in episodes),
+            "repair": p["rupture_repair"],
+            "n_repaired": repaired,
+            "n_unrepaired": None if repaired is None else len(episodes) - repaired,
+            "n_repair_observed": sum(e["repair_observed"] for e in episodes) if linear else None,
             "n_scheduled_not_reached": n_scheduled - len(episodes),
         },
     }

@@ -44,7 +44,7 @@ from alliance.score.scales import load_raters
 from alliance.score.stage import analysis_tables
 from alliance.settings import ModelsSettings, Settings
 from alliance.simulate.export import write_trial
-from alliance.simulate.trial import simulate_trial
+from alliance.simulate.trial import SimulatedTrial, simulate_trial
 from alliance.studies.recovery_results import REPLICATE_COLUMNS, typed_rows
 from alliance.studies.recovery_study import check_id
 
@@ -115,7 +115,7 @@ def trial_settings(settings: Settings, folder: str | Path) -> Settings:
 
 
 def simulate_and_prepare(study: Mapping[str, Any], pipe: Pipeline, seed: int) -> dict[str, Any]:
-    """Simulate one trial, clean it (through temporary files: clean reads files) and score it."""
+    """Simulate one trial with the study's design, then `prepare_trial` (clean and score)."""
     d = study["design"]
     trial = simulate_trial(
         n_patients=d["patients"],
@@ -124,6 +124,12 @@ def simulate_and_prepare(study: Mapping[str, Any], pipe: Pipeline, seed: int) ->
         seed=seed,
         **study["simulator"],
     )
+    return prepare_trial(trial, pipe)
+
+
+def prepare_trial(trial: SimulatedTrial, pipe: Pipeline) -> dict[str, Any]:
+    """Clean a simulated trial (through temporary files: clean reads files) and score it; also
+    used by the power study (`alliance.studies.power.trials`) on trials it altered."""
     with tempfile.TemporaryDirectory(prefix="alliance-recovery-") as tmp:
         write_trial(trial, tmp, fmt="parquet")
         cleaned = clean_trial(trial_settings(pipe.settings, tmp).clean())

@@ -103,6 +103,20 @@ properties:
 CHECK_DEFAULTS: dict[str, Any] = {"identified": True, "reason": ""}
 
 
+def study_problems(study: Mapping[str, Any], schema: Mapping[str, Any], where: str) -> list[str]:
+    """Schema errors of a defaults-filled study block, plus simulator overrides the simulator
+    does not know (`where`: the config key of the block's `simulator` mapping, for messages).
+    Shared by the recovery and power studies."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(study), key=lambda e: list(map(str, e.path)))
+    problems = [format_schema_error(e) for e in errors]
+    simulator = study.get("simulator") if isinstance(study.get("simulator"), dict) else {}
+    unknown = sorted(set(simulator) - set(DEFAULT_PARAMS))
+    if unknown:
+        problems.append(f"config key {where}: unknown simulator parameter(s) {unknown}")
+    return problems
+
+
 def validate_study(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults-filled copy of a study config, or ConfigError listing every problem."""
     study = fill_defaults(copy.deepcopy(dict(raw)), STUDY_SCHEMA, STUDY_SCHEMA)
@@ -111,13 +125,7 @@ def validate_study(raw: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(check, dict):  # defaults of array items (fill_defaults stops at arrays)
             for key, value in CHECK_DEFAULTS.items():
                 check.setdefault(key, value)
-    validator = jsonschema.Draft202012Validator(STUDY_SCHEMA)
-    errors = sorted(validator.iter_errors(study), key=lambda e: list(map(str, e.path)))
-    problems = [format_schema_error(e) for e in errors]
-    simulator = study["simulator"] if isinstance(study["simulator"], dict) else {}
-    unknown = sorted(set(simulator) - set(DEFAULT_PARAMS))
-    if unknown:
-        problems.append(f"config key simulator: unknown simulator parameter(s) {unknown}")
+    problems = study_problems(study, STUDY_SCHEMA, "simulator")
     for i, check in enumerate(c for c in extra if isinstance(c, dict)):
         name = check.get("parameter")
         if isinstance(name, str) and not _numeric_param(name):

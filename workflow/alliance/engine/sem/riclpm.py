@@ -4,7 +4,8 @@ Hamaker, Kuiper & Grasman 2015 (Psychol Methods 20:102); Falkenström et al. 202
 alliance. For waves t = 1..W of two repeated measures x and y (observed `x_t`, `y_t`):
 
     x_t = mean_x_t + RI_x + wx_t + e_t            var(e_t) = x_error_var (0 by default)
-    y_t = mean_y_t + RI_y + (t - 1) S_y + wy_t    (S_y only with y_slope)
+    y_t = mean_y_t + RI_y + (t - 1) S_y + wy_t + d_t   (S_y only with y_slope)
+                                                  var(d_t) = y_error_var (0 by default)
     wx_t = ar_x wx_{t-1} + b_yx wy_{t-1} + zx_t   (t >= 2)
     wy_t = ar_y wy_{t-1} + b_xy wx_{t-1} + zy_t
 
@@ -17,7 +18,8 @@ within-person effects: the stable between-person differences sit in the random i
 
 Fixing `x_error_var` (e.g. the mean squared standard error of measurement of the x scores)
 makes the within-person x latent rather than the error-laden score, correcting the attenuation
-of its paths.
+of its paths; `y_error_var` does the same for y (e.g. 1/12, the rounding error of an integer
+total score, Sheppard's correction).
 
 Parameter names (lavaan labels): `{x}_to_{y}` (b_xy), `{y}_to_{x}` (b_yx), `{x}_ar`, `{y}_ar`
 (suffix `_{t}` per outcome wave when lags are free), `ri_{x}_var`, `ri_{y}_var`, `ri_cov`,
@@ -46,6 +48,7 @@ class Riclpm:
     x: str = "x"
     y: str = "y"
     x_error_var: float | None = None
+    y_error_var: float | None = None
     y_slope: bool = False
     equal_lags: bool = True
     equal_innovations: bool = True
@@ -58,10 +61,10 @@ class Riclpm:
                 f"waves; got {self.waves}",
                 check="riclpm.waves",
             )
-        if self.x_error_var is not None and not (
-            np.isfinite(self.x_error_var) and self.x_error_var >= 0
-        ):
-            raise InputError(f"x_error_var must be >= 0, got {self.x_error_var}", check="riclpm")
+        for name in ("x_error_var", "y_error_var"):
+            value = getattr(self, name)
+            if value is not None and not (np.isfinite(value) and value >= 0):
+                raise InputError(f"{name} must be >= 0, got {value}", check="riclpm")
 
     def observed(self) -> list[str]:
         """Observed variable names: x_1..x_W, then y_1..y_W."""
@@ -122,10 +125,9 @@ def riclpm_model(spec: Riclpm, start: Mapping[str, float] | None = None) -> Ram:
         b.cov(wx[t], wx[t], **free(f"innovation_{x}_var{tag}", 1.0))
         b.cov(wy[t], wy[t], **free(f"innovation_{y}_var{tag}", 1.0))
         b.cov(wx[t], wy[t], **free(f"innovation_cov{tag}", 0.0))
-    for t in waves:  # measurement error of x (fixed), none for y
-        b.cov(f"{x}_{t}", f"{x}_{t}", float(spec.x_error_var or 0.0), free=False)
-    for t in waves:
-        b.cov(f"{y}_{t}", f"{y}_{t}", 0.0, free=False)
+    for v, error in ((x, spec.x_error_var), (y, spec.y_error_var)):  # measurement error, fixed
+        for t in waves:
+            b.cov(f"{v}_{t}", f"{v}_{t}", float(error or 0.0), free=False)
     for v in (x, y):
         for t in waves:
             b.mean(f"{v}_{t}", **free(f"{v}_mean_{t}", 0.0))
@@ -146,7 +148,7 @@ def start_values(spec: Riclpm, data: np.ndarray) -> dict[str, float]:
         var = float(np.nanmean(np.nanvar(block, axis=0)))
         var = var if np.isfinite(var) and var > 0 else 1.0
         between = float(np.clip(_mean_cross_cov(block, block), 0.2 * var, 0.8 * var))
-        error = float(spec.x_error_var or 0.0) if j == 0 else 0.0
+        error = float((spec.x_error_var if j == 0 else spec.y_error_var) or 0.0)
         within = max(var - between - error, 0.2 * var)
         parts[v] = (between, within)
     x, y = spec.x, spec.y

@@ -24,7 +24,7 @@ from alliance.render.figures.common import (
 )
 from alliance.settings import RenderSettings
 
-CLASS_ORDER = ("placebo", "drug", "psychotherapy", "other")
+CLASS_ORDER = ("placebo", "drug", "psychotherapy", "combination", "other")
 TERM_TEXT = {
     "alliance_pat_prior": "Between patients\n(patient-level alliance so far)",
     "alliance_within_prior": "Within patients\n(last session's alliance vs own running mean)",

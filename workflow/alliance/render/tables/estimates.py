@@ -42,7 +42,8 @@ def reliability_table(
     """Alpha [95% CI], omega and item-rest r per instrument x rater x scale (pooled rows).
 
     `sessions=True` adds the per-session rows and a Session column. Rows keep the input order.
-    Row notes from the reliability stage (e.g. "2 items: omega not identified") become notes.
+    Row notes from the reliability stage (e.g. "2 items: omega not identified") become notes, and
+    an instrument whose `key_status` is not verified gets a note saying so.
     """
     _require(rel, RELIABILITY_COLUMNS, "reliability table")
     labels = dict(labels or {})
@@ -79,6 +80,15 @@ def reliability_table(
         lead += (
             " Pooled rows: " + ("; ".join(pooling) if pooling else "all sessions together") + "."
         )
+    if "key_status" in rel.columns:
+        shown = rows.drop_duplicates(["instrument", "rater"])
+        for rec in shown[shown["key_status"].astype("str") != "verified"].to_dict("records"):
+            who = " ".join(label_of(labels, str(rec[c])) for c in ("instrument", "rater"))
+            notes.append(
+                f"{who}: the scoring key is unverified (not confirmed against a published "
+                "source; scored because the config opts in via alliance.allow_unverified_keys), "
+                "so its subscale scores rest on an assumed item key."
+            )
     frame = pd.DataFrame(body, columns=header, dtype="str")
     return Table(title, frame, [lead, *notes])
 
