@@ -48,9 +48,9 @@ report: install
 	$(BIN)/python -m alliance.render.browser "$$out/report.html" "$$out/report_screenshot.png"
 
 # Parameter-recovery study (config/validate.yaml: 500 simulated trials in 10 shards, every default
-# model scored against the simulator's truth). Measured ~4 s CPU per replicate with every default
-# model incl. the RI-CLPM (~1 s with fit_unidentified: false, which fits only identified terms):
-# ~20 min on 2 free cores. Then copies the verdicts and the page to docs/ for committing.
+# model scored against the simulator's truth; 480-patient trials). Measured 51 min CPU in all (~6 s
+# per replicate with every default model incl. the RI-CLPM; fit_unidentified: false fits only the
+# identified terms): ~26 min on 2 free cores. Then copies the verdicts and the page to docs/.
 validate: install
 	$(SNAKEMAKE) results/validation/recovery.csv
 	cp results/validation/recovery_verdicts.csv docs/recovery.csv
