@@ -105,17 +105,17 @@ def test_an_effect_on_the_r_scale_has_that_correlation() -> None:
     assert r == pytest.approx(-0.2)
 
 
-@pytest.mark.skipif(
-    not (ROOT / "results" / "models" / "symptoms_growth" / "fit.json").is_file(),
-    reason="needs a finished demo analysis in results/ (make run)",
-)
-def test_calibration_from_the_demo_gives_simulator_parameters() -> None:
-    overrides, record = calibrate.calibrate(ROOT / "results")
+@pytest.mark.slow
+def test_calibration_from_the_demo_gives_simulator_parameters(tmp_path_factory) -> None:
+    from pipeline_runs import reference_run  # the demo pipeline, run once per test session
+
+    results = reference_run(tmp_path_factory).workdir / "results"
+    overrides, record = calibrate.calibrate(results)
     assert set(overrides) <= set(DEFAULT_PARAMS)
     observed = record["observed"]["alliance_variances"]
     assert 0 < overrides["alliance_var_session"] < observed["session"]
     assert 0 < record["dropout_hazard_per_session"] < 0.2
-    s = study.validate_power({"calibrate_from": "results", "design": {"dropout_rate": [0.3]}})
+    s = study.validate_power({"calibrate_from": str(results), "design": {"dropout_rate": [0.3]}})
     params = calibrate.cell_params(study.cells(s)[0], s, (overrides, record))
     assert params["dropout_alpha"] < 0 and params["alliance_mu"] == overrides["alliance_mu"]
 
