@@ -19,12 +19,8 @@ session: a session with no dropout gives an infinite estimate). Rows where a pre
 are dropped (na.omit); an event on a dropped row is lost, and fit.json counts events kept.
 
 Reliability correction (options `x` and `x_error`): the observed score x carries item error, so
-its logistic slope is attenuated. Regression calibration (Carroll et al. 2006, ch. 4) replaces x
-by E[true score | x, other covariates] = a + lambda (x - ...), lambda = 1 - mean(error variance)
-/ residual variance of x given the other fixed terms; the coefficient per point of the true
-score is beta / lambda (SE and CI scaled alike; lambda, from thousands of item responses, is
-treated as known). It is added as the row `{x}_rc`; the naive row is kept
-(`alliance.models.calibration`, shared with the lmm / glmm kinds).
+its logistic slope is attenuated; `alliance.models.calibration` (shared with the lmm / glmm
+kinds) adds the regression-calibrated row `{x}_rc` and keeps the naive row.
 """
 
 from __future__ import annotations

@@ -247,16 +247,25 @@ def wide_panel(
     return out[has.to_numpy()].reset_index(drop=True), counts
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fixed_error(value: float, key: str, model_id: str) -> tuple[float, dict[str, Any]]:
+    """An error variance given as a number in `options.<key>` (x_error, y_error): >= 0."""
+    if not np.isfinite(value) or value < 0:
+        raise ConfigError(f"model '{model_id}', key options.{key}: {value!r} is not >= 0")
+    return float(value), {"source": f"options.{key}", "value": float(value)}
+
+
 def _error_variance(
     frame: pd.DataFrame, x: str, x_error: Any, waves: int, model_id: str
 ) -> tuple[float | None, dict[str, Any]]:
     """x's fixed error variance: a number, or the mean of a column over the x scores used."""
     if x_error is None or x_error is False:
         return None, {"source": None, "value": None}
-    if isinstance(x_error, (int, float)) and not isinstance(x_error, bool):
-        if not np.isfinite(x_error) or x_error < 0:
-            raise ConfigError(f"model '{model_id}', key options.x_error: {x_error!r} is not >= 0")
-        return float(x_error), {"source": "options.x_error", "value": float(x_error)}
+    if _is_number(x_error):
+        return _fixed_error(x_error, "x_error", model_id)
     if not isinstance(x_error, str):
         raise ConfigError(f"model '{model_id}', key options.x_error: {x_error!r} is not a column")
     used = (pd.to_numeric(frame[TIME]) <= waves) & frame[x].notna()
@@ -288,10 +297,8 @@ def _y_error_variance(
             "source": f"rounding of the integer {y} scores (1/12, Sheppard's correction)",
             "value": 1 / 12,
         }
-    if isinstance(y_error, (int, float)) and not isinstance(y_error, bool):
-        if not np.isfinite(y_error) or y_error < 0:
-            raise ConfigError(f"model '{model_id}', key options.y_error: {y_error!r} is not >= 0")
-        return float(y_error), {"source": "options.y_error", "value": float(y_error)}
+    if _is_number(y_error):
+        return _fixed_error(y_error, "y_error", model_id)
     raise ConfigError(
         f"model '{model_id}', key options.y_error: {y_error!r} is not a number >= 0 or 'rounding'"
     )

@@ -69,30 +69,30 @@ def missed_slots(
     misses before the last attended session are cancellations, the rest no-shows.
     """
     n, T = attended.shape
-    u = rng.random((n, T, int(p["missed_max_run"])))
-    kind = rng.random((n, T, int(p["missed_max_run"])))
+    max_run = int(p["missed_max_run"])
+    u = rng.random((n, T, max_run))
+    kind = rng.random((n, T, max_run))
     tail = rng.binomial(2, 0.5, n)
+    n_att = attended.sum(axis=1).astype(int)
+    pr = _expit(p["missed_alpha"] + p["missed_beta_alliance"] * (a_true - p["alliance_mu"]))
+    # a run of misses after attended session t: leading draws below pr, capped by the gap
+    run = np.cumprod(u < pr[..., None], axis=2).sum(axis=2)
+    gap = np.zeros((n, T), dtype=int)
+    gap[:, :-1] = np.diff(visit_day, axis=1)
+    t_idx = np.arange(T)[None, :]
+    between = t_idx + 1 < n_att[:, None]  # not the last attended session
+    k = np.where(between, np.minimum(run, np.minimum(max_run, gap - 1)), 0).clip(min=0)
+    last = (t_idx == n_att[:, None] - 1) & (n_att < T)[:, None]  # a dropout's last session
+    k = np.where(last, 1 + tail[:, None], k)
     out: list[tuple[int, int, int, str]] = []
-    for i in range(n):
-        n_att = int(attended[i].sum())
-        for t in range(n_att):
-            pr = _expit(p["missed_alpha"] + p["missed_beta_alliance"] *
-                        (a_true[i, t] - p["alliance_mu"]))  # fmt: skip
-            if t + 1 < n_att:
-                gap = int(visit_day[i, t + 1] - visit_day[i, t])
-                cap = min(int(p["missed_max_run"]), gap - 1)
-                k = 0
-                while k < cap and u[i, t, k] < pr:
-                    k += 1
-                for j in range(k):
-                    day = int(visit_day[i, t] + round((j + 1) * gap / (k + 1)))
-                    status = (
-                        "cancelled" if kind[i, t, j] < p["missed_cancelled_share"] else "no_show"
-                    )
-                    out.append((i, t + 2, day, status))
-            elif n_att < T:  # a dropout's no-shows before the case is closed
-                for j in range(1 + int(tail[i])):
-                    out.append((i, t + 2, int(visit_day[i, t] + 7 * (j + 1)), "no_show"))
+    for i, t in zip(*np.nonzero(k), strict=True):  # row-major: patient, then session order
+        for j in range(int(k[i, t])):
+            if last[i, t]:  # no-shows before the case is closed, a week apart
+                out.append((int(i), int(t) + 2, int(visit_day[i, t] + 7 * (j + 1)), "no_show"))
+                continue
+            day = int(visit_day[i, t] + round((j + 1) * gap[i, t] / (k[i, t] + 1)))
+            status = "cancelled" if kind[i, t, j] < p["missed_cancelled_share"] else "no_show"
+            out.append((int(i), int(t) + 2, day, status))
     return out
 
 
