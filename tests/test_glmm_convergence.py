@@ -1,7 +1,7 @@
 """A mixed-model fit is converged only when it really is (issue #16, item 0).
 
 The failure seen at 120k and 600k rows (the optimiser stopping with the patient SD at its start
-value 1, reported converged) is forced here on a small simulated frame by making the engine's
+value 1, reported converged) is forced here on a small simulated frame by making the
 GLMM optimiser return its start; the check must restart from 0.5x and 2x the start and either
 keep the better fit or report the fit not converged.
 """
@@ -13,10 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from mixedlm.estimation import laplace
 from scipy.special import expit
 
-from alliance.engine.mixed import convergence, fit_glmm, fit_lmm
+from alliance.engine.mixed import convergence, fit_glmm, fit_lmm, laplace_fit
 from alliance.engine.mixed import fit as fit_module
 
 FORMULA = "y ~ x + (1 | g)"
@@ -34,22 +33,22 @@ def frame() -> pd.DataFrame:
 
 
 def _stop_at_start(monkeypatch: pytest.MonkeyPatch, calls: int | None) -> list:
-    """Make the engine's GLMM optimiser return its start, claiming success (first `calls`)."""
-    original = laplace.GLMMOptimizer.optimize
+    """Make the GLMM optimiser return its start, claiming success (first `calls`)."""
+    original = laplace_fit.optimise
     seen: list = []
 
-    def fake(self, start=None, method="L-BFGS-B", maxiter=1000, options=None, **kw):  # type: ignore[no-untyped-def]
-        seen.append(start)
+    def fake(problem, start_theta=None, max_iter=None):  # type: ignore[no-untyped-def]
+        seen.append(start_theta)
         if calls is not None and len(seen) > calls:
-            return original(self, start, method, maxiter, options, **kw)
-        theta = self.get_start_theta() if start is None else np.asarray(start, dtype=float)
-        dev, beta, u, _ = self._final_evaluation_with_status(theta)
-        return laplace.GLMMOptimizationResult(
-            theta=theta, beta=beta, u=u, deviance=dev, converged=True, n_iter=1,
-            message="stopped at the start (test)",
+            return original(problem, start_theta, max_iter)
+        theta = problem.start_theta() if start_theta is None else np.asarray(start_theta)
+        beta = problem.glm_beta()
+        return laplace_fit.Optimum(
+            theta=theta, beta=beta, deviance=problem(np.r_[theta, beta]), converged=True,
+            n_iter=1, message="stopped at the start (test)",
         )  # fmt: skip
 
-    monkeypatch.setattr(laplace.GLMMOptimizer, "optimize", fake)
+    monkeypatch.setattr(laplace_fit, "optimise", fake)
     return seen
 
 

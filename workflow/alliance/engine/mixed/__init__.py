@@ -9,10 +9,18 @@ What we add on top of the engine, and why:
 - Factor coding follows R: text columns become factors with sorted levels (R's default), and
   coefficient names are R's (`treatmentBtheB`, not the engine's `treatment.1`), so `formula_r`
   refits the same model in R and the names line up.
+- Binomial GLMMs are fitted by our own Laplace code (`laplace`): the conditional mode by
+  damped Newton to an exact solution, the optimum by L-BFGS-B over (theta, beta) with the exact
+  gradient when each row has one scalar random-effect column. The engine's own joint objective
+  stalls on larger crossed designs (issue #16: the 120k-row suicidality fit stopped at its
+  start, logLik 78.5 below lme4's); the engine still builds the model matrices, runs lme4's
+  checks and holds the result (GlmerResult: logLik, VarCorr, RX-based vcov).
 - GLMM standard errors come from the finite-difference Hessian of the Laplace deviance over
-  (theta, beta) jointly, exactly as lme4's `vcov(use.hessian = TRUE)` (`deriv12`, delta 1e-4).
-  The engine's own vcov is the RX-based one (beta conditional on theta), which lme4 only uses
-  with `use.hessian = FALSE`: on cbpp it gives 0.2279 where lme4 gives 0.2312.
+  (theta, beta) jointly, exactly as lme4's `vcov(use.hessian = TRUE)` (`deriv12`, delta 1e-4),
+  each evaluation starting from the optimum's mode so the result does not depend on the
+  evaluation order. The engine's own vcov is the RX-based one (beta conditional on theta),
+  which lme4 only uses with `use.hessian = FALSE`: on cbpp it gives 0.2279 where lme4 gives
+  0.2312.
 - Satterthwaite df are computed as lmerTest computes them (`inference._satterthwaite`); the
   engine's own version matches lmerTest for REML fits but is about 1 % off for ML fits. The
   pieces stay on the fit, so `contest1d` tests any linear combination L'beta with its own
@@ -21,10 +29,12 @@ What we add on top of the engine, and why:
   proportion successes / (successes + failures) with prior weights successes + failures, which
   is the same binomial likelihood.
 
-Two engine internals are used, both covered by the R-reference tests so an engine upgrade that
-changes them fails loudly: `LMMOptimizer._evaluate_core` (deviance pieces at a given theta, for
-the Satterthwaite df) and `LmerResult._prediction_fixed_matrix` (fixed-effect design matrix of
-new data, for prediction SEs).
+Engine internals used, all covered by the R-reference tests so an engine upgrade that changes
+them fails loudly: `LMMOptimizer._evaluate_core` (deviance pieces at a given theta, for the
+Satterthwaite df), `LmerResult._prediction_fixed_matrix` (fixed-effect design matrix of new
+data, for prediction SEs), and for GLMMs `GlmerMod` with `models.checks.run_model_checks`
+(model matrices and lme4's checks), `estimation.reml._build_lambda` (Lambda(theta)) and the
+`GlmerResult` dataclass.
 
 `formula_r` of an LMM carries `lmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5,
 rhoend = 1e-10))`: lme4's default optimizer stops early on larger three-level models (on the
@@ -36,13 +46,16 @@ Known difference from lme4 defaults (GLMM only): lme4's default PIRLS tolerance
 slightly inexact; on cbpp its estimates move by up to 4e-4 relative and its SEs by up to 1.3 %
 when the tolerance is tightened. The engine solves the inner problem exactly, so our numbers
 equal lme4 run with `glmerControl(tolPwrss = 1e-10)`; `formula_r` therefore carries that
-control so the R refit reproduces them.
+control so the R refit reproduces them. On larger frames lme4's default Nelder-Mead stage can
+still stop short (the 120k-row dropout_hazard: max|grad| 0.17, logLik 3.9e-5 below ours);
+tests/reference/glmm_scale_reference.csv then also holds a bobyqa refit to a tight trust region.
 
 Convergence is ours, not the engine's word: `converged` needs the optimiser's success, at least
 one iteration, lme4's scaled-gradient check (2e-3) and no variance parameter left at its start
 value unless restarts from 0.5x and 2x the start return to it (`convergence`; fit.json records it).
 
-Modules: `fit` (fit_lmm, fit_glmm and the tidying of the engine's result), `result` (MixedFit,
+Modules: `fit` (fit_lmm, fit_glmm and the tidying of the engine's result), `laplace` (the GLMM
+Laplace deviance and its gradient), `laplace_fit` (its optimisation), `result` (MixedFit,
 predictions, random effects), `prepare` (formula columns, na.omit, R factor coding, binomial
 responses), `inference` (Satterthwaite pieces, the GLMM Hessian), `contest` (tests of L'beta),
 `convergence` (the convergence decision).

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.engine.mixed import convergence
+from alliance.engine.mixed import convergence, laplace, laplace_fit
 from alliance.engine.mixed.inference import (
     _laplace_hessian_vcov,
     _profiled_derivs,
@@ -131,23 +131,24 @@ def fit_glmm(
     frame, levels, rows = _prepare(formula, data, (weights,) if weights else ())
     engine_formula, trials = _binomial_response(formula, frame, weights, rows)
     fam = mixedlm.families.Binomial()
-    control = mixedlm.glmerControl(maxiter=max_iter) if max_iter is not None else None
     start = time.perf_counter()
+    model, model_notes = _glmer_model(mixedlm, engine_formula, frame, fam, trials)
+    problem = laplace.LaplaceProblem(model.matrices)
 
     def engine_fit(theta0: np.ndarray | None = None) -> tuple[Any, list[str]]:
-        return _call_engine(
-            mixedlm.glmer, engine_formula, frame, family=fam, weights=trials, control=control,
-            start=theta0,
-        )  # fmt: skip
+        opt = laplace_fit.optimise(problem, theta0, max_iter=max_iter)
+        return _glmer_result(model, fam, problem, opt)
 
     result, caught = engine_fit()
-    # the engine starts every GLMM at theta = 1 on variances, 0 elsewhere (lme4's start)
-    glmm_start = convergence.variance_mask(result).astype(float)
-    outcome = convergence.check_start(result, glmm_start, caught, engine_fit)
+    caught = [*model_notes, *caught]
+    # the fit starts at theta = 1 on variances, 0 elsewhere (lme4's start)
+    outcome = convergence.check_start(result, problem.start_theta(), caught, engine_fit)
     result, caught = outcome.result, list(outcome.warnings)
-    vcov_full, hess_note, grad, hess = _laplace_hessian_vcov(
-        mixedlm, engine_formula, frame, fam, trials, result
-    )
+    vcov_full, hess_note, grad, hess = _laplace_hessian_vcov(problem, result)
+    polished = laplace_fit.newton_polish(problem, result, grad, hess)
+    if polished is not None:  # one Newton step on the FD Hessian lowered the deviance
+        result = _glmer_result(model, fam, problem, polished)[0]
+        vcov_full, hess_note, grad, hess = _laplace_hessian_vcov(problem, result)
     conv = convergence.assess(result, outcome, grad, hess)
     seconds = time.perf_counter() - start
 
@@ -160,7 +161,10 @@ def fit_glmm(
         se_approximate = True
     else:
         vcov = vcov_full
-        vcov_method = "finite-difference Hessian of the Laplace deviance over (theta, beta), lme4"
+        vcov_method = (
+            "finite-difference Hessian of the Laplace deviance over (theta, beta), lme4 "
+            "(deriv12, step 1e-4)"
+        )
         se_approximate = False
     coefs = coef_table(terms, beta, np.sqrt(np.diag(vcov)), np.inf, level=level)
     vc = _variance_components(result, residual=False)
@@ -170,6 +174,45 @@ def fit_glmm(
         vcov_method=vcov_method, icc=_icc(vc, residual_var=math.pi**2 / 3.0),
         formula_r=_glmer_call(formula, weights), conv=conv, se_approximate=se_approximate,
     )  # fmt: skip
+
+
+def _glmer_model(
+    mixedlm: Any, formula: str, frame: pd.DataFrame, fam: Any, trials: np.ndarray | None
+) -> tuple[Any, list[str]]:
+    """The engine's model (matrices built, lme4's checks run, rank-deficient columns dropped).
+
+    The fit itself is ours (alliance.engine.mixed.laplace); the engine's warnings are kept.
+    """
+    from mixedlm.models.checks import run_model_checks  # engine internal, see docstring
+
+    def build(f: str, fr: pd.DataFrame, **kw: Any) -> Any:
+        model = mixedlm.models.glmer_fit.GlmerMod(f, fr, **kw)
+        model.matrices, model._dropped_cols = run_model_checks(model.matrices, model.control)
+        return model
+
+    return _call_engine(build, formula, frame, family=fam, weights=trials)
+
+
+_SINGULAR = (
+    "Model is singular (boundary fit). Some variance components are estimated as zero or near-zero."
+)
+
+
+def _glmer_result(
+    model: Any, fam: Any, problem: laplace.LaplaceProblem, opt: laplace_fit.Optimum
+) -> tuple[Any, list[str]]:
+    """The engine's result object holding our optimum (its methods give logLik, VarCorr, ...)."""
+    from mixedlm.models.glmer import GlmerResult  # engine internal, see docstring
+
+    b, deviance = problem.random_effects(opt.theta, opt.beta)
+    result = GlmerResult(
+        formula=model.formula, matrices=model.matrices, family=fam, theta=opt.theta,
+        beta=opt.beta, u=b, deviance=deviance, converged=opt.converged, n_iter=opt.n_iter,
+        nAGQ=1, pirls_converged=problem.last_converged, pirls_tol=laplace.MODE_TOL,
+        joint_fit=True, message=opt.message, optimizer="L-BFGS-B (alliance.engine.mixed)",
+    )  # fmt: skip
+    notes = [_SINGULAR] if result.isSingular(tol=1e-4) else []
+    return result, notes
 
 
 def _call_engine(fn: Any, formula: str, frame: pd.DataFrame, **kwargs: Any) -> tuple[Any, list]:

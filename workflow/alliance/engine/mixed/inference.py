@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 # lme4's deriv12() step for the GLMM Hessian (lme4/R/deriv.R)
 _HESSIAN_DELTA = 1e-4
@@ -231,27 +230,30 @@ def _profiled_derivs(result: Any, reml: bool) -> tuple[np.ndarray | None, np.nda
 
 
 def _laplace_hessian_vcov(
-    mixedlm: Any,
-    formula: str,
-    frame: pd.DataFrame,
-    fam: Any,
-    trials: np.ndarray | None,
-    result: Any,
+    devfun: Any, result: Any
 ) -> tuple[np.ndarray | None, str, np.ndarray | None, np.ndarray | None]:
     """lme4's GLMM vcov: 2 * inverse Hessian of the deviance in (theta, beta), beta block.
 
-    Also returns the gradient and Hessian themselves (None when they failed) for the lme4
-    convergence check (alliance.engine.mixed.convergence).
+    The Hessian is deriv12's (step 1e-4, lme4's stencil, so the SEs equal lme4's including
+    its truncation error on wide-ranged covariates). `devfun` is the Laplace deviance of
+    (theta, beta) (alliance.engine.mixed.laplace); each evaluation starts its mode search from
+    the optimum's mode (`anchored`), so the result does not depend on the evaluation order.
+    The gradient is the exact one where the problem has it, else deriv12's, Richardson-
+    extrapolated. Also returns the gradient and Hessian themselves (None when they failed)
+    for the lme4 convergence check (alliance.engine.mixed.convergence).
     """
-    parsed = mixedlm.glFormula(formula, frame, family=fam, weights=trials)
-    devfun = mixedlm.mkGlmerDevfun(parsed)
     theta = np.asarray(result.theta, dtype=float)
     beta = np.asarray(result.beta, dtype=float)
     g: np.ndarray | None = None
     h: np.ndarray | None = None
+    x = np.r_[theta, beta]
+    fun = devfun.anchored() if hasattr(devfun, "anchored") else devfun
     try:
-        g, h = _deriv12(devfun, np.r_[theta, beta])
-        g = _richardson_gradient(devfun, np.r_[theta, beta], g)
+        g, h = _deriv12(fun, x)
+        if getattr(devfun, "has_gradient", False):
+            g = devfun.value_and_gradient(x)[1]
+        else:
+            g = _richardson_gradient(fun, x, g)
         inv = np.linalg.inv(h)
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
         note = f"Hessian of the Laplace deviance failed ({exc}); RX-based SEs reported"
