@@ -18,7 +18,8 @@ from alliance.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUMENTS = ROOT / "config" / "instruments"
 SHIPPED = sorted(p.stem for p in INSTRUMENTS.glob("*.yaml"))
-ALLIANCE = ["wai", "wai_t", "wai_s", "wai_s_t", "wai_sr", "wai_sr_t", "haq2", "haq2_t", "calpas_p"]
+ALLIANCE = ["wai", "wai_t", "wai_s", "wai_s_t", "wai_sr", "wai_sr_t", "wai_srt10", "haq2", "haq2_t",
+            "calpas_p"]  # fmt: skip
 VERIFIED = {"wai_sr", "hamd17", "phq9", "bdi2"}
 
 

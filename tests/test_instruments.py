@@ -21,7 +21,7 @@ INSTRUMENTS = ROOT / "config" / "instruments"
 SHIPPED = sorted(p.stem for p in INSTRUMENTS.glob("*.yaml"))
 # Keys that are guesses or copies and must say so in their `verified` note.
 MUST_BE_UNVERIFIED = {
-    "wai_s", "wai_s_t", "wai", "wai_t", "haq2", "haq2_t", "calpas_p", "wai_sr_t",
+    "wai_s", "wai_s_t", "wai", "wai_t", "haq2", "haq2_t", "calpas_p", "wai_sr_t", "wai_srt10",
 }  # fmt: skip
 
 
@@ -41,7 +41,7 @@ def score_vector(inst: Instrument, values: list[float | None]) -> dict[str, floa
 # ------------------------------------------------------------------------------ shipped files
 def test_all_expected_instruments_are_shipped():
     expected = {"wai_sr", "wai_sr_t", "hamd17", "wai_s", "wai_s_t", "wai", "wai_t", "haq2"}
-    expected |= {"haq2_t", "calpas_p", "phq9", "bdi2"}
+    expected |= {"haq2_t", "calpas_p", "phq9", "bdi2", "wai_srt10"}
     assert expected <= set(SHIPPED)
 
 
@@ -62,6 +62,8 @@ def test_shipped_ranges_and_keys():
                 {"task": 12, "bond": 12, "goal": 12}, "mean"),
         "haq2": (19, 1, 6, (4, 8, 11, 16, 19), {}, "mean"),
         "calpas_p": (24, 1, 7, (), {}, "mean"),  # no confirmed subscale key: total only
+        # the published 10-item WAI-SRT form: no printed key, so total only; no negative items
+        "wai_srt10": (10, 1, 5, (), {}, "mean"),
         "phq9": (9, 0, 3, (), {}, "sum"),
         "bdi2": (21, 0, 3, (), {}, "sum"),
     }  # fmt: skip
@@ -94,6 +96,8 @@ HAND = {
                {"goal": 3.75, "task": 3.5, "bond": 2.5, "total": 3.25}),
     "wai_sr_t": ([5, 4, 3, 2, 1, 5, 4, 3, 2, 1, 5, 4],
                  {"goal": 3.75, "task": 3.5, "bond": 2.5, "total": 3.25}),
+    # total only, no reverse items: two cycles of 5..1 (= 30) over 10 items.
+    "wai_srt10": ([5, 4, 3, 2, 1, 5, 4, 3, 2, 1], {"total": 3.0}),
     # reverse 4: 1 -> 7, 10: 2 -> 6. goal 4,6,10,11 = 7,3,6,6 -> 22/4; task 1,2,8,12 = 7,6,1,5
     # -> 19/4; bond 3,5,7,9 = 5,4,2,7 -> 18/4; total 59/12.
     "wai_s": ([7, 6, 5, 1, 4, 3, 2, 1, 7, 2, 6, 5],
