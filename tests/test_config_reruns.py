@@ -18,7 +18,7 @@ from pipeline_runs import command, environment, reference_run
 pytestmark = pytest.mark.slow
 
 CLEAN_DOWN = {"clean", "score", "alliance_icc", "model", "model_summary"}
-RENDER = {"tables", "figures", "overview"}
+RENDER = {"tables", "figures", "figures_resistance", "overview"}
 # section edited -> jobs that must rerun (provenance describes the whole config: always).
 CASES = {
     "symptoms__remission_cutoff": (8, CLEAN_DOWN | RENDER),

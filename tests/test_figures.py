@@ -195,6 +195,80 @@ def _hazard_results(analysis: pd.DataFrame, rng: np.random.Generator) -> dict[st
     }
 
 
+def _trd_vcov(terms: list[str], se: float, pairs: dict[tuple[str, str], float]) -> pd.DataFrame:
+    """A covariance with the given correlations: the simple slopes then need its off-diagonal."""
+    v = pd.DataFrame(np.eye(len(terms)) * se**2, index=terms, columns=terms)
+    for (a, b), r in pairs.items():
+        v.loc[a, b] = v.loc[b, a] = r * se**2
+    return v.reset_index(names="term")
+
+
+def resistance_results(analysis: pd.DataFrame, rng: np.random.Generator) -> dict[str, Any]:
+    """The treatment-resistance models' outputs: alliance x TRD on symptoms (with the model's
+    simple slopes) and on the dropout hazard (without: the figure derives them), missed slots
+    and doses taken by the last session's alliance."""
+    sym = {"(Intercept)": 20.0, "weeks": -0.6, "alliance_pat_prior": -1.5,
+           "alliance_within_prior": -0.8, "trd": 0.5, "alliance_pat_prior:trd": 0.6,
+           "alliance_within_prior:trd": -0.2, "weeks:trd": 0.1}  # fmt: skip
+    sym_vcov = _trd_vcov(list(sym), 0.3, {("alliance_pat_prior", "alliance_pat_prior:trd"): -0.7,
+                                          ("alliance_within_prior",
+                                           "alliance_within_prior:trd"): -0.6})  # fmt: skip
+    v = sym_vcov.set_index("term")
+    slopes = []
+    for term in ("alliance_pat_prior", "alliance_within_prior"):
+        for value in (0.0, 1.0):
+            inter = f"{term}:trd"
+            est = sym[term] + value * sym[inter]
+            se = math.sqrt(v.loc[term, term] + value**2 * v.loc[inter, inter]
+                           + 2 * value * v.loc[term, inter])  # fmt: skip
+            slopes.append({"term": term, "by": "trd", "level": f"trd = {value:g}",
+                           "type": "value", "value": value, "estimate": est, "std_error": se,
+                           "statistic": est / se, "df": 300.0, "p_value": 0.01,
+                           "ci_low": est - 1.97 * se, "ci_high": est + 1.97 * se,
+                           "test": "t"})  # fmt: skip
+    haz = {"(Intercept)": 0.2, "period": 0.01, "period_sq": 0.0, "alliance": -1.0, "trd": -0.6,
+           "alliance:trd": 0.15, "armCBT": -0.4, "armIMI": 0.0, "armIPT": -0.4}  # fmt: skip
+    frame = _with_dummies(analysis.assign(period=analysis["session"].astype(float)))
+    eta = -1.9 - 1.2 * (frame["alliance"] - 3.7)
+    missed = frame.assign(event=(rng.random(len(frame)) < 1 / (1 + np.exp(-eta))).astype(int))
+    miss = {"(Intercept)": 2.5, "period": 0.01, "alliance": -1.2, "alliance_rc": -1.35,
+            "armCBT": -0.1, "armIMI": 0.0, "armIPT": -0.1}  # fmt: skip
+    pills = frame[frame["arm"].isin(["IMI", "PLA"])].sort_values(["patient", "session"])
+    lag = pills.groupby("patient")["alliance"].shift(1)
+    doses = rng.integers(4, 15, len(pills)).astype(float)
+    p_take = 1 / (1 + np.exp(-(-2.0 + 0.9 * lag.fillna(3.7))))
+    taken = rng.binomial(doses.astype(int), p_take) / doses
+    adherence = pills.assign(alliance_lag1=lag, doses_prescribed=doses, adherence=taken)
+    adherence = adherence.dropna(subset=["alliance_lag1"])
+    adh = {"(Intercept)": -2.0, "alliance_lag1": 0.9, "alliance_lag1_rc": 1.0, "weeks": 0.0,
+           "armIMI": 0.1}  # fmt: skip
+    m = "models/"
+    return {
+        m + "symptoms_by_trd/fit.json": _fit("symptoms_by_trd", kind="lmm",
+                                             note="TRD = at least 2 failed trials."),
+        m + "symptoms_by_trd/coefficients.csv": _coefs("symptoms_by_trd", sym, se=0.3),
+        m + "symptoms_by_trd/vcov.csv": sym_vcov,
+        m + "symptoms_by_trd/simple_slopes.csv": pd.DataFrame(slopes),
+        m + "dropout_hazard_by_trd/fit.json": _fit("dropout_hazard_by_trd", kind="hazard"),
+        m + "dropout_hazard_by_trd/coefficients.csv": _coefs("dropout_hazard_by_trd", haz, 0.2),
+        m + "dropout_hazard_by_trd/vcov.csv": _trd_vcov(list(haz), 0.2,
+                                                        {("alliance", "alliance:trd"): -0.7}),
+        m + "missed_sessions/fit.json": _fit("missed_sessions", kind="hazard",
+                                             derived_terms=["alliance_rc"]),
+        m + "missed_sessions/coefficients.csv": _coefs("missed_sessions", miss, se=0.1),
+        m + "missed_sessions/frame.parquet": missed[[*(c for c in miss if c in missed.columns),
+                                                     "event", "arm", "patient"]],
+        m + "missed_sessions/vcov.csv": _vcov([t for t in miss if t != "alliance_rc"], 0.1),
+        m + "adherence_alliance/fit.json": _fit("adherence_alliance", kind="glmm",
+                                                derived_terms=["alliance_lag1_rc"]),
+        m + "adherence_alliance/coefficients.csv": _coefs("adherence_alliance", adh, se=0.1),
+        m + "adherence_alliance/frame.parquet": adherence[[
+            "adherence", "alliance_lag1", "weeks", "arm", "armIMI", "doses_prescribed",
+            "patient"]],
+        m + "adherence_alliance/vcov.csv": _vcov([t for t in adh if t != "alliance_lag1_rc"]),
+    }  # fmt: skip
+
+
 @functools.cache
 def synthetic_results() -> dict[str, Any]:
     """Relative path under results/ -> DataFrame or dict, shaped like the real stage outputs."""
@@ -302,6 +376,7 @@ def synthetic_results() -> dict[str, Any]:
     m = "models/"
     return {
         **{m + f"dropout_hazard/{k}": v for k, v in hazard.items()},
+        **resistance_results(analysis, rng),
         m + "symptoms_riclpm/fit.json": _fit("symptoms_riclpm", kind="riclpm",
                                              note=RICLPM_NOTE, warnings=[RICLPM_WARNING]),
         m + "symptoms_riclpm/coefficients.csv": riclpm_coefs,

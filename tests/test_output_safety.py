@@ -334,6 +334,7 @@ def test_report_rst_templates_only_numbers_enums_or_the_escaped_trial_name() -> 
         '["seed"]', '["score"]["early_window"][0]', '["score"]["early_window"][1]',
         '["score"]["ruptures"]["m"]', '["score"]["ruptures"]["ks"]', '["dropout"]["rule"]',
         '["symptoms"]["response_reduction"]', '["privacy"]["min_cell"]',
+        '["treatment_resistance"]["trd_min_failed"]',
     }  # fmt: skip
     for path in REPORT.glob("*.rst"):
         text = path.read_text(encoding="utf-8")

@@ -229,6 +229,7 @@ def test_report_wraps_only_aggregate_clean_and_score_tables(report_outputs, tmp_
         "results/models/summary.csv",
         "results/tables",
         "results/figures",
+        "results/figures_resistance",
         "results/report/overview.html",
     }
 

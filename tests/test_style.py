@@ -68,7 +68,12 @@ def test_the_distinguishability_check_rejects_a_non_cvd_palette() -> None:
 
 
 def test_named_colours_are_palette_colours_and_distinct() -> None:
-    for mapping in (style.ARM_CLASS_COLORS, style.RATER_COLORS, style.MODALITY_COLORS):
+    for mapping in (
+        style.ARM_CLASS_COLORS,
+        style.RATER_COLORS,
+        style.MODALITY_COLORS,
+        style.TRD_COLORS,
+    ):
         assert len(set(mapping.values())) == len(mapping)
         assert set(mapping.values()) <= {*style.PALETTE, style.GREY}
     classes = {"psychotherapy", "drug", "placebo", "combination", "other"}

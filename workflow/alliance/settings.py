@@ -460,7 +460,8 @@ class SummarySettings(StageSettings):
 @dataclasses.dataclass(frozen=True)
 class RenderSettings(StageSettings):
     """Everything figures, tables and the overview read from config (Table 1 lists the
-    covariates and personality traits of `columns`)."""
+    covariates and personality traits of `columns`; the treatment-resistance figures name the
+    TRD definition)."""
 
     trial_name: str
     seed: int
@@ -469,6 +470,7 @@ class RenderSettings(StageSettings):
     alliance: AllianceSettings
     codings: CodingSettings
     score: ScoreOptions
+    treatment_resistance: TreatmentResistanceSettings
     privacy: PrivacySettings
 
 

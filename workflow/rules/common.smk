@@ -95,6 +95,7 @@ def all_outputs():
         *stage_outputs(),
         *rules.tables.output,
         *rules.figures.output,
+        *rules.figures_resistance.output,
         *rules.overview.output,
         *rules.provenance.output,
         *bootstrap_outputs(),

@@ -5,7 +5,12 @@ rule provenance:
     input:
         unpack(data_inputs),
         outputs=stage_outputs(),
-        render=[*rules.tables.output, *rules.figures.output, *rules.overview.output],
+        render=[
+            *rules.tables.output,
+            *rules.figures.output,
+            *rules.figures_resistance.output,
+            *rules.overview.output,
+        ],
         instruments=instrument_files,
     output:
         f"{RESULTS}/provenance.json",

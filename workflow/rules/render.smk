@@ -53,6 +53,38 @@ rule figures:
         runtime=10,
     params:
         settings=SETTINGS.render().to_json(),
+        section="figures",
+    script:
+        "../scripts/figures.py"
+
+
+# The treatment-resistance figures (issue #14): the same script, their own folder and report
+# subcategory; a panel whose model is disabled or skipped shows why instead of its data.
+rule figures_resistance:
+    input:
+        stage_outputs(),
+        flow=rules.clean.output.flow,
+        models=rules.prune_models.output[0],
+    output:
+        figures=report(
+            directory(f"{RESULTS}/figures_resistance"),
+            patterns=["{name}.png"],
+            caption="../report/resistance.rst",
+            category="4 Render",
+            subcategory="Treatment resistance",
+        ),
+        status=f"{RESULTS}/report/figures_resistance.json",
+    log:
+        f"{LOGS}/figures_resistance.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=SETTINGS.render().to_json(),
+        section="resistance",
     script:
         "../scripts/figures.py"
 
@@ -63,6 +95,7 @@ rule overview:
         flow=rules.clean.output.flow,
         models=rules.prune_models.output[0],
         figures=rules.figures.output.status,
+        resistance=rules.figures_resistance.output.status,
     output:
         report(
             f"{RESULTS}/report/overview.html",

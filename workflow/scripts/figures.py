@@ -1,4 +1,5 @@
-"""Snakemake entry: publication figures (PNG 300 dpi + SVG); skipped ones recorded with reasons."""
+"""Snakemake entry: the publication figures of one report section (PNG 300 dpi + SVG);
+skipped ones recorded with reasons."""
 
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from alliance.settings import RenderSettings
 def main(smk) -> None:
     log = script_logger(smk, "figures")
     settings = RenderSettings.from_json(smk.params.settings)
-    drawn = draw_all(Path(smk.input.flow).parents[1], settings, Path(smk.output.figures))
+    results, out = Path(smk.input.flow).parents[1], Path(smk.output.figures)
+    drawn = draw_all(results, settings, out, section=smk.params.section)
     status = {k: v if isinstance(v, str) else [Path(p).name for p in v] for k, v in drawn.items()}
     files.write_json(status, smk.output.status)
     for name, state in sorted(status.items()):

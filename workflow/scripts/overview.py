@@ -10,7 +10,8 @@ from alliance.settings import RenderSettings
 
 def main(smk) -> None:
     log = script_logger(smk, "overview")
-    figures = json.loads(Path(smk.input.figures).read_text())
+    figures = {name: state for path in (smk.input.figures, smk.input.resistance)
+               for name, state in json.loads(Path(path).read_text()).items()}  # fmt: skip
     settings = RenderSettings.from_json(smk.params.settings)
     page = overview_html(Path(smk.input.flow).parents[1], settings, figures)
     write_overview(page, Path(smk.output[0]))

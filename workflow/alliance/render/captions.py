@@ -1,9 +1,10 @@
 """Figure captions for the report: what each figure shows (its drawing function's docstring)
 plus what its model says about itself.
 
-A figure drawn from one model (`FigureSpec.model`) carries that model's note (`options.note`)
-and caveats (warnings, dropped terms, fit problems; `alliance.render.notes`); the forest figure
-names the sensitivity models it leaves out. The text is plain: the overview page escapes it.
+A figure drawn from one model (`FigureSpec.model`), or with one panel per model
+(`FigureSpec.models`), carries each model's note (`options.note`) and caveats (warnings, dropped
+terms, fit problems; `alliance.render.notes`); the forest figure names the sensitivity models it
+leaves out. The text is plain: the overview page escapes it.
 """
 
 from __future__ import annotations
@@ -41,15 +42,15 @@ def figure_notes(spec: FigureSpec, results_dir: str | os.PathLike[str]) -> list[
     """The sentences a figure's caption adds to its docstring, from the results on disk."""
     results = Path(results_dir)
     out: list[str] = []
-    if spec.model is not None:
-        fit = _fit(results, spec.model)
+    for model in dict.fromkeys([*([spec.model] if spec.model else []), *spec.models]):
+        fit = _fit(results, model)
         note, caveats, details = model_note(fit), model_caveats(fit), model_details(fit)
         if note:
-            out.append(f"Model note ({spec.model}): {note}")
+            out.append(f"Model note ({model}): {note}")
         if details:
-            out.append(f"Model details ({spec.model}): {' '.join(details)}")
+            out.append(f"Model details ({model}): {' '.join(details)}")
         if caveats:
-            out.append(f"Caveats ({spec.model}): {'; '.join(caveats).rstrip('.')}.")
+            out.append(f"Caveats ({model}): {'; '.join(caveats).rstrip('.')}.")
     if any("*" in rel and rel.endswith("fit.json") for rel in spec.optional.values()):
         fits = _all_fits(results)
         left_out = [m for m, fit in fits.items()

@@ -55,6 +55,12 @@ MODALITY_COLORS: dict[str, str] = {
     "in_person": OKABE_ITO["blue"],
     "telehealth": OKABE_ITO["orange"],
 }
+# Treatment-resistance groups; figures pair them with different markers, so they stay apart in
+# greyscale too.
+TRD_COLORS: dict[str, str] = {
+    "non_trd": OKABE_ITO["blue"],
+    "trd": OKABE_ITO["vermillion"],
+}
 
 WIDTHS: dict[str, float] = {"single": 3.5, "double": 7.2}  # inches
 MAX_HEIGHT = 9.0  # inches: a full journal page less caption

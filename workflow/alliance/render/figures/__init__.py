@@ -5,8 +5,9 @@ Every figure is a function of DataFrames / dicts and the render settings (`setti
 or None when its input says the analysis was skipped. `FIGURES` names, per figure, the results
 files it needs (paths relative to `results/`) and the model whose fit.json gates it; `draw_all`
 loads what exists, draws, saves `<out_dir>/<name>.png/.svg` (later pages `<name>_page2`, ...)
-and returns the paths or "skipped: <reason>" per figure. Captions with each model's note and
-caveats: `alliance.render.captions`.
+and returns the paths or "skipped: <reason>" per figure. Each figure belongs to a report
+`section` (the render rule that draws it: `figures`, or `resistance` for treatment resistance).
+Captions with each model's note and caveats: `alliance.render.captions`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from typing import Any
 
 from alliance.render import style
 from alliance.render.figures.agreement import draw_agreement_surface
+from alliance.render.figures.attendance import draw_attendance_adherence
 from alliance.render.figures.common import NothingToDraw, Pages, plain_pages, read_input
 from alliance.render.figures.dropout import draw_dropout
 from alliance.render.figures.flow import draw_flow
 from alliance.render.figures.forest import draw_forest
 from alliance.render.figures.hazard import draw_dropout_hazard
+from alliance.render.figures.resistance import draw_trd_slopes
 from alliance.render.figures.riclpm import draw_riclpm
 from alliance.render.figures.ruptures import draw_ruptures
 from alliance.render.figures.slopes import draw_arm_slopes
@@ -32,7 +35,10 @@ from alliance.render.figures.therapists import draw_therapists
 from alliance.render.figures.trajectories import draw_alliance_sessions, draw_symptom_trajectories
 from alliance.settings import RenderSettings
 
-__all__ = ["FIGURES", "FigureSpec", "draw_all", "draw_figure", "load_inputs", "page_stem"]
+__all__ = [
+    "FIGURES", "SECTIONS", "FigureSpec", "draw_all", "draw_figure", "load_inputs", "page_stem",
+]  # fmt: skip
+SECTIONS = ("figures", "resistance")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,9 @@ class FigureSpec:
     None when absent; an optional path with one `*` passes {matched part: content} of every
     match (e.g. every model's fit.json by model id). Keys are the drawing function's argument
     names, values paths relative to results/. `model` is the model id whose fit.json (an input
-    named `fit`) gates the figure.
+    named `fit`) gates the figure. `models`: the models of a figure with one panel per model,
+    none of which gates it (a panel whose model was not fitted says so); the caption carries
+    their notes and caveats. `section`: one of SECTIONS, the report section and render rule.
     """
 
     name: str
@@ -51,6 +59,8 @@ class FigureSpec:
     inputs: Mapping[str, str]
     optional: Mapping[str, str] = field(default_factory=dict)
     model: str | None = None
+    models: tuple[str, ...] = ()
+    section: str = "figures"
 
     @property
     def caption(self) -> str:
@@ -184,6 +194,39 @@ FIGURES: dict[str, FigureSpec] = {
             },
             model="symptoms_riclpm",
         ),
+        FigureSpec(
+            "trd_slopes",
+            draw_trd_slopes,
+            {},
+            {
+                "symptoms_fit": _m("symptoms_by_trd", "fit.json"),
+                "symptoms_coefficients": _m("symptoms_by_trd", "coefficients.csv"),
+                "symptoms_vcov": _m("symptoms_by_trd", "vcov.csv"),
+                "symptoms_slopes": _m("symptoms_by_trd", "simple_slopes.csv"),
+                "hazard_fit": _m("dropout_hazard_by_trd", "fit.json"),
+                "hazard_coefficients": _m("dropout_hazard_by_trd", "coefficients.csv"),
+                "hazard_vcov": _m("dropout_hazard_by_trd", "vcov.csv"),
+            },
+            models=("symptoms_by_trd", "dropout_hazard_by_trd"),
+            section="resistance",
+        ),
+        FigureSpec(
+            "attendance_adherence",
+            draw_attendance_adherence,
+            {},
+            {
+                "missed_fit": _m("missed_sessions", "fit.json"),
+                "missed_coefficients": _m("missed_sessions", "coefficients.csv"),
+                "missed_frame": _m("missed_sessions", "frame.parquet"),
+                "missed_vcov": _m("missed_sessions", "vcov.csv"),
+                "adherence_fit": _m("adherence_alliance", "fit.json"),
+                "adherence_coefficients": _m("adherence_alliance", "coefficients.csv"),
+                "adherence_frame": _m("adherence_alliance", "frame.parquet"),
+                "adherence_vcov": _m("adherence_alliance", "vcov.csv"),
+            },
+            models=("missed_sessions", "adherence_alliance"),
+            section="resistance",
+        ),
     ]
 }
 
@@ -257,8 +300,11 @@ def draw_all(
     settings: RenderSettings,
     out_dir: str | os.PathLike[str],
     names: list[str] | None = None,
+    *,
+    section: str | None = None,
 ) -> dict[str, list[Path] | str]:
-    """Draw every available figure into `out_dir`: name -> [png, svg] or "skipped: <reason>".
+    """Draw every available figure into `out_dir` (`names`, else every figure, of `section`
+    only when given): name -> [png, svg] or "skipped: <reason>".
 
     A figure of several pages is saved as `<name>` and `<name>_page2`, ...; the paths of every
     page are listed in order. A skipped figure leaves no file behind: an older PNG/SVG of that
@@ -268,7 +314,10 @@ def draw_all(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, list[Path] | str] = {}
-    for name in names or list(FIGURES):
+    if section is not None and section not in SECTIONS:
+        raise ValueError(f"figure section must be one of {SECTIONS}, got {section!r}")
+    chosen = [n for n in names or list(FIGURES) if section in (None, FIGURES[n].section)]
+    for name in chosen:
         spec = FIGURES[name]
         fig = draw_figure(spec, results_dir, settings)
         if isinstance(fig, str):

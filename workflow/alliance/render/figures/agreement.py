@@ -16,6 +16,7 @@ from alliance.render import apa, style
 from alliance.render.figures.common import (
     NothingToDraw,
     alliance_instrument,
+    p_text,
     require_fitted,
     require_rows,
     skippable,
@@ -73,9 +74,8 @@ def _surface_lines(coefficients: pd.DataFrame | None) -> list[str]:
             continue
         r = rows.iloc[0]
         ci = apa.fmt_ci(r.get("ci_low"), r.get("ci_high"))
-        p = apa.fmt_p(r.get("p_value")) if "p_value" in r.index else apa.MISSING
-        p_text = f"p {p}" if p.startswith(("<", ">")) else f"p = {p}"
-        lines.append(f"{SURFACE_TEXT[term]} = {apa.fmt_num(r['estimate'])} {ci}, {p_text}")
+        p = p_text(r.get("p_value") if "p_value" in r.index else None)
+        lines.append(f"{SURFACE_TEXT[term]} = {apa.fmt_num(r['estimate'])} {ci}, {p}")
     return lines
 
 

@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec
@@ -22,11 +23,17 @@ from matplotlib.axes import Axes
 from matplotlib.category import StrCategoryFormatter
 from matplotlib.figure import Figure
 from matplotlib.text import Text
-from matplotlib.ticker import FixedFormatter, Formatter, FuncFormatter
+from matplotlib.ticker import (
+    FixedFormatter,
+    FixedLocator,
+    Formatter,
+    FuncFormatter,
+    NullLocator,
+)
 from scipy import stats
 
 from alliance import files
-from alliance.render import style
+from alliance.render import apa, style
 from alliance.settings import AllianceSettings
 
 P = ParamSpec("P")
@@ -128,6 +135,16 @@ def require_fitted(fit: Mapping[str, Any] | None, model: str) -> Mapping[str, An
         reason = fit.get("reason") or "no reason recorded"
         raise NothingToDraw(f"model {model} {status}: {reason}")
     return fit
+
+
+def unfitted_reason(fit: Mapping[str, Any] | None, model: str) -> str | None:
+    """None when the model was fitted, else why not (as `require_fitted` says it): for figures
+    that draw a note in the panel of a missing model instead of skipping the whole figure."""
+    try:
+        require_fitted(fit, model)
+    except NothingToDraw as exc:
+        return exc.reason
+    return None
 
 
 def require_rows(frame: pd.DataFrame | None, what: str) -> pd.DataFrame:
@@ -244,6 +261,12 @@ def wilson_ci(k: float, n: float, level: float = 0.95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def equal_count_bins(values: pd.Series, n_bins: int) -> pd.Series:
+    """Bin number 0..n_bins-1 of each value in equal-count bins (ties split by row order, so
+    bins differ in size by one at most and the split is the same on every run)."""
+    return pd.qcut(values.rank(method="first"), n_bins, labels=False)
+
+
 def tertiles(values: pd.Series) -> pd.Series:
     """ "Low" / "Middle" / "High" thirds of `values` (ordered categorical; ties by rank)."""
     ranks = values.rank(method="first")
@@ -260,7 +283,56 @@ def level_key(label: str) -> str:
     return "mid"
 
 
+# ---- numbers on figures ----------------------------------------------------------------------
+
+
+def p_text(p: Any) -> str:
+    """ "p = .03" or "p < .001" (APA: no leading zero; the sign replaces "=" at the limits)."""
+    p = apa.fmt_p(p)
+    return f"p {p}" if p.startswith(("<", ">")) else f"p = {p}"
+
+
+def estimate_text(
+    est: float, lo: float, hi: float, p: Any = None, digits: int = 2, *, r_like: bool = False
+) -> str:
+    """ "−1.67 [−2.47, −0.88], p < .001"; correlations without the leading zero; no p when
+    there is none (site correlations, the benchmark)."""
+    if r_like:
+        num = apa.fmt_r(est, digits)
+        ci = f"[{apa.fmt_r(lo, digits)}, {apa.fmt_r(hi, digits)}]"
+    else:
+        num, ci = apa.fmt_num(est, digits), apa.fmt_ci(lo, hi, digits)
+    return f"{num} {ci}" if apa.is_missing(p) else f"{num} {ci}, {p_text(p)}"
+
+
+def ratio_ticks(lo: float, hi: float) -> list[float]:
+    """Ratio ticks at 1-2-5 steps covering [lo, hi], always including 1 (log axes)."""
+    nice = [m * 10.0**e for e in range(-3, 3) for m in (1, 2, 5)]
+    inside = [t for t in nice if lo <= t <= hi]
+    return sorted(set(inside) | {1.0})
+
+
+def ratio_axis(ax: Axes, lo: float, hi: float) -> None:
+    """A log x axis for odds or hazard ratios from `lo` to `hi` (and 1), 15 % margin each side,
+    ticks at 1-2-5 steps written as plain numbers."""
+    lo, hi = min(lo, 1.0) / 1.15, max(hi, 1.0) * 1.15
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ticks = ratio_ticks(lo, hi)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FixedFormatter([f"{t:g}" for t in ticks]))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 # ---- small layout helpers --------------------------------------------------------------------
+
+
+def panel_note(ax: Axes, text: str, width: int = 48) -> None:
+    """A panel that could not be drawn: its axes hidden and `text` (why) wrapped in the middle,
+    so the figure still shows the panels that could."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, textwrap.fill(text, width), transform=ax.transAxes, ha="center",
+            va="center", fontsize=7, color="#555555")  # fmt: skip
 
 
 def panel_label(ax: Axes, letter: str) -> None:

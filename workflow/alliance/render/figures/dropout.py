@@ -22,6 +22,7 @@ from alliance.render.figures.common import (
     NothingToDraw,
     alliance_axis_label,
     early_window_text,
+    equal_count_bins,
     require_columns,
     require_fitted,
     require_rows,
@@ -48,7 +49,7 @@ def population_curve(
 ) -> pd.DataFrame:
     """Predicted probability over `x` (columns x, fit, ci_low, ci_high; CI NaN without vcov)."""
     if focal not in set(coefficients["term"].astype(str)):
-        raise NothingToDraw(f"{focal} is not a coefficient of the dropout model")
+        raise NothingToDraw(f"{focal} is not a coefficient of the model")
     pred = predict(coefficients, fit, {focal: x}, frame=frame, vcov=vcov, link="logit",
                    factors=factors)  # fmt: skip
     return pred.assign(x=x)[["x", "fit", "ci_low", "ci_high"]]
@@ -75,8 +76,7 @@ def observed_bins(patients: pd.DataFrame, focal: str, n_bins: int | None = None)
         raise NothingToDraw(f"no patient has both {focal} and dropout")
     if n_bins is None:
         n_bins = int(min(5, max(2, len(d) // 20)))
-    ranks = d[focal].rank(method="first")
-    d = d.assign(bin=pd.qcut(ranks, n_bins, labels=False))
+    d = d.assign(bin=equal_count_bins(d[focal], n_bins))
     rows = []
     for _, g in d.groupby("bin", sort=True):
         k, n = float(g["dropout"].sum()), len(g)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullLocator
+from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from alliance.render import apa, style
@@ -29,6 +29,8 @@ from alliance.render.figures.common import (
     NothingToDraw,
     alliance_instrument,
     early_window_text,
+    estimate_text,
+    ratio_axis,
     require_rows,
     skippable,
 )
@@ -76,21 +78,6 @@ def _axis_label(scale: str, settings: RenderSettings) -> str:
     }[scale]
 
 
-def _value_text(est: float, lo: float, hi: float, p: Any, digits: int, r_like: bool) -> str:
-    """ "−1.67 [−2.47, −0.88], p < .001"; correlations without the leading zero; no p when
-    there is none (site correlations, the benchmark)."""
-    if r_like:
-        num = apa.fmt_r(est, digits)
-        ci = f"[{apa.fmt_r(lo, digits)}, {apa.fmt_r(hi, digits)}]"
-    else:
-        num, ci = apa.fmt_num(est, digits), apa.fmt_ci(lo, hi, digits)
-    if apa.is_missing(p):
-        return f"{num} {ci}"
-    ptxt = apa.fmt_p(p)
-    ptxt = f"p {ptxt}" if ptxt.startswith(("<", ">")) else f"p = {ptxt}"
-    return f"{num} {ci}, {ptxt}"
-
-
 def panel_digits(lines: list[Line], ratio: bool) -> int:
     """Decimals for one panel: enough that its narrowest CI shows two significant digits
     (2 to 4), so small indirect effects do not print as 0.00."""
@@ -106,17 +93,6 @@ def panel_digits(lines: list[Line], ratio: bool) -> int:
     if not widths:
         return 2
     return int(min(4, max(2, math.ceil(-math.log10(min(widths))) + 1)))
-
-
-def _log_ticks(lo: float, hi: float) -> list[float]:
-    """Ratio ticks at 1-2-5 steps covering [lo, hi], always including 1."""
-    nice = [m * 10.0**e for e in range(-3, 3) for m in (1, 2, 5)]
-    inside = [t for t in nice if lo <= t <= hi]
-    return sorted(set(inside) | {1.0})
-
-
-def _tick_text(t: float) -> str:
-    return f"{t:g}"
 
 
 def _draw_panel(
@@ -159,7 +135,7 @@ def _draw_panel(
         ax.text(
             value_x,
             y,
-            _value_text(est, lo, hi, row.get("p_value"), digits, scale == "correlation"),
+            estimate_text(est, lo, hi, row.get("p_value"), digits, r_like=scale == "correlation"),
             transform=label_at,
             ha="left",
             va="center",
@@ -179,13 +155,7 @@ def _draw_panel(
     ax.set_yticks([])
     ax.spines["left"].set_visible(False)
     if ratio:
-        ax.set_xscale("log")
-        lo, hi = min([*lows, 1.0]), max([*highs, 1.0])
-        ax.set_xlim(lo / 1.15, hi * 1.15)
-        ticks = _log_ticks(lo / 1.15, hi * 1.15)
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_major_formatter(FixedFormatter([_tick_text(t) for t in ticks]))
-        ax.xaxis.set_minor_locator(NullLocator())
+        ratio_axis(ax, min([*lows, 1.0]), max([*highs, 1.0]))
     else:  # few ticks: long labels ("−0.025") must not run into each other
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
     return ax

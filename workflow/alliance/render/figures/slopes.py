@@ -16,6 +16,7 @@ from alliance.render.figures.common import (
     NothingToDraw,
     alliance_instrument,
     arm_classes,
+    p_text,
     panel_label,
     require_columns,
     require_fitted,
@@ -70,11 +71,9 @@ def _contrast_text(contrasts: pd.DataFrame | None, term: str) -> str | None:
         return None
     lines = []
     for _, r in c.iterrows():
-        p = apa.fmt_p(r["p_value"])
-        p_text = f"p {p}" if p.startswith(("<", ">")) else f"p = {p}"
         name = f"{str(r.get('plus', '')).capitalize()} \N{MINUS SIGN} {r.get('minus', '')}"
-        lines.append(f"{name}: {apa.fmt_num(r['estimate'])} "
-                     f"{apa.fmt_ci(r['ci_low'], r['ci_high'])}, {p_text}")  # fmt: skip
+        ci = apa.fmt_ci(r["ci_low"], r["ci_high"])
+        lines.append(f"{name}: {apa.fmt_num(r['estimate'])} {ci}, {p_text(r['p_value'])}")
     return "\n".join(lines)
 
 
