@@ -27,6 +27,7 @@ rule bootstrap_shard:
         mem_mb=4000,
         runtime=120,
     params:
+        code=code("bootstrap_shard"),
         model="{model}",
         shard="{shard}",
         n_shards=BOOTSTRAP.shards,
@@ -54,6 +55,7 @@ rule bootstrap_gather:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code("bootstrap_gather"),
         model="{model}",
         settings=SETTINGS.bootstrap_study().to_json(),
     script:

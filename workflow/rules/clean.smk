@@ -30,6 +30,7 @@ rule clean:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code("clean"),
         settings=SETTINGS.clean().to_json(),
     script:
         "../scripts/clean.py"

@@ -2,6 +2,7 @@
 import dataclasses
 from pathlib import Path
 
+from alliance.code_digest import script_digest
 from alliance.config import load_config, logs_folder
 from alliance.errors import ConfigError
 from alliance.models.preflight import preflight
@@ -38,6 +39,14 @@ RESULTS = SETTINGS.output
 LOGS = logs_folder(RESULTS)
 # One pinned environment for every rule (same pins as requirements.lock); used with --sdm conda.
 ENV = "../../environment.yml"
+
+
+def code(script):
+    """Digest of the package code `workflow/scripts/<script>.py` runs (alliance.code_digest): a
+    rule passes it as a param, so an edit to that code reruns the rule's jobs."""
+    return script_digest(
+        Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py"
+    )
 
 
 def model_settings(wildcards):

@@ -20,6 +20,7 @@ rule model:
         mem_mb=4000,
         runtime=30,
     params:
+        code=code("model"),
         model="{model}",
         settings=model_settings,
     script:
@@ -47,6 +48,7 @@ rule model_summary:
         mem_mb=1000,
         runtime=5,
     params:
+        code=code("model_summary"),
         settings=SETTINGS.model_summary().to_json(),
     script:
         "../scripts/model_summary.py"

@@ -18,6 +18,7 @@ rule prune_models:
         mem_mb=500,
         runtime=5,
     params:
+        code=code("prune_stale"),
         models=MODEL_IDS,
     script:
         "../scripts/prune_stale.py"
@@ -35,6 +36,7 @@ rule prune_studies:
         mem_mb=500,
         runtime=5,
     params:
+        code=code("prune_stale"),
         bootstrap=list(SETTINGS.bootstrap.models),
         bootstrap_shards=SETTINGS.bootstrap.shards,
         sensitivity=list(SETTINGS.sensitivity.models),

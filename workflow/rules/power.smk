@@ -36,6 +36,7 @@ rule power_shard:
         mem_mb=2000,
         runtime=60,
     params:
+        code=code("power_shard"),
         cell="{cell}",
         shard="{shard}",
         n_shards=POWER["shards"],
@@ -80,6 +81,7 @@ rule power_gather:
         mem_mb=1000,
         runtime=5,
     params:
+        code=code("power_gather"),
         calibrate_from=POWER_CALIBRATION,
         calibration_hash=POWER_CALIBRATION_HASH,
     script:

@@ -23,6 +23,7 @@ rule provenance:
         mem_mb=500,
         runtime=5,
     params:
+        code=code("provenance"),
         settings=SETTINGS.to_json(),
     script:
         "../scripts/provenance.py"

@@ -24,6 +24,7 @@ rule tables:
         mem_mb=1000,
         runtime=5,
     params:
+        code=code("tables"),
         settings=SETTINGS.render().to_json(),
     script:
         "../scripts/tables.py"
@@ -52,6 +53,7 @@ rule figures:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code("figures"),
         settings=SETTINGS.render().to_json(),
         section="figures",
     script:
@@ -83,6 +85,7 @@ rule figures_resistance:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code("figures"),
         settings=SETTINGS.render().to_json(),
         section="resistance",
     script:
@@ -111,6 +114,7 @@ rule overview:
         mem_mb=500,
         runtime=5,
     params:
+        code=code("overview"),
         settings=SETTINGS.render().to_json(),
     script:
         "../scripts/overview.py"

@@ -45,6 +45,7 @@ rule score:
         mem_mb=4000,
         runtime=20,
     params:
+        code=code("score"),
         settings=SETTINGS.score_stage().to_json(),
     script:
         "../scripts/score.py"
@@ -67,5 +68,7 @@ rule alliance_icc:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        code=code("alliance_icc"),
     script:
         "../scripts/alliance_icc.py"

@@ -19,6 +19,7 @@ rule sensitivity_shard:
         mem_mb=4000,
         runtime=60,
     params:
+        code=code("sensitivity_shard"),
         shard="{shard}",
         settings=SETTINGS.sensitivity_study().to_json(),
     script:
@@ -41,5 +42,7 @@ rule sensitivity_gather:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code("sensitivity_gather"),
     script:
         "../scripts/sensitivity_gather.py"

@@ -30,6 +30,7 @@ rule recovery_shard:
         mem_mb=2000,
         runtime=60,
     params:
+        code=code("recovery_shard"),
         shard="{shard}",
         n_shards=VALIDATION["shards"],
     script:
@@ -56,5 +57,7 @@ rule recovery_gather:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code("recovery_gather"),
     script:
         "../scripts/recovery_gather.py"

@@ -1,0 +1,85 @@
+"""One digest of the package code a pipeline script runs, so that editing that code reruns its jobs.
+
+Why: Snakemake reruns a job when its script, inputs or params change, but not when a module the
+script imports changes, so after a fix in, say, `alliance.models.hazard` the old tables would stay
+in results/ looking current. Each rule passes `script_digest(<its script>)` as a param: an edit to
+any `alliance` module in the script's import closure (static imports, plus the "alliance.x.y:func"
+strings of registries such as the model kinds) reruns exactly the jobs that run that code.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from functools import cache
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+# "alliance.models.cox" or "alliance.models.cox:fit_cox" written as a string (a registry entry)
+_DOTTED = re.compile(r"^(alliance(?:\.[A-Za-z_]\w*)+)(?::[A-Za-z_]\w*)?$")
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    """The file of module `name` under the package at `root` (None when not one of ours)."""
+    parts = name.split(".")
+    if parts[0] != root.name:
+        return None
+    base = root.joinpath(*parts[1:])
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def _parents(name: str) -> list[str]:
+    """`a.b.c` -> [a, a.b, a.b.c]: importing a module runs every parent package's __init__."""
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _named_modules(path: Path) -> frozenset[str]:
+    """Dotted names a file imports or names in a registry string (candidates, not yet resolved)."""
+    return _parsed(path, path.stat().st_mtime_ns)
+
+
+@cache
+def _parsed(path: Path, mtime_ns: int) -> frozenset[str]:
+    """`_named_modules` for one version of the file (the key holds its modification time)."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            match = _DOTTED.match(node.value)
+            if match:
+                names.add(match.group(1))
+    return frozenset(names)
+
+
+def import_closure(script: Path, root: Path = PACKAGE_ROOT) -> list[Path]:
+    """Package files `script` runs: its imports, theirs, and every parent package, sorted."""
+    seen: set[Path] = set()
+    todo = [Path(script)]
+    while todo:
+        for name in _named_modules(todo.pop()):
+            for parent in _parents(name):
+                found = _module_file(parent, root)
+                if found is not None and found not in seen:
+                    seen.add(found)
+                    todo.append(found)
+    return sorted(seen)
+
+
+def script_digest(script: str | Path, root: Path = PACKAGE_ROOT) -> str:
+    """sha256 over the relative paths and bytes of `import_closure(script)` (16 hex digits)."""
+    h = hashlib.sha256()
+    for path in import_closure(Path(script), root):
+        h.update(path.relative_to(root.parent).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()[:16]
