@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from alliance.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # Pseudonym key of every test trial that is not the bundled demo: the demo key is refused on
@@ -83,3 +88,18 @@ def trial_config(trial_files: tuple[Path, Path]) -> dict:
         cfg["columns"][role] = None
     cfg["privacy"]["key"] = FIXTURE_KEY
     return cfg
+
+
+def proportion_only(
+    sessions: pd.DataFrame, availability: Mapping[str, Any], settings: Settings
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The same trial as the clean stage writes it when adherence is mapped as a 0-1 proportion
+    only (columns.adherence, no dose counts): the session table without the count columns and
+    availability.json's `adherence` entry for it (source `proportion`, `proportion_only`)."""
+    from alliance.clean.resistance import resistance_availability
+
+    s = sessions.drop(columns=["doses_taken", "doses_prescribed"])
+    entry = resistance_availability(
+        s, pd.DataFrame(), settings.treatment_resistance, settings.self_report, None
+    )["adherence"]
+    return s, {**copy.deepcopy(dict(availability)), "adherence": entry}

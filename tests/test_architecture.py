@@ -23,6 +23,7 @@ LAYER_OF = {
     "settings": "base",
     "runner": "base",
     "envfile": "base",
+    "code_digest": "base",
     "instruments": "base",
     "engine": "engine",
     "clean": "clean",

@@ -19,7 +19,12 @@ from test_figures import config, synthetic_results, write_results
 
 from alliance.render.captions import figure_caption
 from alliance.render.figures import FIGURES, draw_all, draw_figure, load_inputs
-from alliance.render.figures.attendance import ADHERENCE, MISSED, binned_shares
+from alliance.render.figures.attendance import (
+    ADHERENCE,
+    ADHERENCE_SHARE,
+    MISSED,
+    binned_shares,
+)
 from alliance.render.figures.common import NothingToDraw
 from alliance.render.figures.resistance import trd_slopes
 
@@ -200,6 +205,45 @@ def test_the_panels_draw_the_binned_shares_and_the_model_at_random_effects_zero(
         assert x.min() == pytest.approx(lo) and x.max() == pytest.approx(hi)
     text = _texts(fig)
     assert "corrected for item error" in text and "per bin" in text
+
+
+def _share_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Adherence as a proportion only: the GLMM skipped, the fractional-logit GEE fitted (the
+    synthetic GLMM's numbers, its frame without the dose counts)."""
+    share = {f"share_{k.removeprefix('adherence_')}": v for k, v in inputs.items()
+             if k.startswith("adherence_")}  # fmt: skip
+    share["share_fit"] = {**share["share_fit"], "id": ADHERENCE_SHARE.model, "kind": "gee"}
+    share["share_frame"] = share["share_frame"].drop(columns=["doses_prescribed"])
+    skipped = {"status": "skipped", "reason": "needs adherence.dose_counts: a proportion"}
+    return {**inputs, "adherence_fit": skipped, **share}
+
+
+def test_without_counts_the_adherence_panel_draws_the_proportion_model(results: Path) -> None:
+    """Every interval weighs 1 (the GEE's estimating equations); the curve is
+    population-averaged and the legend says so."""
+    inputs = _share_inputs(_inputs(results, "attendance_adherence"))
+    fig = FIGURES["attendance_adherence"].draw(**inputs, settings=config())
+    ax = fig.axes[1]
+    frame = inputs["share_frame"]
+    bins = binned_shares(frame, "alliance_lag1", "adherence")
+    points = next(line for line in ax.lines if line.get_marker() == "o")
+    assert points.get_ydata() == pytest.approx(bins["share"].to_numpy())
+    equal = pd.qcut(frame["alliance_lag1"].rank(method="first"), len(bins), labels=False)
+    means = frame.groupby(equal)["adherence"].mean()
+    assert bins["share"].to_numpy() == pytest.approx(means.to_numpy())
+    text = " ".join(_texts(fig).split())
+    assert "Model, population-averaged" in text and "Share of doses taken" in text
+    assert "Odds ratio of taking a dose per" in text
+    assert "Not fitted" not in text
+
+
+def test_without_either_adherence_model_the_panel_gives_both_reasons(results: Path) -> None:
+    inputs = _share_inputs(_inputs(results, "attendance_adherence"))
+    inputs["share_fit"] = {"status": "skipped", "reason": "needs adherence.proportion_only: no"}
+    fig = FIGURES["attendance_adherence"].draw(**inputs, settings=config())
+    text = " ".join(_texts(fig).split())
+    assert "model adherence_alliance skipped: needs adherence.dose_counts" in text
+    assert "model adherence_alliance_share skipped: needs adherence.proportion_only" in text
 
 
 # ---- missing models ----------------------------------------------------------------------------

@@ -26,8 +26,8 @@ DEFAULT_IDS = [
     "suicidality_active", "agreement_rsa", "mediation_personality", "pooled_sites",
     # treatment resistance (issue #14)
     "symptoms_by_trd", "dropout_hazard_by_trd", "missed_sessions", "adherence_alliance",
-    "reporting_alliance", "symptoms_after_ruptures", "missed_after_ruptures",
-    "dropout_after_ruptures",
+    "adherence_alliance_share", "reporting_alliance", "symptoms_after_ruptures",
+    "missed_after_ruptures", "dropout_after_ruptures",
 ]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ which the plain `gee_exchangeable` case shows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -119,3 +120,29 @@ def test_bad_input(data):
     spec = ModelSpec(id="g", kind="gee", outcome="dropout", fixed=("alliance_early", "copy"))
     with pytest.raises(Skipped, match="collinear"):
         fit(spec, collinear, CONTEXT)
+
+
+def test_fractional_logit_takes_a_proportion_and_rejects_what_is_not_one(data):
+    """options.fractional: y in [0, 1] (the fractional logit); on a 0/1 outcome it is the plain
+    binomial GEE. Without it a proportion is refused with the option named; outside [0, 1], or
+    with another family, it is refused too."""
+    frac = {"cluster": "therapist", "fractional": True}
+    plain = fit(ModelSpec(id="g", kind="gee", options={"cluster": "therapist"}, **BINARY),
+                data, CONTEXT)  # fmt: skip
+    same = fit(ModelSpec(id="g", kind="gee", options=frac, **BINARY), data, CONTEXT)
+    pd.testing.assert_frame_equal(plain.coefficients, same.coefficients)
+    shares = data.assign(share=(data["baseline_symptom"] - 5) / 30)
+    assert shares["share"].between(0, 1).all() and not shares["share"].isin([0, 1]).all()
+    spec = ModelSpec(id="g", kind="gee", outcome="share", fixed=("alliance_early",), options=frac)
+    res = fit(spec, shares, CONTEXT)
+    assert res.fit["fractional"] and "Papke & Wooldridge" in res.fit["notes"][0]
+    assert 0 < res.fit["scale"] < 1  # shares vary far less than Bernoulli outcomes
+    vcov = res.extras["vcov"].set_index("term")
+    se = res.coefficients.set_index("term")["std_error"]
+    np.testing.assert_allclose(np.sqrt(np.diag(vcov.loc[se.index, se.index])), se)
+    with pytest.raises(InputError, match="options.fractional: true"):
+        fit(dataclasses.replace(spec, options={"cluster": "therapist"}), shares, CONTEXT)
+    with pytest.raises(InputError, match=r"proportion in \[0, 1\], found 1.2"):
+        fit(spec, shares.assign(share=shares["share"].where(shares.index != 5, 1.2)), CONTEXT)
+    with pytest.raises(ConfigError, match="fractional"):
+        fit(dataclasses.replace(spec, options={**frac, "family": "gaussian"}), shares, CONTEXT)

@@ -1,10 +1,14 @@
-"""The default (G)LMMs of the model stage against lme4 1.1-31 / lmerTest 3.1-3 (R 4.2.2).
+"""The default (G)LMMs of the model stage against lme4 1.1-31 / lmerTest 3.1-3, and its default
+GEEs against geepack 1.3.9 (R 4.2.2).
 
 Fixtures (tests/reference/models/): `<case>_frame.csv` are model frames of the default models on
 the demo trial (session-level frames keep every third patient, so the fixtures stay small);
 `specs.csv` lists each case's resolved terms and `formula_r`; `reference.csv` holds what
 make_model_reference.R got in R from those frames with `formula_r` (long format: case, section,
 term, stat, value). The tests refit each frame through `alliance.models` and never need R.
+`adherence_alliance_share` runs only where adherence is a proportion without dose counts: its
+frame comes from the demo with the count columns dropped (conftest.proportion_only), as the
+clean stage writes a proportion-only export.
 
 Regenerate (after changing defaults.yaml or the score stage), from the repository root:
 
@@ -13,6 +17,8 @@ Regenerate (after changing defaults.yaml or the score stage), from the repositor
 
 Tolerances (the brief): estimates 1e-3 relative, SEs 1e-3 relative. Estimates much smaller than
 their SE are compared on the SE's scale (their trailing digits are optimizer noise in R too).
+GEEs (estimating equations solved to 1e-10 on both sides, no optimiser): estimates, sandwich
+SEs, scale, working correlation and QIC to 1e-5 relative.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import proportion_only
 
 from alliance.models.base import FitContext, ModelSpec, kind_function
 from alliance.models.spec import load_specs
@@ -41,6 +48,8 @@ DEFAULT_MODELS = ModelsSettings.from_mapping({"use_defaults": True, "disable": [
 SUBSAMPLE = 3
 FEW_THERAPISTS = 6
 EST_RTOL, SE_RTOL = 1e-3, 1e-3
+GEE_RTOL = 1e-5
+MIXED_KINDS = ("lmm", "glmm", "hazard")
 
 
 def _specs_table() -> pd.DataFrame:
@@ -84,7 +93,7 @@ def case_spec(row: pd.Series) -> ModelSpec:
         default_spec(row["model"]),
         outcome=row["outcome"],
         fixed=tuple(row["fixed"].split(" + ")),
-        random=row["random"],
+        random=row["random"] or None,
     )
 
 
@@ -96,18 +105,23 @@ def fitted(case: str):
     return kind_function(spec.kind)(spec, case_frame(row), CONTEXT)
 
 
-CASES = list(_specs_table()["case"]) if (REF / "specs.csv").exists() else []
+_TABLE = _specs_table() if (REF / "specs.csv").exists() else pd.DataFrame(columns=["case", "kind"])
+CASES = list(_TABLE["case"])
+MIXED_CASES = list(_TABLE.loc[_TABLE["kind"].isin(MIXED_KINDS), "case"])
+GEE_CASES = list(_TABLE.loc[_TABLE["kind"] == "gee", "case"])
 
 
-def _close_estimates(ours: pd.Series, theirs: pd.Series, se: pd.Series) -> None:
+def _close_estimates(
+    ours: pd.Series, theirs: pd.Series, se: pd.Series, rtol: float = EST_RTOL
+) -> None:
     scale = np.maximum(theirs.abs(), se)
-    bad = np.abs(ours - theirs) > EST_RTOL * scale
+    bad = np.abs(ours - theirs) > rtol * scale
     assert not bad.any(), pd.DataFrame({"ours": ours, "R": theirs})[bad]
 
 
 def max_rel_diff(case: str) -> dict[str, float]:
     """Max relative differences to R (estimates on max(|est|, SE) scale), for the report."""
-    r = ref(case, "robust" if fitted(case).fit["few_groups"] else "fixef")
+    r = ref(case, "robust" if fitted(case).fit.get("few_groups") else "fixef")
     c = fitted(case).coefficients.set_index("term").loc[r.index]
     scale = np.maximum(r["estimate"].abs(), r["std_error"])
     return {
@@ -130,14 +144,14 @@ def test_coefficients_match_r(case):
     assert sorted(c.index) == sorted(r.index)  # identical term names in R and here
     c = c.loc[r.index]
     _close_estimates(c["estimate"], r["estimate"], r["std_error"])
-    if res.fit["few_groups"]:
+    if res.fit.get("few_groups"):
         return  # cluster-robust SEs: checked against R's sandwich below
     np.testing.assert_allclose(c["std_error"], r["std_error"], rtol=SE_RTOL)
     if "df" in r.columns and np.isfinite(r["df"]).all():
         np.testing.assert_allclose(c["df"], r["df"], rtol=1e-3)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", MIXED_CASES)
 def test_fit_statistics_match_r(case):
     res = fitted(case)
     fit = ref(case, "fit")
@@ -154,6 +168,23 @@ def test_fit_statistics_match_r(case):
             continue  # both at the boundary (singular fit): lme4 stops at ~1e-5 (or 1e-15), we at 0
         scale = max(abs(row["vcov"]), 1e-3 * top)
         assert abs(ours[term] - row["vcov"]) <= 2e-3 * scale, (term, ours[term], row["vcov"])
+
+
+@pytest.mark.parametrize("case", GEE_CASES)
+def test_gee_matches_geepack_to_1e5(case):
+    """Estimates, sandwich SEs, scale, working correlation and QIC as geeglm gets them."""
+    res = fitted(case)
+    r = ref(case, "fixef")
+    c = res.coefficients.set_index("term")
+    c = c.loc[r.index]
+    _close_estimates(c["estimate"], r["estimate"], r["std_error"], rtol=GEE_RTOL)
+    np.testing.assert_allclose(c["std_error"], r["std_error"], rtol=GEE_RTOL)
+    fit = ref(case, "fit").iloc[0]
+    assert res.fit["scale"] == pytest.approx(fit["scale"], rel=GEE_RTOL)
+    assert res.fit["working_correlation"] == pytest.approx(fit["alpha"], rel=GEE_RTOL)
+    assert res.fit["QIC"] == pytest.approx(fit["qic"], rel=GEE_RTOL)
+    assert res.fit["n_obs"] == int(fit["n_obs"]) and res.fit["n_clusters"] == int(fit["clusters"])
+    assert res.fit["converged"]
 
 
 def _check_table(ours: pd.DataFrame, case: str, section: str, key) -> None:
@@ -251,15 +282,19 @@ def _keep_patients(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def demo_frames() -> dict[str, tuple[pd.DataFrame, str, dict]]:
-    """case -> (frame, resolved fixed terms, row of specs.csv) for every default (G)LMM."""
+    """case -> (frame, resolved fixed terms, row of specs.csv) for every default (G)LMM and GEE
+    (a proportion-only model on the demo without its dose counts)."""
     from alliance.models.frames import model_frame
 
-    sessions, patients, availability, settings = demo_tables()
+    demo, patients, demo_availability, settings = demo_tables()
+    shares = proportion_only(demo, demo_availability, settings)
     codings = {"arms": settings.codings.arm, "arm_reference": settings.codings.arm_reference}
     out = {}
     for spec in load_specs(settings.models):
-        if spec.kind not in ("lmm", "glmm", "hazard"):
+        if spec.kind not in (*MIXED_KINDS, "gee"):
             continue
+        only_shares = "adherence.proportion_only" in spec.requires
+        sessions, availability = shares if only_shares else (demo, demo_availability)
         frame, meta = model_frame(spec, sessions, patients, availability, **codings)
         cases = {spec.id: (_keep_patients(frame) if spec.data == "sessions" else frame, meta)}
         if spec.id == "symptoms_growth":

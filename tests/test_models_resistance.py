@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURE_KEY, ROOT, demo_config
+from conftest import FIXTURE_KEY, ROOT, demo_config, proportion_only
 
+from alliance.clean.resistance import resistance_availability
 from alliance.clean.stage import clean_trial
 from alliance.models.person_period import slot_rows
-from alliance.models.run import fit_model
+from alliance.models.run import fit_model, summarise
 from alliance.models.spec import load_specs
 from alliance.score.ruptures import prior_rupture_flags
 from alliance.score.stage import run_score
@@ -45,7 +46,7 @@ def _stages(folder: Path, arm_codes: dict[str, str] | None = None) -> dict[str, 
     settings = Settings.from_config(cfg)
     clean = clean_trial(settings.clean())
     scored = run_score(clean.sessions, clean.patients, settings.score_stage())
-    return {"clean": clean, "scored": scored, "settings": settings.model_stage()}
+    return {"clean": clean, "scored": scored, "settings": settings.model_stage(), "all": settings}
 
 
 @pytest.fixture(scope="module")
@@ -53,20 +54,26 @@ def trial(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _stages(tmp_path_factory.mktemp("resistance"))
 
 
-def _fit(run: dict[str, Any], model_id: str, **changes: Any):
+def _fit(
+    run: dict[str, Any],
+    model_id: str,
+    tables: tuple[pd.DataFrame, dict[str, Any]] | None = None,
+    **changes: Any,
+):
+    """Fit a default model on the trial (or on `tables`: sessions and availability)."""
     settings = run["settings"]
     spec = {s.id: s for s in load_specs(settings.models)}[model_id]
     spec = dataclasses.replace(spec, **changes) if changes else spec
     scored = run["scored"]
-    result, _ = fit_model(
-        spec, scored.analysis, scored.patient_analysis, run["clean"].availability, settings
-    )
+    sessions, availability = tables or (scored.analysis, run["clean"].availability)
+    result, _ = fit_model(spec, sessions, scored.patient_analysis, availability, settings)
     return result
 
 
-@pytest.mark.parametrize("model_id", NEW)
+@pytest.mark.parametrize("model_id", [*NEW, "adherence_alliance_share"])
 def test_new_default_models_fit_on_a_simulated_trial(trial, model_id):
-    result = _fit(trial, model_id)
+    only_shares = model_id == "adherence_alliance_share"
+    result = _fit(trial, model_id, _shares(trial) if only_shares else None)
     assert result.fit["status"] == "fitted", result.fit["reason"]
     terms = set(result.coefficients["term"])
     assert set(result.fit["key_terms"]) <= terms
@@ -107,6 +114,54 @@ def test_adherence_is_a_binomial_of_doses_in_the_pill_arms(trial):
     assert result.coefficients.set_index("term").loc["alliance_lag1", "estimate"] > 0
     # the same likelihood as one Bernoulli row per dose: the binomial counts are used, not rows
     assert result.fit["n_obs"] == len(result.frame) and result.frame["doses_prescribed"].gt(1).any()
+
+
+ADHERENCE_MODELS = ("adherence_alliance", "adherence_alliance_share")
+
+
+def _shares(run: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The trial with adherence as a 0-1 proportion only (no dose counts)."""
+    return proportion_only(run["scored"].analysis, run["clean"].availability, run["all"])
+
+
+def _no_adherence(run: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The trial without any adherence measure, as the clean stage records it."""
+    sessions = _shares(run)[0].drop(columns=["adherence"])
+    entry = resistance_availability(sessions, pd.DataFrame(), run["all"].treatment_resistance,
+                                    run["all"].self_report, None)["adherence"]  # fmt: skip
+    return sessions, {**run["clean"].availability, "adherence": entry}
+
+
+def test_exactly_one_adherence_model_runs_and_the_other_says_why(trial):
+    """Counted doses: the binomial GLMM; a proportion only: the fractional-logit GEE; neither:
+    both skipped. The skipped one names the measure it needs and why it is not there."""
+    counted = {m: _fit(trial, m).fit for m in ADHERENCE_MODELS}
+    assert counted["adherence_alliance"]["status"] == "fitted"
+    assert counted["adherence_alliance_share"]["status"] == "skipped"
+    assert counted["adherence_alliance_share"]["reason"].startswith(
+        "needs adherence.proportion_only: doses are counted"
+    )
+    shares = {m: _fit(trial, m, _shares(trial)) for m in ADHERENCE_MODELS}
+    glmm = shares["adherence_alliance"].fit
+    assert glmm["status"] == "skipped"
+    assert glmm["reason"].startswith("needs adherence.dose_counts: adherence is a proportion")
+    gee = shares["adherence_alliance_share"]
+    assert gee.fit["status"] == "fitted", gee.fit["reason"]
+    facts = {k: gee.fit[k] for k in ("kind", "fractional", "corstr", "cluster")}
+    assert facts == {"kind": "gee", "fractional": True, "corstr": "exchangeable",
+                     "cluster": "patient"}  # fmt: skip
+    assert "Papke & Wooldridge" in gee.fit["notes"][0]
+    assert set(gee.frame["arm"].astype(str)) == {"IMI-CM", "PLA-CM"}
+    assert not gee.frame["adherence"].isin([0.0, 1.0]).all()  # a proportion, not 0/1
+    coefs = gee.coefficients.set_index("term")
+    assert 0 < coefs.loc["alliance_lag1", "estimate"] < coefs.loc["alliance_lag1_rc", "estimate"]
+    assert gee.fit["reliability_correction"]["term"] == "alliance_lag1"
+    neither = {m: _fit(trial, m, _no_adherence(trial)) for m in ADHERENCE_MODELS}
+    summary = summarise(neither).set_index("model")
+    for model_id, needs in zip(ADHERENCE_MODELS, ("dose_counts", "proportion_only"), strict=True):
+        row = summary.loc[model_id]
+        assert row["status"] == "skipped"
+        assert row["reason"].startswith(f"needs adherence.{needs}: no medication adherence")
 
 
 def test_models_skip_with_the_reason_when_the_data_lack_the_measure(trial):

@@ -7,6 +7,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from pipeline_runs import reference_run
 from workflow_helpers import ROOT, absolute_config, run_snakemake
 
 from alliance.clean.pseudonym import pseudonym
+from alliance.models.spec import default_spec_dicts
 
 pytestmark = pytest.mark.slow
 CLEAN = ["sessions.parquet", "patients.parquet", "flow.csv", "validation.csv", "availability.json"]
@@ -55,6 +57,58 @@ def test_spss_wide_export_gives_the_same_clean_tables(demo_run, tmp_path):
     long = pd.read_parquet(demo_run / "results/clean/sessions.parquet")
     cols = ["patient", "session", "symptom", "item_patient_01", "item_therapist_05", "weeks"]
     pd.testing.assert_frame_equal(long[cols], wide[cols], check_dtype=False)
+
+
+# The demo with adherence as a 0-1 proportion only: the models that answer the adherence question
+# (and the other panel of its figure); the rest of the default set is left out to keep it short.
+SHARE_MODELS = ("missed_sessions", "adherence_alliance", "adherence_alliance_share")
+
+
+def proportion_only_demo(folder: Path) -> Path:
+    """The demo export with its pill counts replaced by their ratio, `adherence_share` (as a
+    self-report scale or an electronic monitor's share would come), and the config for it: the
+    demo config mapping columns.adherence and no dose counts, a test key (the demo key is refused
+    on other data), only SHARE_MODELS of the default set."""
+    sessions = pd.read_csv(ROOT / "data/demo/sessions.csv", dtype=str, keep_default_na=False)
+    taken, given = (pd.to_numeric(sessions[c], errors="coerce")
+                    for c in ("pills_taken", "pills_prescribed"))  # fmt: skip
+    share = (taken / given.where(given > 0)).map(lambda v: "" if pd.isna(v) else repr(v))
+    sessions = sessions.drop(columns=["pills_taken", "pills_prescribed"])
+    sessions.insert(len(sessions.columns) - 1, "adherence_share", share)
+    sessions.to_csv(folder / "sessions.csv", index=False)
+    disable = [s["id"] for s in default_spec_dicts() if s["id"] not in SHARE_MODELS]
+    return absolute_config(
+        ROOT / "config/config.yaml", folder, data__sessions=str(folder / "sessions.csv"),
+        columns__doses_taken=None, columns__doses_prescribed=None,
+        columns__adherence="adherence_share", privacy__key=FIXTURE_KEY, models__disable=disable,
+    )  # fmt: skip
+
+
+def test_proportion_only_adherence_runs_the_fractional_logit_gee_end_to_end(tmp_path):
+    """Clean -> score -> models -> figures on the demo with adherence as a proportion only: the
+    binomial GLMM is skipped saying why, the fractional-logit GEE is fitted and drawn."""
+    cfg = proportion_only_demo(tmp_path)
+    proc = run_snakemake(tmp_path, cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = tmp_path / "results"
+    adherence = json.loads((results / "clean/availability.json").read_text())["adherence"]
+    assert adherence["source"] == "proportion" and adherence["proportion_only"]
+    assert not adherence["dose_counts"]
+    summary = pd.read_csv(results / "models/summary.csv")
+    glmm = summary[summary["model"] == "adherence_alliance"].iloc[0]
+    assert glmm["status"] == "skipped"
+    assert glmm["reason"].startswith("needs adherence.dose_counts: adherence is a proportion")
+    gee = summary[summary["model"] == "adherence_alliance_share"].set_index("term")
+    assert set(gee.index) == {"alliance_lag1", "alliance_lag1_rc"}
+    assert (gee["status"] == "fitted").all() and gee["converged"].all()
+    assert 0 < gee.loc["alliance_lag1", "ci_low"] < gee.loc["alliance_lag1", "estimate"]
+    fit = json.loads((results / "models/adherence_alliance_share/fit.json").read_text())
+    assert (fit["kind"], fit["fractional"], fit["cluster"]) == ("gee", True, "patient")
+    assert fit["frame"]["subset"].startswith("arm_class in")
+    drawn = json.loads((results / "report/figures_resistance.json").read_text())
+    assert "attendance_adherence.png" in drawn["attendance_adherence"], drawn
+    overview = (results / "report/overview.html").read_text()
+    assert "adherence_alliance_share" in overview and "needs adherence.dose_counts" in overview
 
 
 def test_bad_input_fails_and_leaves_nothing(tmp_path):

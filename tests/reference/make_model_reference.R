@@ -1,9 +1,9 @@
-# Refits the model stage's default (G)LMMs in R and writes what tests/test_models_reference.py
-# compares against.
+# Refits the model stage's default (G)LMMs and GEEs in R and writes what
+# tests/test_models_reference.py compares against.
 #
 # Run from the repository root, after `.venv/bin/python tests/test_models_reference.py` has
 # written the frames and specs.csv:   Rscript tests/reference/make_model_reference.R
-# Needs (Debian): r-base-core r-cran-lme4 r-cran-lmertest
+# Needs (Debian): r-base-core r-cran-lme4 r-cran-lmertest r-cran-geepack
 #
 # Input (tests/reference/models/): specs.csv (case, model, formula_r, robust_cluster, ...) and
 # <case>_frame.csv, the model frames exactly as the pipeline fitted them (factors already 0/1
@@ -17,12 +17,16 @@
 #   predictions  population predictions per  by_level|x  (X b, sqrt(x V x'))
 #   ranef        therapist conditional modes / SDs per  group|term|level
 #   robust       CR1 cluster-robust SEs of the two-level fit (few-therapists fallback)
+# GEE cases (kind gee, geepack::geeglm):
+#   fixef        estimate, std_error (sandwich, san.se), statistic (z = estimate / SE), df Inf
+#   fit          scale (dispersion), alpha (exchangeable correlation), qic, n_obs, clusters
 # Definitions follow alliance/models/contrasts.py and mixed.py docstrings, coded here
 # independently.
 
 suppressPackageStartupMessages({
   library(lme4)
   library(lmerTest)
+  library(geepack)
 })
 
 dir <- "tests/reference/models"
@@ -185,11 +189,43 @@ add_robust <- function(case, fit, data, cluster) {
   }
 }
 
+# geeglm with family binomial on a proportion (the fractional logit) warns "non-integer
+# #successes in a binomial glm!" from the family's initialize (again in QIC's independence refit):
+# expected for the quasi-likelihood (Papke & Wooldridge 1996), so that warning alone is muffled;
+# any other is kept.
+muffle_fractional <- function(expr) {
+  withCallingHandlers(expr, warning = function(w) {
+    if (grepl("non-integer #successes", conditionMessage(w), fixed = TRUE)) {
+      invokeRestart("muffleWarning")
+    }
+  })
+}
+
+add_gee <- function(case, fit) {
+  co <- summary(fit)$coefficients
+  for (term in rownames(co)) {
+    add(case, "fixef", term, "estimate", co[term, "Estimate"])
+    add(case, "fixef", term, "std_error", co[term, "Std.err"])
+    add(case, "fixef", term, "statistic", co[term, "Estimate"] / co[term, "Std.err"])
+    add(case, "fixef", term, "df", Inf)
+  }
+  add(case, "fit", "", "scale", summary(fit)$dispersion$Estimate)
+  add(case, "fit", "", "alpha", summary(fit)$corr$Estimate)
+  add(case, "fit", "", "qic", QIC(fit)[["QIC"]])
+  add(case, "fit", "", "n_obs", length(fit$y))
+  add(case, "fit", "", "clusters", length(summary(fit)$clusz))
+}
+
 specs <- read.csv(file.path(dir, "specs.csv"), stringsAsFactors = FALSE, na.strings = "")
 for (i in seq_len(nrow(specs))) {
   s <- specs[i, ]
   data <- read.csv(file.path(dir, paste0(s$case, "_frame.csv")), stringsAsFactors = FALSE,
                    check.names = FALSE)
+  if (s$kind == "gee") {
+    muffle_fractional(add_gee(s$case, eval(parse(text = s$formula_r))))
+    cat(s$case, ": done\n", sep = "")
+    next
+  }
   fit <- eval(parse(text = s$formula_r))
   co <- summary(fit)$coefficients
   for (term in rownames(co)) {
@@ -237,5 +273,6 @@ write_rows(file.path(dir, "reference.csv"))
 writeLines(c(R.version.string,
              paste("lme4", packageVersion("lme4")),
              paste("lmerTest", packageVersion("lmerTest")),
-             paste("Matrix", packageVersion("Matrix"))),
+             paste("Matrix", packageVersion("Matrix")),
+             paste("geepack", packageVersion("geepack"))),
            file.path(dir, "versions.txt"))

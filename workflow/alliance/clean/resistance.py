@@ -26,6 +26,18 @@ from alliance.settings import (
 
 PATIENT_MEASURES = ("prior_failed_trials", "staging_score", "episode_months")
 COUNTS = ("doses_taken", "doses_prescribed", "missed_before")
+# Why a flag of the available adherence measure is false (availability.json `reasons`).
+ADHERENCE_REASONS = {
+    "dose_counts": (
+        "adherence is a proportion without dose counts (columns.adherence): a binomial model needs "
+        "the counts (columns.doses_taken + doses_prescribed); the proportion's model (requires "
+        "adherence.proportion_only) is the adherence model instead"
+    ),
+    "proportion_only": (
+        "doses are counted (columns.doses_taken + doses_prescribed): the binomial model of the "
+        "counts (requires adherence.dose_counts) is the adherence model, not a proportion-only one"
+    ),
+}
 
 
 def _not_negative(
@@ -163,6 +175,11 @@ def resistance_availability(
             has(s, "adherence"),
             "no medication adherence (columns.doses_taken + doses_prescribed, or adherence)",
             source="dose counts" if counted else ("proportion" if has(s, "adherence") else None),
+            # which likelihood fits (a model's `requires`: adherence.dose_counts or
+            # adherence.proportion_only), and why the other does not
+            dose_counts=counted,
+            proportion_only=has(s, "adherence") and not counted,
+            reasons=ADHERENCE_REASONS,
         ),
         "self_report": state(
             has(s, "self_report_symptom"),

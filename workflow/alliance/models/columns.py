@@ -66,6 +66,7 @@ ROLE_OF_MEASURE = {
     "therapist": "therapist", "site": "site", "arm": "arm", "modality": "modality",
     "agency": "agency", "suicidality": "suicidality", "relapse": "relapse_time",
     "self_report": "self_report_symptom", "treatment_resistance.trd": "prior_failed_trials",
+    "adherence.dose_counts": "doses_taken", "adherence.proportion_only": "adherence",
 }  # fmt: skip
 # Measures any one of whose roles provides them.
 ROLES_OF_MEASURE = {

@@ -144,8 +144,12 @@ def availability_state(availability: Mapping[str, Any], key: str) -> tuple[bool,
             return False, f"'{key}' is not recorded in availability.json"
         parent, node = node, node[part]
     if isinstance(node, bool) and isinstance(parent, Mapping):
-        # a flag inside a measure's entry (treatment_resistance.trd): the measure's reason
-        why = parent.get("reason") or f"the data have no {key.rsplit('.', 1)[-1]}"
+        # a flag inside a measure's entry (treatment_resistance.trd): the measure's reason,
+        # else the flag's own (the entry's `reasons`), else a generic one
+        flag = key.rsplit(".", 1)[-1]
+        own = parent.get("reasons")
+        own = own.get(flag) if isinstance(own, Mapping) else None
+        why = parent.get("reason") or own or f"the data have no {flag}"
         return node, "" if node else str(why)
     if not isinstance(node, Mapping):
         return False, f"'{key}' is not recorded in availability.json"

@@ -8,7 +8,12 @@ Spec: `outcome` (0/1 for binomial), `fixed` the predictors (factors already 0/1 
 Options:
 - `cluster` (default `therapist`): the GEE clusters; required (no cluster column -> Skipped).
 - `family`: `binomial` (logit link, default) or `gaussian` (identity).
+- `fractional` (binomial only): the outcome is a proportion in [0, 1], not 0/1: the fractional
+  logit (Papke & Wooldridge 1996), whose binomial quasi-likelihood needs only a correct mean,
+  E[y | x] = expit(x'b); the sandwich SEs do not lean on the binomial variance. R's binomial
+  family warns "non-integer #successes" on such y: expected, and harmless for the estimates.
 - `corstr`: `exchangeable` (default) or `independence` working correlation.
+- `x` with `x_error`: the regression-calibrated row `{x}_rc` (alliance.models.calibration).
 
 Matches R geepack `geeglm(..., id = therapist, corstr = ...)` (1.3.9) to ~1e-12 once both
 iterate to convergence, given two settings: `ddof_scale=0` (geepack estimates the scale as
@@ -31,11 +36,18 @@ import pandas as pd
 from alliance.engine.tidy import coef_table
 from alliance.errors import ConfigError, InputError
 from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec, Skipped
+from alliance.models.calibration import calibrate
 
 CTOL = 1e-10
 MAXITER = 200
 FAMILIES = ("binomial", "gaussian")
 CORSTRS = ("exchangeable", "independence")
+FRACTIONAL_NOTE = (
+    "fractional logit (Papke & Wooldridge 1996): the binomial quasi-likelihood of a proportion "
+    "in [0, 1], logit link, sandwich SEs; `scale` is the Pearson dispersion (< 1 when shares "
+    "vary less than Bernoulli outcomes would). geepack::geeglm warns 'non-integer #successes in "
+    "a binomial glm!' on such an outcome: expected, it does not change the estimates"
+)
 
 
 def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
@@ -53,6 +65,11 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
         raise ConfigError(f"model '{spec.id}', key options.family: {family!r} not in {FAMILIES}")
     if corstr not in CORSTRS:
         raise ConfigError(f"model '{spec.id}', key options.corstr: {corstr!r} not in {CORSTRS}")
+    fractional = bool(opts.get("fractional"))
+    if fractional and family != "binomial":
+        raise ConfigError(
+            f"model '{spec.id}', key options.fractional: a proportion outcome needs family binomial"
+        )
     if not cluster:
         raise Skipped("GEE needs a cluster column (options.cluster), and none is available")
     for col in [spec.outcome, *spec.fixed, cluster]:
@@ -64,13 +81,8 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     n_clusters = int(frame[cluster].nunique())
     if n_clusters < 2:
         raise Skipped(f"GEE needs at least 2 clusters of '{cluster}', found {n_clusters}")
-    y = pd.to_numeric(frame[spec.outcome]).to_numpy(dtype=float)
-    if family == "binomial" and not np.isin(y, (0.0, 1.0)).all():
-        raise InputError(
-            f"model '{spec.id}': a binomial GEE needs a 0/1 outcome",
-            column=spec.outcome,
-            check="gee.binary",
-        )
+    _check_outcome(spec, pd.to_numeric(frame[spec.outcome]).to_numpy(dtype=float), family,
+                   fractional)  # fmt: skip
 
     # geeglm needs each cluster's rows together; sorting here makes the written frame R-ready
     data = frame.sort_values(cluster, kind="stable").reset_index(drop=True)
@@ -98,6 +110,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     beta = np.asarray(res.params, dtype=float)
     se = np.asarray(res.bse, dtype=float)
     table = coef_table(terms, beta, se, np.inf).assign(model=spec.id)[COEF_COLUMNS]
+    vcov = pd.DataFrame(np.asarray(res.cov_robust, dtype=float), index=terms, columns=terms)
 
     mu = np.asarray(res.fittedvalues, dtype=float)
     scale = float(np.sum((y - mu) ** 2 / fam.variance(mu)) / len(y))  # geepack: / N
@@ -116,6 +129,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
         "cluster": cluster,
         "cluster_size": {"min": int(sizes.min()), "max": int(sizes.max())},
         "family": family,
+        "fractional": fractional,
         "link": link,
         "corstr": corstr,
         "working_correlation": alpha,
@@ -133,6 +147,12 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
             f'corstr = "{corstr}", control = geepack::geese.control(epsilon = 1e-10))'
         ),
     }
+    if fractional:
+        info["notes"] = [FRACTIONAL_NOTE]
+    # the robust covariance used for every SE: figures derive curves and bands from it
+    extras = {"vcov": vcov.rename_axis("term").reset_index()}
+    result = ModelResult(coefficients=table, fit=info, frame=data, extras=extras)
+    calibrate(result, data, spec)
     if family == "binomial":
         info["odds_ratios"] = {
             r.term: {
@@ -140,10 +160,31 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
                 "ci_low": float(np.exp(r.ci_low)),
                 "ci_high": float(np.exp(r.ci_high)),
             }
-            for r in table.itertuples()
+            for r in result.coefficients.itertuples()
             if r.term != "(Intercept)"
         }
-    return ModelResult(coefficients=table, fit=info, frame=data, extras={})
+    return result
+
+
+def _check_outcome(spec: ModelSpec, y: np.ndarray, family: str, fractional: bool) -> None:
+    """0/1 for a binomial GEE, [0, 1] for a fractional one (InputError naming the column)."""
+    if family != "binomial":
+        return
+    if fractional and not ((y >= 0.0) & (y <= 1.0)).all():
+        bad = float(y[(y < 0.0) | (y > 1.0)][0])
+        raise InputError(
+            f"model '{spec.id}': a fractional-logit GEE needs a proportion in [0, 1], "
+            f"found {bad:g}",
+            column=spec.outcome,
+            check="gee.proportion",
+        )
+    if not fractional and not np.isin(y, (0.0, 1.0)).all():
+        raise InputError(
+            f"model '{spec.id}': a binomial GEE needs a 0/1 outcome (a proportion in [0, 1]: "
+            "options.fractional: true)",
+            column=spec.outcome,
+            check="gee.binary",
+        )
 
 
 def _qic(y: np.ndarray, mu: np.ndarray, family: str, res, indep) -> float:

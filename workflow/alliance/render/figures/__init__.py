@@ -223,8 +223,12 @@ FIGURES: dict[str, FigureSpec] = {
                 "adherence_coefficients": _m("adherence_alliance", "coefficients.csv"),
                 "adherence_frame": _m("adherence_alliance", "frame.parquet"),
                 "adherence_vcov": _m("adherence_alliance", "vcov.csv"),
+                "share_fit": _m("adherence_alliance_share", "fit.json"),
+                "share_coefficients": _m("adherence_alliance_share", "coefficients.csv"),
+                "share_frame": _m("adherence_alliance_share", "frame.parquet"),
+                "share_vcov": _m("adherence_alliance_share", "vcov.csv"),
             },
-            models=("missed_sessions", "adherence_alliance"),
+            models=("missed_sessions", "adherence_alliance", "adherence_alliance_share"),
             section="resistance",
         ),
     ]

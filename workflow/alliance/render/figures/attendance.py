@@ -8,10 +8,15 @@ Their 95 % CIs are clustered by patient (linearised ratio estimator: rows of one
 not independent). The curve comes from the model's fixed effects (`predict.predict` through
 `dropout.population_curve`: random effects at zero, other covariates at their sample means)
 with its 95 % Wald band from the coefficient covariance.
+
+Where adherence is only a proportion (no dose counts), the adherence panel draws the
+fractional-logit GEE `adherence_alliance_share` instead: every interval weighs 1 (w = 1, as in
+its estimating equations) and the curve is population-averaged (a GEE has no random effects).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +59,7 @@ class Outcome:
     ylabel: str
     rows: str  # what a frame row is
     ratio: str  # what the odds ratio is of
+    curve: str = "Model, random effects at 0"  # what the model line is
 
 
 MISSED = Outcome("missed_sessions", "alliance", "event", None, "Missed scheduled sessions",
@@ -61,6 +67,12 @@ MISSED = Outcome("missed_sessions", "alliance", "event", None, "Missed scheduled
 ADHERENCE = Outcome("adherence_alliance", "alliance_lag1", "adherence", "doses_prescribed",
                     "Medication adherence (pill arms)", "Prescribed doses taken", "intervals",
                     "taking a dose")  # fmt: skip
+# adherence as a proportion only (no counts): the fractional-logit GEE, intervals unweighted, its
+# odds ratio population-averaged (the legend says so)
+ADHERENCE_SHARE = dataclasses.replace(
+    ADHERENCE, model="adherence_alliance_share", weight=None, ylabel="Share of doses taken",
+    curve="Model, population-averaged",
+)  # fmt: skip
 
 
 def binned_shares(
@@ -157,7 +169,7 @@ def _panel(
     with_band = bool(curve["ci_low"].notna().any())  # no band without vcov.csv
     handles = [(band, line) if with_band else line, points]
     labels = [
-        "Model, random effects at 0" + (" (95 % CI)" if with_band else ""),
+        outcome.curve + (" (95 % CI)" if with_band else ""),
         f"Observed, {span} {outcome.rows} per bin\n(95 % CI clustered by patient)",
     ]
     rising = float(curve["fit"].iloc[-1]) > float(curve["fit"].iloc[0])
@@ -194,6 +206,19 @@ def _inputs(
     return None
 
 
+Panel = tuple[Outcome, Mapping[str, Any] | None, pd.DataFrame | None, pd.DataFrame | None,
+              pd.DataFrame | None]  # fmt: skip
+
+
+def adherence_panel(counts: Panel, share: Panel) -> Panel:
+    """The adherence panel's model: the binomial GLMM of counted doses when fitted, else the
+    proportion-only GEE when fitted, else the GLMM (its note then gives both reasons)."""
+    for panel in (counts, share):
+        if unfitted_reason(panel[1], panel[0].model) is None:
+            return panel
+    return counts
+
+
 @skippable
 def draw_attendance_adherence(
     missed_fit: Mapping[str, Any] | None,
@@ -205,26 +230,38 @@ def draw_attendance_adherence(
     adherence_frame: pd.DataFrame | None,
     adherence_vcov: pd.DataFrame | None,
     settings: RenderSettings,
+    share_fit: Mapping[str, Any] | None = None,
+    share_coefficients: pd.DataFrame | None = None,
+    share_frame: pd.DataFrame | None = None,
+    share_vcov: pd.DataFrame | None = None,
 ) -> Figure:
     """Attendance and adherence by the alliance rated at the last attended session, i.e.
     before the outcome. A: share of scheduled sessions missed (cancelled or no-show) among the
     slots after an attended session up to the next attended one, model missed_sessions. B:
     share of prescribed doses taken over the interval until the next attended session, in the
-    pill arms, model adherence_alliance. Points: observed shares in up to ten equal-count bins
-    (deciles) of that alliance at the bin mean (rows per bin in the legend; B pools the bin's
-    doses), with 95 % CIs clustered by patient. Line and band: the binomial model's
-    population-level prediction with random effects at zero (a patient at the average
-    propensity, so with between-patient variation the observed shares lie closer to 50 %;
-    other covariates at their sample means) and its 95 % Wald band, over the middle 98 % of
-    ratings. Below each panel the odds ratio per alliance point and, when the model has it,
-    the same corrected for the item error of one session's score (regression calibration). A
-    panel whose model was not fitted says why.
+    pill arms, model adherence_alliance (doses counted) or, where adherence is only a
+    proportion, adherence_alliance_share (fractional-logit GEE; every interval weighs 1).
+    Points: observed shares in up to ten equal-count bins (deciles) of that alliance at the bin
+    mean (rows per bin in the legend; B pools the bin's doses when they are counted), with 95 %
+    CIs clustered by patient. Line and band: the binomial model's population-level prediction
+    with random effects at zero (a patient at the average propensity, so with between-patient
+    variation the observed shares lie closer to 50 %; other covariates at their sample means)
+    and its 95 % Wald band, over the middle 98 % of ratings; the GEE's curve is the
+    population-averaged share itself. Below each panel the odds ratio per alliance point and,
+    when the model has it, the same corrected for the item error of one session's score
+    (regression calibration). A panel whose model was not fitted says why.
     """
     given = [
         (MISSED, missed_fit, missed_coefficients, missed_frame, missed_vcov),
-        (ADHERENCE, adherence_fit, adherence_coefficients, adherence_frame, adherence_vcov),
+        adherence_panel(
+            (ADHERENCE, adherence_fit, adherence_coefficients, adherence_frame, adherence_vcov),
+            (ADHERENCE_SHARE, share_fit, share_coefficients, share_frame, share_vcov),
+        ),
     ]
     reasons = [_inputs(o, f, c, d) for o, f, c, d, _ in given]
+    share_reason = unfitted_reason(share_fit, ADHERENCE_SHARE.model)
+    if given[1][0] is ADHERENCE and reasons[1] and share_reason:
+        reasons[1] = f"{reasons[1]}; {share_reason}"
     if all(reasons):
         raise NothingToDraw("; ".join(str(r) for r in reasons))
     fig, axes = style.new_figure("double", 3.2, ncols=2)
