@@ -361,3 +361,39 @@ def test_hazard_reliability_correction_divides_by_lambda(sessions):
     c = res.coefficients.set_index("term")
     assert c.loc["alliance_rc", "estimate"] == pytest.approx(c.loc["alliance", "estimate"] / lam)
     assert c.loc["alliance_rc", "p_value"] == c.loc["alliance", "p_value"]
+
+
+def test_hazard_calibration_by_group_uses_each_groups_lambda(sessions):
+    """options.x_by: alliance_rc = b / lambda_0 and alliance_rc:g = (b + b_g) / lambda_1 - b /
+    lambda_0, each lambda on its own group's rows (here the groups' error variances differ)."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(12)
+    last = {p: int(rng.integers(2, 6)) for p in sessions["patient"].unique()}
+    keep = (sessions["dropout"] == 0) | (sessions["session_index"] <= sessions["patient"].map(last))
+    g = sessions["therapist"].str[-1].astype(int) % 2  # a patient-level 0/1 moderator
+    sessions = sessions.assign(g=g, alliance_error_var=np.where(g == 1, 0.02, 0.005))[keep]
+    options = {"x": "alliance", "x_error": "alliance_error_var", "x_by": "g"}
+    spec = ModelSpec(id="hz", kind="hazard", outcome="dropout", options=options,
+                     fixed=("alliance", "g", "alliance:g"), random="(1 | therapist)")  # fmt: skip
+    res, _ = fit_model(spec, sessions, None, AVAIL, MODEL)
+    frame = res.frame
+    lams = []
+    for k, error in ((0, 0.005), (1, 0.02)):
+        rows = frame[frame["g"] == k]
+        ols = sm.OLS(rows["alliance"], sm.add_constant(rows[["period", "period_sq"]])).fit()
+        lams.append(1 - error / ols.mse_resid)
+    rc = res.fit["reliability_correction"]
+    assert [grp["lambda"] for grp in rc["groups"]] == pytest.approx(lams, rel=1e-10)
+    assert rc["by"] == "g" and rc["lambda"] == pytest.approx(lams[0], rel=1e-10)
+    c = res.coefficients.set_index("term")
+    b, b_g = c.loc["alliance", "estimate"], c.loc["alliance:g", "estimate"]
+    assert c.loc["alliance_rc", "estimate"] == pytest.approx(b / lams[0])
+    assert c.loc["alliance_rc:g", "estimate"] == pytest.approx((b + b_g) / lams[1] - b / lams[0])
+    w = pd.Series({"alliance": 1 / lams[1] - 1 / lams[0], "alliance:g": 1 / lams[1]})
+    v = res.extras["vcov"].set_index("term").loc[w.index, w.index]
+    assert c.loc["alliance_rc:g", "std_error"] == pytest.approx(float(np.sqrt(w @ v @ w)))
+    terms = list(res.coefficients["term"])
+    assert terms.index("alliance_rc") == terms.index("alliance") + 1
+    assert terms.index("alliance_rc:g") == terms.index("alliance:g") + 1
+    assert res.fit["derived_terms"] == ["alliance_rc", "alliance_rc:g"]

@@ -136,11 +136,18 @@ def test_coefficients_match_r(case):
     res = fitted(case)
     c = res.coefficients.set_index("term")
     rc = res.fit.get("reliability_correction")
-    if rc:  # a derived row (regression calibration), not a coefficient R fits
-        row, naive = c.loc[f"{rc['term']}_rc"], c.loc[rc["term"]]
+    if rc:  # derived rows (regression calibration), not coefficients R fits
+        x = rc["term"]
+        row, naive = c.loc[f"{x}_rc"], c.loc[x]
         assert row["estimate"] == pytest.approx(naive["estimate"] / rc["lambda"], rel=1e-12)
         assert row["std_error"] == pytest.approx(naive["std_error"] / rc["lambda"], rel=1e-12)
-        c = c.drop(index=f"{rc['term']}_rc")
+        if rc.get("by"):  # each group's slope with its own lambda; the row is their difference
+            lam0, lam1 = (g["lambda"] for g in rc["groups"])
+            b, b_by = naive["estimate"], c.loc[f"{x}:{rc['by']}", "estimate"]
+            assert c.loc[f"{x}_rc:{rc['by']}", "estimate"] == pytest.approx(
+                (b + b_by) / lam1 - b / lam0, rel=1e-12
+            )
+        c = c.drop(index=res.fit["derived_terms"])
     assert sorted(c.index) == sorted(r.index)  # identical term names in R and here
     c = c.loc[r.index]
     _close_estimates(c["estimate"], r["estimate"], r["std_error"])
@@ -166,7 +173,10 @@ def test_fit_statistics_match_r(case):
     for term, row in vc.iterrows():
         if max(abs(ours[term]), abs(row["vcov"])) < max(2e-2 * top, 1e-8):
             continue  # both at the boundary (singular fit): lme4 stops at ~1e-5 (or 1e-15), we at 0
-        scale = max(abs(row["vcov"]), 1e-3 * top)
+        # a component under 5 % of the largest is compared to 1e-4 of the largest at best: the
+        # likelihood barely determines it (demo missed_sessions: therapist variance 0.00137,
+        # R's own deviance is flat to 1e-8 over +-0.2 % of it and lower at our estimate)
+        scale = max(abs(row["vcov"]), 5e-2 * top)
         assert abs(ours[term] - row["vcov"]) <= 2e-3 * scale, (term, ours[term], row["vcov"])
 
 

@@ -30,6 +30,8 @@ def trial() -> dict:
     """One large trial through the study's own path: simulate -> clean -> score."""
     study = recovery_study.load_study(ROOT / "config" / "validate.yaml")
     study["design"] = {**study["design"], "patients": PATIENTS, "therapists": THERAPISTS}
+    # one dropout slope for every patient: the layout is under test, not the TRD moderation
+    study["simulator"] = {**study["simulator"], "dropout_beta_alliance_trd": 0.0}
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ROOT)  # the study's pipeline config is relative to the repository
         pipe = recovery.pipeline(study)

@@ -96,19 +96,39 @@ def test_within_variances_stationary_from_session_one():
 
 
 def test_dropout_hazard_is_aligned_to_the_last_attended_session(big):
-    """Leaving before session t+1 depends on latent A_t (the last attended), not on A_{t+1}."""
+    """Leaving before session t+1 depends on latent A_t (the last attended), not on A_{t+1};
+    among TRD patients (>= 2 prior failures) with the slope plus dropout_beta_alliance_trd."""
     lat = big.latent
     att, a = lat["attended"], lat["a_true"] - P["alliance_mu"]
     rows = att[:, :-1]  # at risk: attended session t (t = 1..T-1)
     left = (~att[:, 1:])[rows].astype(float)
     a_now, a_next = a[:, :-1][rows], a[:, 1:][rows]
+    trd = np.broadcast_to((lat["prior_failed_trials"] >= 2)[:, None], rows.shape)[rows]
     offset = np.broadcast_to(lat["dropout_therapist"][:, None], rows.shape)[rows]
-    x = np.column_stack([np.ones(len(left)), a_now, a_next])
+    x = np.column_stack([np.ones(len(left)), a_now, a_now * trd, trd, a_next])
     fit = sm.GLM(left, x, family=sm.families.Binomial(), offset=offset).fit()
-    assert abs(fit.params[0] - P["dropout_alpha"]) < 4 * fit.bse[0]
-    (b_now, b_next), (se_now, se_next) = fit.params[1:], fit.bse[1:]
-    assert abs(b_now - P["dropout_beta_alliance"]) < 4 * se_now
-    assert abs(b_next) < 4 * se_next
+    want = [P["dropout_alpha"], P["dropout_beta_alliance"], P["dropout_beta_alliance_trd"], 0, 0]
+    assert (np.abs(fit.params - want) < 4 * fit.bse).all(), (fit.params, fit.bse)
+    assert P["dropout_beta_alliance_trd"] > 0  # the alliance matters less in TRD ...
+    assert P["dropout_beta_alliance"] + P["dropout_beta_alliance_trd"] < 0  # ... but still helps
+
+
+def test_resistance_is_drawn_before_attendance_from_its_own_stream():
+    """Without the TRD moderation the trial is the one before it existed: drawing resistance
+    earlier moves no other stream; with it only attendance (and what follows) changes."""
+    off = simulate_trial(**SMALL, dropout_beta_alliance_trd=0.0)
+    on = simulate_trial(**SMALL)
+    cols = ["subject", "n_failed_trials", "thase_rush_stage", "episode_months", "baseline_hamd"]
+    pd.testing.assert_frame_equal(off.patients[cols], on.patients[cols])
+    assert np.array_equal(off.latent["a_true"], on.latent["a_true"])
+    assert not np.array_equal(off.latent["attended"], on.latent["attended"])
+    # TRD moves attendance only through the alliance slope (no main effect): without a slope,
+    # who is TRD (trd_slope_loading) leaves attendance alone
+    flat = {"dropout_beta_alliance": 0.0, "dropout_beta_alliance_trd": 0.0}
+    a = simulate_trial(**SMALL, **flat).latent
+    b = simulate_trial(**SMALL, **flat, trd_slope_loading=2.0).latent
+    assert not np.array_equal(a["prior_failed_trials"], b["prior_failed_trials"])
+    assert np.array_equal(a["attended"], b["attended"])
 
 
 def test_sudden_gains_recorded_visible_and_raise_the_next_alliance(big):
@@ -237,7 +257,7 @@ KEY_TERMS = {
     "pooled_sites": ["pooled_r_REML"],
     # treatment resistance (issue #14)
     "symptoms_by_trd": ["alliance_pat_prior:trd", "alliance_within_prior:trd"],
-    "dropout_hazard_by_trd": ["alliance:trd"],
+    "dropout_hazard_by_trd": ["alliance", "alliance:trd", "alliance_rc", "alliance_rc:trd"],
     "missed_sessions": ["alliance", "alliance_rc"],
     "adherence_alliance": ["alliance_lag1", "alliance_lag1_rc"],
     "reporting_alliance": ["alliance_lag1", "alliance_lag1_rc"],
@@ -262,6 +282,7 @@ def test_estimands_cover_every_default_key_term(big):
         *(("symptoms_riclpm", t) for t in KEY_TERMS["symptoms_riclpm"]),
         ("dropout_hazard", "alliance_rc"), ("relapse_cox", "alliance_mean"),
         ("relapse_cox", "alliance_last"), ("missed_sessions", "alliance_rc"),
+        ("dropout_hazard_by_trd", "alliance_rc"), ("dropout_hazard_by_trd", "alliance_rc:trd"),
     }  # fmt: skip
     # the models see the alliance on the observed scale: latent paths times its slope
     scale = big.truth["alliance"]["observed_score_reliability"]
@@ -273,8 +294,21 @@ def test_estimands_cover_every_default_key_term(big):
     assert value[("symptoms_riclpm", "symptom_to_alliance")] == approx(P["gamma_lag"] * c_w)
     assert value[("symptoms_riclpm", "alliance_ar")] == P["alliance_ar1"]
     assert value[("symptoms_riclpm", "symptom_ar")] == P["lag_phi"]
-    assert value[("dropout_hazard", "alliance_rc")] == approx(P["dropout_beta_alliance"] / c_t)
+    # dropout_hazard pools TRD and non-TRD patients: the event-weighted mean of their slopes
+    att, trd = big.latent["attended"], big.latent["prior_failed_trials"] >= 2
+    dropped = att[:, 0] & ~att[:, -1]
+    share = big.truth["treatment_resistance"]["realised"]["trd_share_of_dropouts"]
+    assert share == pytest.approx(trd[dropped].mean(), abs=1e-6) and 0.2 < share < 0.6
+    pooled = P["dropout_beta_alliance"] + share * P["dropout_beta_alliance_trd"]
+    assert value[("dropout_hazard", "alliance_rc")] == approx(pooled / c_t)
     assert value[("missed_sessions", "alliance_rc")] == approx(P["missed_beta_alliance"] / c_t)
+    by_trd = {t: value[("dropout_hazard_by_trd", t)] for t in KEY_TERMS["dropout_hazard_by_trd"]}
+    assert by_trd["alliance_rc"] == by_trd["alliance"] == approx(P["dropout_beta_alliance"] / c_t)
+    assert (
+        by_trd["alliance_rc:trd"]
+        == by_trd["alliance:trd"]
+        == approx(P["dropout_beta_alliance_trd"] / c_t)
+    )
     assert value[("adherence_alliance", "alliance_lag1")] == approx(
         P["adherence_beta_alliance"] / c_t
     )

@@ -216,6 +216,12 @@ add_gee <- function(case, fit) {
   add(case, "fit", "", "clusters", length(summary(fit)$clusz))
 }
 
+# When a GLMM's formula_r fit stops short (lme4's checkConv gradient test fails), it is refitted
+# with bobyqa run to a small trust region (as make_glmm_scale_reference.R does), so the reference
+# is the optimum (the engine's logLik was higher than the stopped fit's); the case keeps its name.
+BOBYQA <- 'optimizer = "bobyqa", optCtrl = list(maxfun = 1e5, rhoend = 1e-10), '
+stopped_short <- function(fit) any(grepl("failed to converge", fit@optinfo$conv$lme4$messages))
+
 specs <- read.csv(file.path(dir, "specs.csv"), stringsAsFactors = FALSE, na.strings = "")
 for (i in seq_len(nrow(specs))) {
   s <- specs[i, ]
@@ -227,6 +233,11 @@ for (i in seq_len(nrow(specs))) {
     next
   }
   fit <- eval(parse(text = s$formula_r))
+  if (stopped_short(fit) && grepl("glmerControl(", s$formula_r, fixed = TRUE)) {
+    fit <- eval(parse(text = sub("glmerControl(", paste0("glmerControl(", BOBYQA), s$formula_r,
+                                 fixed = TRUE)))
+    cat(s$case, ": refitted with bobyqa (rhoend 1e-10) after a failed gradient check\n", sep = "")
+  }
   co <- summary(fit)$coefficients
   for (term in rownames(co)) {
     add(s$case, "fixef", term, "estimate", co[term, "Estimate"])

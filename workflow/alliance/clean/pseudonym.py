@@ -32,9 +32,9 @@ MIN_KEY_BYTES = 16
 # SHA-256 of the bundled demo exports as committed (data/demo/*.csv, data/demo_wide/*.sav);
 # tests/test_privacy_policy.py checks them against the files (update both after `make demo`).
 DEMO_SHA256 = {
-    "7a0240dbbb8bb3611372b5baa8eb8a1c36a58578ce0b3325b7b91f8a647779ad": "data/demo/patients.csv",
-    "892347b7837697e88e672681c6e2ca430734d348d2489f85d16e1b910113eb84": "data/demo/sessions.csv",
-    "3230d73b33fa274dbc6552378e8d549d0d558be9e1a1a8f09668b43c63e5acd9": (
+    "75e43b91d626354ca755af5055a182201606e69340140a5d7494fba1cb9922ef": "data/demo/patients.csv",
+    "c8fc003e1a835947c52c1260123072de3aee82f130bd48895655af636a8d9743": "data/demo/sessions.csv",
+    "a14f4baf4e3e2402d8baaaaa22b7fb93ce08b5d233d2589e834eb1d798340852": (
         "data/demo_wide/trial_wide.sav"
     ),
 }

@@ -170,21 +170,20 @@ def _outcomes(truth: dict[str, Any]) -> list[dict[str, Any]]:
         "are error-laden running means (and the model adjusts for observed, not latent, "
         "severity)"
     )
+    pooled, pooled_param, pooled_why = _pooled_dropout_slope(truth)
     return [
         _entry(
-            "dropout_hazard", "alliance", p["dropout_beta_alliance"] / c_total, False,
-            "dropout_beta_alliance / scale_total",
+            "dropout_hazard", "alliance", pooled / c_total, False, pooled_param,
             f"missing session t+1 is generated logit-linear in the latent alliance of session t "
-            f"(the last attended), {c_total:.4f} observed points per latent point; the observed "
-            f"score carries item error, so this naive estimate is attenuated by about its "
-            f"reliability ({rel:.2f}): alliance_rc is the corrected one",
+            f"(the last attended), {c_total:.4f} observed points per latent point; "
+            f"{pooled_why}; the observed score carries item error, so this naive estimate is "
+            f"attenuated by about its reliability ({rel:.2f}): alliance_rc is the corrected one",
         ),
         _entry(
-            "dropout_hazard", "alliance_rc", p["dropout_beta_alliance"] / c_total, True,
-            "dropout_beta_alliance / scale_total",
+            "dropout_hazard", "alliance_rc", pooled / c_total, True, pooled_param,
             f"regression calibration of the same model: the coefficient per point of the true "
             f"score (the latent alliance on the observed scale, {c_total:.4f} observed points "
-            f"per latent point), the hazard's generating parameter on that scale",
+            f"per latent point); {pooled_why}",
         ),
         _entry("dropout_early_alliance", "alliance_early", p["dropout_beta_alliance"], False,
                "dropout_beta_alliance", early),
@@ -223,9 +222,9 @@ def _resistance(truth: dict[str, Any]) -> list[dict[str, Any]]:
         f"reliability ({rel:.2f}); the _rc row is the corrected one"
     )
     no_trd = (
-        "the generating symptom and dropout processes have no moderation by TRD (prior failures "
-        "load on the patient's symptom slope only, trd_slope_loading), so the true interaction "
-        "is 0; "
+        "the generating symptom process has no moderation by TRD (prior failures load on the "
+        "patient's symptom slope only, trd_slope_loading; TRD moderates the dropout hazard "
+        "alone), so the true interaction is 0; "
     )
     rupture = (
         "ruptures are alliance shocks: their effect on {what} runs through the alliance they "
@@ -242,10 +241,7 @@ def _resistance(truth: dict[str, Any]) -> list[dict[str, Any]]:
         _entry("symptoms_by_trd", "alliance_within_prior:trd", 0.0, False, "none",
                no_trd + "the within part is not wA_{t-1} (item error, centring on an "
                "error-laden mean): descriptive moderation"),
-        _entry("dropout_hazard_by_trd", "alliance:trd", 0.0, False, "none",
-               no_trd + "each group's naive slope is attenuated by the score's reliability in "
-               "that group, so the difference is 0 only where the alliance varies alike in both "
-               "(descriptive)"),
+        *_dropout_by_trd(p, c, scale),
         _entry("missed_sessions", "alliance", missed[1], False, missed[0],
                f"each scheduled slot after attended session t is missed with logit "
                f"missed_alpha + missed_beta_alliance x (latent A_t - mu) until the next "
@@ -288,6 +284,69 @@ def _resistance(truth: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(_entry(model, term, None, False, "none",
                                rupture.format(what=what, path=path)))  # fmt: skip
     return rows
+
+
+def _pooled_dropout_slope(truth: dict[str, Any]) -> tuple[float, str, str]:
+    """dropout_hazard's target (latent scale), its formula and why: the model has no TRD term.
+
+    The generating slope is dropout_beta_alliance, plus dropout_beta_alliance_trd among TRD
+    patients. For rare events and a normal alliance of variance s^2 alike in both groups, the
+    rows ending in an event have mean alliance b_g s^2 in group g, and a pooled logistic fit
+    matches the events' mean alliance, b s^2 = sum_g share_g b_g s^2: the pooled slope is the
+    mean of the group slopes weighted by this trial's shares of dropouts (without dropouts: the
+    non-TRD slope). Approximate: 0.45 % (SE 0.10 %) flatter than the least-false pooled slope (the
+    pooled logistic fit of the generating probabilities on the risk rows) in 15 simulated
+    trials of 20,000 patients (the alliance's rupture tail is not normal)."""
+    p = truth["params"]
+    share = truth["treatment_resistance"]["realised"]["trd_share_of_dropouts"] or 0.0
+    value = p["dropout_beta_alliance"] + share * p["dropout_beta_alliance_trd"]
+    param = (
+        "(dropout_beta_alliance + trd_share_of_dropouts x dropout_beta_alliance_trd) / scale_total"
+    )
+    why = (
+        "the model pools TRD and non-TRD patients, whose generating slopes differ by "
+        "dropout_beta_alliance_trd, so its target is the event-weighted mean slope (this trial's "
+        f"TRD share of dropouts {share:.3f}; a rare-event approximation of the pooled "
+        "model's least-false slope, about 0.5 % flatter)"
+        if p["dropout_beta_alliance_trd"]
+        else "one slope for every patient (dropout_beta_alliance_trd = 0)"
+    )
+    return value, param, why
+
+
+def _dropout_by_trd(p: dict[str, Any], c: float, scale: str) -> list[dict[str, Any]]:
+    """dropout_hazard_by_trd: the slope without TRD and the TRD difference, naive and corrected.
+
+    The generating logit's alliance slope is dropout_beta_alliance, plus
+    dropout_beta_alliance_trd among TRD patients (simulate.outcomes.attendance)."""
+    base = ("dropout_beta_alliance / scale_total", p["dropout_beta_alliance"] / c)
+    diff = ("dropout_beta_alliance_trd / scale_total", p["dropout_beta_alliance_trd"] / c)
+    logit = (
+        f"missing session t+1 is generated logit-linear in the latent alliance of session t "
+        f"with slope dropout_beta_alliance, plus dropout_beta_alliance_trd among TRD patients "
+        f"(>= 2 failed adequate trials, known before treatment), {scale}; "
+    )
+    naive = (
+        "the observed score carries item error, so each group's naive slope is attenuated by "
+        "the score's reliability among that group's rows at risk"
+    )
+    rc = (
+        "regression calibration with each group's own reliability (lambda on that group's rows "
+        "at risk): per point of the true score, the hazard's generating parameter on that scale"
+    )
+    return [
+        _entry("dropout_hazard_by_trd", "alliance", base[1], False, base[0],
+               logit + "this is the slope without TRD; " + naive + ": alliance_rc is the "
+               "corrected one"),
+        _entry("dropout_hazard_by_trd", "alliance:trd", diff[1], False, diff[0],
+               logit + "this is the TRD minus non-TRD slope; " + naive + ", so the naive "
+               "difference is shrunk by about the reliability and moves with any difference "
+               "of the groups' reliabilities: alliance_rc:trd is the corrected one"),
+        _entry("dropout_hazard_by_trd", "alliance_rc", base[1], True, base[0],
+               rc + " (the slope without TRD)"),
+        _entry("dropout_hazard_by_trd", "alliance_rc:trd", diff[1], True, diff[0],
+               rc + " (the TRD slope minus the non-TRD one, each calibrated)"),
+    ]  # fmt: skip
 
 
 def _descriptive(truth: dict[str, Any]) -> list[dict[str, Any]]:

@@ -24,23 +24,23 @@ def attendance(
     design: dict[str, Any],
     started: np.ndarray,
     a_true: np.ndarray,
+    trd: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Attendance matrix: P(miss session t+1 | attended t) on the latent alliance of session t.
 
-    Attendance is monotone (no return after a miss), so session t is the last attended one.
-    Returns the matrix and each patient's therapist effect on the logit.
+    The alliance slope is dropout_beta_alliance, plus dropout_beta_alliance_trd for patients
+    with treatment-resistant depression (`trd`, known before treatment). Attendance is monotone
+    (no return after a miss), so session t is the last attended one. Returns the matrix and
+    each patient's therapist effect on the logit.
     """
     n, T = a_true.shape
     r_th = rng.normal(0.0, p["dropout_therapist_sd"], len(design["t_id"]))[design["therapist"]]
     u = rng.random((n, T))
+    slope = p["dropout_beta_alliance"] + p["dropout_beta_alliance_trd"] * np.asarray(trd, float)
     attended = np.zeros((n, T), dtype=bool)
     attended[:, 0] = started
     for t in range(1, T):
-        logit = (
-            p["dropout_alpha"]
-            + p["dropout_beta_alliance"] * (a_true[:, t - 1] - p["alliance_mu"])
-            + r_th
-        )
+        logit = p["dropout_alpha"] + slope * (a_true[:, t - 1] - p["alliance_mu"]) + r_th
         attended[:, t] = attended[:, t - 1] & (u[:, t] >= _expit(logit))
     return attended, r_th
 

@@ -116,6 +116,14 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # dropout: logit P(miss session t+1 | attended session t, the last attended)
     "dropout_alpha": -4.3,
     "dropout_beta_alliance": -1.3,  # per alliance point of latent A_t - alliance_mu
+    # added slope per latent alliance point among TRD patients (>= 2 failed adequate trials,
+    # known before treatment): +0.52 makes their slope -0.78, 60 % of the others'. When earlier
+    # adequate treatments have failed, leaving is driven more by the expectation that no
+    # treatment will work (demoralisation, side effects, cumulative non-response) and less by
+    # how the last session went, so the alliance matters less for dropout; a design value (no
+    # trial estimates this interaction precisely), large enough to be recoverable in big trials
+    # and leaving the alliance clearly protective in TRD. No TRD main effect on dropout.
+    "dropout_beta_alliance_trd": 0.52,
     "dropout_therapist_sd": 0.4,
     # suicidality item (HAM-D item 3), cumulative logit P(item >= k)
     "suicide_thresholds": [-2.4, -4.2, -5.6, -7.0],
@@ -130,7 +138,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # relapse time is clocked from the last acute session (end of treatment)
     "relapse_followup_weeks": 52.0,
     "relapse_lost_p52": 0.10,  # random censoring (lost to follow-up) by 52 weeks
-    # treatment resistance (simulate.resistance; none of these changes an attended session)
+    # treatment resistance (simulate.resistance; these change attended sessions only through
+    # who is TRD, whose dropout hazard has its own alliance slope: dropout_beta_alliance_trd)
     # failed adequate trials in this episode, P(0..5) at the mean symptom slope: 42 % with >= 2,
     # as in TRD-enriched MDD samples (about a third of STAR*D patients had not remitted after two
     # steps, Rush et al. 2006; 30-40 % of treated MDD meet >= 2 failures, Zhdanava et al. 2021)

@@ -3,9 +3,11 @@ medication adherence and self-reported symptoms, each with known generating valu
 
 Why: issue #14's analyses (alliance and biological or behavioural resistance) need data whose
 truth is known. Everything here is drawn from its own random streams (`resistance`, `missed`,
-`adherence`, `self_report`) and only ADDS to the trial: the attended sessions, their dates and
-every score the rest of the simulator makes are untouched (missed appointments are extra
-scheduled slots between attended sessions, never a replacement of one).
+`adherence`, `self_report`). Prior failures are drawn before attendance because TRD moderates
+the dropout hazard (`dropout_beta_alliance_trd`, simulate.outcomes.attendance); otherwise this
+module only ADDS to the trial: the dates and every score the rest of the simulator makes are
+untouched (missed appointments are extra scheduled slots between attended sessions, never a
+replacement of one).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 
 DRUG_ARMS = ("IMI-CM", "PLA-CM")  # arms taking pills (active or placebo); CBT and IPT take none
 STAGE_MAX = 5  # Thase-Rush stages 0-5
+TRD_MIN_FAILED = 2  # TRD = at least this many failed adequate trials in this episode
 
 
 def _expit(x: np.ndarray) -> np.ndarray:
@@ -188,7 +191,7 @@ def resistance_truth(p: dict[str, Any]) -> dict[str, Any]:
                                           "phq_"))]  # fmt: skip
     return {
         "params": {k: p[k] for k in keys},
-        "trd_definition": "prior_failed_trials >= 2",
+        "trd_definition": f"prior_failed_trials >= {TRD_MIN_FAILED}",
         "staging_scale": "thase_rush",
         "staging_range": [0, STAGE_MAX],
         "self_report_range": [0, 27],
@@ -197,20 +200,38 @@ def resistance_truth(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def realised_rates(
-    sessions: pd.DataFrame, missed: pd.DataFrame, failed: np.ndarray
+    sessions: pd.DataFrame, missed: pd.DataFrame, failed: np.ndarray, status: np.ndarray
 ) -> dict[str, Any]:
-    """What a reader of the tables would see: TRD share, missed slots, adherence, discrepancy."""
+    """What a reader of the tables would see: TRD share, dropout by TRD, missed slots,
+    adherence, discrepancy. `failed` and `status` per randomised patient, in the same order."""
     taken, given = sessions["pills_taken"].sum(), sessions["pills_prescribed"].sum()
     pomp = 100 * sessions["phq9_total"] / 27 - 100 * sessions["hamd"] / 52
     last = sessions.groupby("subject")["visit"].max()
     tail = missed["visit"].to_numpy() > last.reindex(missed["subject"]).to_numpy()
     before = len(missed) - int(tail.sum())
     return {
-        "trd_share_of_randomised": round(float(np.mean(failed >= 2)), 4),
+        "trd_share_of_randomised": round(float(np.mean(failed >= TRD_MIN_FAILED)), 4),
+        "dropout_rate_of_started_by_trd": _dropout_rates_by_trd(failed, status),
+        "trd_share_of_dropouts": _share(failed[status == "dropout"] >= TRD_MIN_FAILED),
         "n_missed_slots": len(missed),
         "n_missed_after_last_attended": int(tail.sum()),
         "missed_share_up_to_last_attended": round(before / (before + len(sessions)), 4),
         "cancelled_share_of_missed": round(float(missed["attendance"].eq("cancelled").mean()), 4),
         "adherence_doses_taken_share": round(float(taken / given), 4) if given else None,
         "report_discrepancy_mean_pomp": round(float(pomp.mean()), 3),
+    }
+
+
+def _share(flags: np.ndarray) -> float | None:
+    """Share of True among `flags` (6 decimals; None when empty)."""
+    return round(float(np.mean(flags)), 6) if len(flags) else None
+
+
+def _dropout_rates_by_trd(failed: np.ndarray, status: np.ndarray) -> dict[str, float | None]:
+    """Share of the started patients who dropped out, among TRD and non-TRD patients."""
+    started = status != "not_started"
+    trd = failed >= TRD_MIN_FAILED
+    return {
+        name: _share(status[started & group] == "dropout")
+        for name, group in (("trd", trd), ("not_trd", ~trd))
     }

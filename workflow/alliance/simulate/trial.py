@@ -34,6 +34,7 @@ from alliance.simulate.outcomes import (
 from alliance.simulate.params import WAI_P, WAI_T, check_design, resolve_params, streams
 from alliance.simulate.process import sudden_gains, within_state
 from alliance.simulate.resistance import (
+    TRD_MIN_FAILED,
     adherence_counts,
     missed_frame,
     missed_slots,
@@ -106,10 +107,16 @@ def simulate_trial(
     z_a = r_a.normal(0.0, 1.0, (n_patients, T))
     dips, scheduled = rupture_dips(rngs["ruptures"], p, n_patients, T)
     draws = outcome_draws(rngs["outcome"], p, design, n_patients, T)
+    # prior failures load on the symptom slope and, through TRD, moderate the dropout hazard:
+    # drawn before attendance (its own stream, so no other stream's draws move)
+    resist = prior_resistance(rngs["resistance"], p, draws["re"][:, 1] / p["sd_patient_slope"])
+    trd = resist["failed"] >= TRD_MIN_FAILED
     gain_shocks, gains = sudden_gains(rngs["sudden_gains"], p, n_patients, T)
     within = within_state(p, z_a, draws["z_y"], dips, gain_shocks)
     al = observe_alliance(rngs, p, design, u_t, a_p, within)
-    attended, dropout_th = attendance(rngs["dropout"], p, design, people["started"], al["a_true"])
+    attended, dropout_th = attendance(
+        rngs["dropout"], p, design, people["started"], al["a_true"], trd
+    )
     hamd_latent = latent_hamd(p, design, people, al, draws, within["w_y"])
     hamd = np.clip(np.rint(hamd_latent), 0, 52).astype(int)
     suicide = suicide_item(rngs["suicide"], p, hamd_latent, al)
@@ -128,7 +135,6 @@ def simulate_trial(
 
     start, consent_day, visit_day = trial_dates(rngs["dates"], p, n_patients, people, T)
     subject = people["subject"]
-    resist = prior_resistance(rngs["resistance"], p, draws["re"][:, 1] / p["sd_patient_slope"])
     slots = missed_slots(rngs["missed"], p, attended, al["a_true"], visit_day)
     first_gap = visit_day[:, 0] - consent_day[:n_patients]
     pills = adherence_counts(
@@ -158,7 +164,7 @@ def simulate_trial(
         },
         "realised": realised_summary(sessions, patients, n_sessions),
         "treatment_resistance": resistance_truth(p)
-        | {"realised": realised_rates(sessions, missed, resist["failed"])},
+        | {"realised": realised_rates(sessions, missed, resist["failed"], status)},
     }
     truth["estimands"] = estimands(truth)
     latent = {

@@ -177,8 +177,10 @@ DEFINITIONS = {
         "same-session (contemporaneous) effect in either direction"
     ),
     "dropout": "attended[t+1] = attended[t] and not leaving; logit P(miss session t+1 | "
-    "attended session t) = dropout_alpha + dropout_beta_alliance*(latent A_t - mu) + "
-    "N(0, dropout_therapist_sd) per therapist; A_t is the alliance of the last attended session",
+    "attended session t) = dropout_alpha + (dropout_beta_alliance + dropout_beta_alliance_trd*"
+    "TRD)*(latent A_t - mu) + N(0, dropout_therapist_sd) per therapist; A_t is the alliance of "
+    "the last attended session; TRD (>= 2 prior failures, known before treatment) moderates the "
+    "alliance slope only (no TRD main effect)",
     "response": "completed and hamd at last session <= response_threshold*baseline_hamd",
     "relapse": "responders; time 0 = the last acute session (end of treatment); h(t) = "
     "h0*exp(relapse_beta*z), z = observed mean patient alliance (12-item mean, attended "
@@ -201,7 +203,9 @@ DEFINITIONS = {
     "gamma_lag",
     "prior_failed_trials": "n_failed_trials (0-5): cumulative logit with cut-points from "
     "trd_failed_probs and loading trd_slope_loading on the patient's standardised symptom-slope "
-    "effect u1_i/sd_patient_slope (more failures, less improvement); TRD = >= 2",
+    "effect u1_i/sd_patient_slope (more failures, less improvement); TRD = >= 2; TRD moderates "
+    "the dropout hazard's alliance slope (dropout_beta_alliance_trd); the symptom process has "
+    "no TRD moderation (only the slope loading)",
     "staging": "thase_rush_stage = min(failed, 2) + Binomial(min(failed - 2, 3), "
     "trd_stage_step_p) for failed > 2, capped at 5: stage >= 2 exactly when TRD",
     "episode_months": "exp(log(episode_months_median) + episode_months_per_failure*failed + "

@@ -43,6 +43,7 @@ TERM_TEXT: dict[str, str] = {
     "weeks": "weeks",
     "telehealth": "telehealth",
     "agency": "agency",
+    "trd": "TRD",
     "a1": "a\u2081 slope along P = T",
     "a2": "a\u2082 curvature along P = T",
     "a3": f"a\u2083 slope along P = {MINUS}T",
@@ -53,6 +54,7 @@ KIND_TERM_TEXT: dict[str, dict[str, str]] = {
     "hazard": {
         "alliance": "Alliance of the session just attended",
         "alliance_rc": "Same, corrected for item error (regression calibration)",
+        "alliance_rc:trd": "Same, corrected for item error in each group",
     },
 }
 PATH_TEXT = {
@@ -86,6 +88,8 @@ def term_text(term: str, kind: str = "", early: str = "") -> str:
     names = {**TERM_TEXT, **KIND_TERM_TEXT.get(kind, {})}
     if early:
         names["alliance_early"] = f"Early alliance ({early})"
+    if ":" in term and term in names:  # an interaction with a name of its own
+        return names[term]
     parts = [names.get(p, p) for p in term.split(":")]
     parts = [parts[0]] + [p[0].lower() + p[1:] if p[1:2].islower() else p for p in parts[1:]]
     text = f" {TIMES} ".join(parts)

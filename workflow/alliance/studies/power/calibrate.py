@@ -202,9 +202,13 @@ def cell_params(
     study: Mapping[str, Any],
     calibration: tuple[dict[str, Any], dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    """Simulator overrides of one cell: calibration, then the study's `simulator`, then the
-    cell's dropout and effects (effects on the r scale converted with these parameters)."""
-    over: dict[str, Any] = dict(calibration[0]) if calibration else {}
+    """Simulator overrides of one cell: dropout_beta_alliance_trd = 0 (one dropout slope), the
+    calibration, then the study's `simulator`, then the cell's dropout and effects (effects on
+    the r scale converted with these parameters)."""
+    # one dropout slope for every patient (what dropout_alliance and a calibrated
+    # dropout_hazard give), unless the study's simulator sets the TRD moderation
+    over: dict[str, Any] = {"dropout_beta_alliance_trd": 0.0}
+    over.update(calibration[0] if calibration else {})
     over.update(study["simulator"])
     p = {**DEFAULT_PARAMS, **over}
     if cell["dropout_alliance"] is not None:

@@ -136,7 +136,9 @@ properties:
   simulator:
     type: object
     default: {{mc_therapists: 8}}
-    description: Overrides of alliance.simulate.DEFAULT_PARAMS (after calibration).
+    description: >
+      Overrides of alliance.simulate.DEFAULT_PARAMS (after calibration). The power trials have
+      one dropout slope for every patient (dropout_beta_alliance_trd = 0) unless set here.
 """
 )
 DESIGN_KEYS = (
