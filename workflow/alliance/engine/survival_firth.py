@@ -2,9 +2,12 @@
 
 Why: with few events per covariate (the relapse model: about 20 relapses for 6 terms in a
 240-patient trial) the Cox maximum partial-likelihood estimate is biased away from zero, and
-infinite under monotone likelihood. Firth's penalty removes the O(1/n) bias and keeps the
-estimate finite (Heinze & Schemper 2001, Biometrics 57:114, the method of R coxphf); intervals
-and tests come from the profile of the penalised likelihood.
+infinite under monotone likelihood. Firth's penalty keeps the estimate finite (Heinze & Schemper
+2001, Biometrics 57:114, the method of R coxphf) and removes the curvature part of the O(1/n)
+bias (1/2 kappa_rtu of Cox & Snell), the whole of it in a canonical exponential family; the part
+from the partial likelihood's random information (kappa_rt,u) stays, and in the relapse model it
+is most of the bias (docs/estimands.md "Relapse"). Intervals and tests come from the profile of
+the penalised likelihood.
 
 As R coxphf (defaults `pl = TRUE`, `penalty = 0.5`): maximise l*(b) = l(b) + 0.5 log det I(b),
 with l the partial log-likelihood (Efron or Breslow ties; coxphf itself only has Breslow) and

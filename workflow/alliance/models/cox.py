@@ -19,8 +19,9 @@ Options:
   with 20-40 clusters). Default (null): `robust` with a cluster, else `model`. With `model` and a
   cluster, the robust SE is still shown in `hazard_ratios` (`robust_se`).
 - `firth` (default false): Firth-penalised partial likelihood (R coxphf; Heinze & Schemper
-  2001), which removes the small-sample bias away from zero of the Cox MLE with few events per
-  covariate (and stays finite under monotone likelihood).
+  2001), which stays finite under monotone likelihood and removes the part of the Cox MLE's
+  small-sample bias that comes from the likelihood's curvature; the part from the random risk
+  sets stays (relapse_cox at 40 relapses: -5.9 % vs -6.6 %; docs/estimands.md "Relapse").
 - `profile` (default null: true with `firth` and `se: model`, coxphf's `pl = TRUE`): profile
   (penalised) likelihood CIs and likelihood-ratio p values instead of Wald ones; model-based
   only. relapse_cox sets it false: in its recovery study the Wald CIs covered better.
