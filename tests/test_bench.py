@@ -13,7 +13,7 @@ import sys
 import pandas as pd
 import pytest
 
-from alliance.studies.bench import engines, pipeline, report, sampler, trials
+from alliance.studies.bench import engines, glmm, pipeline, report, sampler, trials
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,7 @@ def test_pipeline_run_and_report_on_10k_rows(trial):
     work = root / "work"
     cfg = pipeline.trial_config(data, work)
     targets = ["results/models/symptoms_growth/fit.json", "results/scores/alliance_icc.csv"]
+    targets += [f"results/models/{m}/fit.json" for m in glmm.GLMMS]
     result = pipeline.run_pipeline("10k", work, cfg, cores=2, targets=targets)
     fresh = result["fresh"]
     assert fresh["returncode"] == 0 and fresh["wall_s"] > result["noop_s"] > 0
@@ -83,16 +84,24 @@ def test_pipeline_run_and_report_on_10k_rows(trial):
     assert rows[0]["statsmodels_s"] is None  # statsmodels cannot fit the growth model
     assert all(e["statsmodels_s"] > 0 for e in rows[1:])
 
+    glmms = glmm.time_glmms(work / "results" / "models", "10k", reps=1, log=lambda _: None)
+    assert [g["model"] for g in glmms] == list(glmm.GLMMS)
+    for g in glmms:
+        assert g["status"] == "fitted" and g["converged"], g
+        assert g["fit_s"] > 0 and g["peak_rss_mb"] >= g["base_rss_mb"] > 0
+        assert g["rows"] == result["models"][g["model"]]["n_obs"]
+
     record = {
         "environment": report.environment(),
         "pipelines": [result],
         "engines": [{"trial": "10k", **e, "lme4_s": 1.0} for e in rows],
+        "glmms": glmms,
     }
     json_path, md_path = report.write_report(record, root / "out")
     written = json.loads(json_path.read_text())
     assert written["pipelines"][0]["name"] == "10k"
     md = md_path.read_text()
-    for heading in ("## Pipeline", "## Per stage", "## Model fits", "## Engines"):
+    for heading in ("## Pipeline", "## Per stage", "## Model fits", "## Engines", "## Binomial"):
         assert heading in md
     assert "| 10k | " in md and "symptoms_growth" in md
     # the engine rows made it into a table a Markdown reader can parse
@@ -138,3 +147,41 @@ def test_environment_names_what_the_numbers_depend_on():
     assert env["cores"] == os.cpu_count() and len(env["load_average"]) == 3
     assert isinstance(env["bytecode_cached"], bool)
     assert env["versions"]["pandas"] == pd.__version__
+
+
+def test_lme4_glmm_times_are_read_from_the_r_scripts_csv_and_missing_ones_named(tmp_path):
+    path = tmp_path / "timings.csv"
+    path.write_text(
+        '"trial","model","call","seconds","cpu_seconds","converged","loglik","n_obs",'
+        '"load_start","date","lme4"\n'
+        '"10k","suicidality","formula_r","12.5","11.9","TRUE","-1145.27","9464","3.1",'
+        '"2026-11-30","1.1.31"\n'
+        '"10k","suicidality","bobyqa_refit","40","39","TRUE","-1145.27","9464","3.1",'
+        '"2026-11-30","1.1.31"\n'
+    )
+    times = glmm.lme4_times(path)
+    assert set(times) == {("10k", "suicidality")}  # the pipeline's call only
+    assert times[("10k", "suicidality")]["lme4_s"] == 12.5
+    assert times[("10k", "suicidality")]["lme4_rows"] == 9464
+    assert glmm.lme4_times(tmp_path / "absent.csv") == {}  # R never run: no timings, no error
+    fitted = {
+        "status": "fitted", "rows": 9464, "random_effects": 800, "fit_s": 0.5,
+        "peak_rss_mb": 300.0, "base_rss_mb": 200.0, "load_before": [3.0, 3.0, 3.0],
+    }  # fmt: skip
+    rows = [
+        {"trial": "10k", "model": "suicidality", **fitted, **times[("10k", "suicidality")],
+         "ratio": 0.04},
+        {"trial": "10k", "model": "dropout_hazard", **fitted},
+        {"trial": "10k", "model": "adherence_alliance", "status": "skipped"},
+    ]  # fmt: skip
+    md = "\n".join(glmm.markdown(rows, report._fmt))
+    row = "| 10k | suicidality | 9464 | 800 | 0.50 | 300 MB (200) | 3.0 | 11.9 (12.5) | 0.04 |"
+    assert row in md
+    assert "lme4 timings missing" in md and "10k dropout_hazard" in md
+    assert "10k suicidality" not in md.split("lme4 timings missing")[1]
+
+
+def test_glmm_weights_come_from_the_lme4_call():
+    call = "glmer(y ~ x + (1 | patient), data = data, family = binomial, weights = doses, control)"
+    assert glmm._weights(call) == "doses"
+    assert glmm._weights("glmer(y ~ x + (1 | g), data = data, family = binomial)") is None

@@ -1,15 +1,17 @@
-"""Regenerate the binomial GLMM frames of the bench's 120k-row trial (issue #16, item 0).
+"""Regenerate the binomial GLMM frames of the bench's trials (issue #16): 10k, 120k, 600k rows.
 
-Why: the lme4 reference for GLMMs at scale (glmm_scale_reference.csv, written by
+Why: the lme4 reference for GLMMs at scale (glmm_scale_reference[_<trial>].csv, written by
 make_glmm_scale_reference.R) is fitted on frames far too large to commit, so they are rebuilt
-from the bench's fixed seed: `alliance.studies.bench.trials` TRIALS["120k"] and SEED, simulated,
+from the bench's fixed seed: `alliance.studies.bench.trials` TRIALS[trial] and SEED, simulated,
 cleaned and scored in process (`alliance.studies.recovery.prepare_trial`) and framed by the
 pipeline's own `fit_model`. The same code gives the same frames on every run.
 
-    PYTHONPATH=workflow python tests/reference/glmm_scale_frames.py OUTDIR [MODEL ...]
+    PYTHONPATH=workflow python tests/reference/glmm_scale_frames.py OUTDIR [--trial T] [MODEL ...]
 
-writes OUTDIR/<model>_frame.csv (17 significant digits), OUTDIR/<model>_formula_r.txt (the R
-call fit.json carries) and OUTDIR/<model>_fit.json (the pipeline's fit) for the GLMMs in MODELS.
+(trial 120k unless given) writes OUTDIR/<model>_frame.csv (17 significant digits),
+OUTDIR/<model>_formula_r.txt (the R call fit.json carries), OUTDIR/<model>_fit.json (the
+pipeline's fit) and OUTDIR/<model>_start.csv (its estimates, as lme4 start values) for the given
+models, by default those of MODELS.
 """
 
 from __future__ import annotations
@@ -86,10 +88,10 @@ def fit(prep: Prepared, model: str) -> Any:
     )  # fmt: skip
 
 
-def write(outdir: Path, models: tuple[str, ...] = MODELS) -> None:
-    """OUTDIR/<model>_frame.csv and <model>_fit.json for each of `models`."""
+def write(outdir: Path, models: tuple[str, ...] = MODELS, trial: str = TRIAL) -> None:
+    """OUTDIR/<model>_frame.csv and <model>_fit.json for each of `models` of `trial`."""
     outdir.mkdir(parents=True, exist_ok=True)
-    prep = prepare()
+    prep = prepare(trial)
     for model in models:
         result, timing = fit(prep, model)
         result.frame.to_csv(outdir / f"{model}_frame.csv", index=False, float_format="%.17g")
@@ -97,7 +99,31 @@ def write(outdir: Path, models: tuple[str, ...] = MODELS) -> None:
         (outdir / f"{model}_fit.json").write_text(
             json.dumps({**result.fit, "timing": timing}, indent=1, default=str) + "\n"
         )
+        write_start(
+            outdir / f"{model}_start.csv", result.coefficients, result.fit["variance_components"]
+        )
+
+
+def write_start(path: Path, coefficients: pd.DataFrame, components: list[dict[str, Any]]) -> None:
+    """Our estimates as lme4 start values (GLMM_SCALE_START=1 in the R script): fixef, and
+    theta = the SD of each random intercept (the only random terms these models have)."""
+    rows = [("theta", c["group"], c["sd"]) for c in components if not c.get("term2")]
+    rows += [("fixef", t, e) for t, e in coefficients[["term", "estimate"]].itertuples(index=False)]
+    table = pd.DataFrame(rows, columns=["section", "term", "value"])
+    table.to_csv(path, index=False, float_format="%.17g")
+
+
+def main(argv: list[str]) -> None:
+    """OUTDIR [--trial T] [MODEL ...]."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("outdir", type=Path)
+    ap.add_argument("--trial", default=TRIAL)
+    ap.add_argument("models", nargs="*")
+    args = ap.parse_intermixed_args(argv)
+    write(args.outdir, tuple(args.models) or MODELS, args.trial)
 
 
 if __name__ == "__main__":
-    write(Path(sys.argv[1]), tuple(sys.argv[2:]) or MODELS)
+    main(sys.argv[1:])

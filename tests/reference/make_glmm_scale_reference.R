@@ -1,25 +1,63 @@
-# lme4 reference for the binomial GLMMs at scale (issue #16, item 0): the 120k-row bench trial's
-# dropout_hazard (discrete-time hazard) and suicidality (two crossed random intercepts) frames,
-# fitted with the call the pipeline writes to fit.json `formula_r`
-# (glmerControl(tolPwrss = 1e-10)). The frames are too large to commit; they are rebuilt from
-# the bench's fixed seed by tests/reference/glmm_scale_frames.py. From the repository root:
+# lme4 reference for the binomial GLMMs at scale (issue #16): the bench trials' binomial GLMM
+# frames (dropout_hazard: discrete-time hazard; suicidality: two crossed random intercepts; and
+# for the bench's timings missed_sessions and adherence_alliance), fitted with the call the
+# pipeline writes to fit.json `formula_r` (glmerControl(tolPwrss = 1e-10)). The frames are too
+# large to commit; they are rebuilt from the bench's fixed seed by
+# tests/reference/glmm_scale_frames.py. From the repository root:
 #
 #   PYTHONPATH=workflow .venv/bin/python tests/reference/glmm_scale_frames.py /tmp/glmm_scale
-#   Rscript tests/reference/make_glmm_scale_reference.R /tmp/glmm_scale [model ...]
+#   Rscript tests/reference/make_glmm_scale_reference.R /tmp/glmm_scale [--trial T] [model ...]
 #
-# writes tests/reference/glmm_scale_reference.csv (long: case, section, term, stat, value) with
-# fixed effects, Hessian and RX-based SEs, VarCorr, theta, logLik and the convergence messages.
-# Given models are refitted and replace their rows; the others are kept. Elapsed times (and,
-# with GLMM_SCALE_TIME_DEFAULT=1, the time of lme4's default-control fit) go to stdout only, so
-# the CSV stays byte-reproducible.
+# writes tests/reference/glmm_scale_reference.csv (trial 120k, the default) or
+# glmm_scale_reference_<T>.csv (long: case, section, term, stat, value) with fixed effects,
+# Hessian and RX-based SEs, VarCorr, theta, logLik and the convergence messages. Given models
+# are refitted and replace their rows; the others are kept. Elapsed times (and, with
+# GLMM_SCALE_TIME_DEFAULT=1, the time of lme4's default-control fit) go to stdout and to
+# tests/reference/glmm_scale_timings.csv (trial, model, call, elapsed and CPU seconds, load
+# average at the start, date; read by `make bench`), so the reference CSVs stay
+# byte-reproducible. GLMM_SCALE_TIMING_ONLY=1 times the formula_r fits and writes no reference
+# rows; GLMM_SCALE_START=1 starts them at our estimates (see below); GLMM_SCALE_NO_REFIT=1 skips
+# the bobyqa refit of a formula_r fit that stops short.
 suppressPackageStartupMessages(library(lme4))
 source("tests/reference/common.R")  # rows, add(), write_rows()
 
-out <- "tests/reference/glmm_scale_reference.csv"
 args <- commandArgs(trailingOnly = TRUE)
 frames <- args[[1]]
-models <- if (length(args) > 1) args[-1] else c("dropout_hazard", "suicidality")
+args <- args[-1]
 trial <- "120k"
+at <- match("--trial", args)
+if (!is.na(at)) {
+  trial <- args[[at + 1]]
+  args <- args[-c(at, at + 1)]
+}
+models <- if (length(args)) args else c("dropout_hazard", "suicidality")
+out <- if (trial == "120k") {
+  "tests/reference/glmm_scale_reference.csv"
+} else {
+  sprintf("tests/reference/glmm_scale_reference_%s.csv", trial)
+}
+timings_out <- "tests/reference/glmm_scale_timings.csv"
+timings <- list()
+
+# one timed fit: elapsed seconds to stdout and a row of glmm_scale_timings.csv
+timed <- function(model, call_name, call_r) {
+  load1 <- tryCatch(as.numeric(strsplit(readLines("/proc/loadavg"), " ")[[1]][1]),
+                    error = function(e) NA_real_)
+  st <- system.time(fit <- eval(parse(text = call_r)), gcFirst = TRUE)
+  msgs <- fit@optinfo$conv$lme4$messages
+  conv <- !any(grepl("failed to converge", msgs))
+  message(sprintf("%s_%s %s: %.1f s elapsed, %.1f s CPU (load %.2f), logLik %.6f%s", model,
+                  trial, call_name, st[["elapsed"]], st[["user.self"]] + st[["sys.self"]],
+                  load1, as.numeric(logLik(fit)), if (conv) "" else ", not converged"))
+  timings[[length(timings) + 1]] <<- data.frame(
+    trial = trial, model = model, call = call_name, seconds = round(st[["elapsed"]], 1),
+    cpu_seconds = round(st[["user.self"]] + st[["sys.self"]], 1), converged = conv,
+    loglik = formatC(as.numeric(logLik(fit)), digits = 12, format = "g"), n_obs = nobs(fit),
+    load_start = load1, date = format(Sys.Date()), lme4 = as.character(packageVersion("lme4")),
+    stringsAsFactors = FALSE
+  )
+  fit
+}
 
 add_text <- function(case, section, term, stat, text) {
   rows[[length(rows) + 1]] <<- data.frame(
@@ -62,31 +100,70 @@ record <- function(case, fit) {
 # test compares with that one.
 BOBYQA <- 'optimizer = "bobyqa", optCtrl = list(maxfun = 1e5, rhoend = 1e-10), '
 
+# GLMM_SCALE_TIMING_ONLY=1: time the formula_r fits only; no reference rows are written
+timing_only <- identical(Sys.getenv("GLMM_SCALE_TIMING_ONLY"), "1")
+# GLMM_SCALE_START=1: the formula_r call started at our estimates (<model>_start.csv, written by
+# glmm_scale_frames.py), cases <model>_<trial>_start_ours: lme4 confirms or improves our
+# optimum and computes its Hessian SEs there when a fit from lme4's own start takes too long
+# (600k rows on a loaded machine); its time is not the formula_r time
+start_mode <- identical(Sys.getenv("GLMM_SCALE_START"), "1")
+suffix <- if (start_mode) "_start_ours" else ""
+
+# start = list(theta, fixef) in the model's own order (theta: one SD per random intercept)
+start_for <- function(model, call_r) {
+  st <- read.csv(file.path(frames, paste0(model, "_start.csv")), stringsAsFactors = FALSE)
+  gf <- eval(parse(text = sub("^glmer\\(", "glFormula(", call_r)))
+  theta <- st[st$section == "theta", ]
+  fixef <- st[st$section == "fixef", ]
+  list(theta = theta$value[match(names(gf$reTrms$cnms), theta$term)],
+       fixef = setNames(fixef$value, fixef$term)[colnames(gf$X)])
+}
+
 for (model in models) {
-  case <- paste0(model, "_", trial)
+  case <- paste0(model, "_", trial, suffix)
   data <- read.csv(file.path(frames, paste0(model, "_frame.csv")), stringsAsFactors = TRUE)
   call_r <- readLines(file.path(frames, paste0(model, "_formula_r.txt")))[[1]]
-  elapsed <- system.time(fit <- eval(parse(text = call_r)))[["elapsed"]]
-  message(sprintf("%s: %s  %.1f s (tolPwrss = 1e-10)", case, call_r, elapsed))
-  if (!record(case, fit)) {
+  if (start_mode) {
+    start_values <- start_for(model, call_r)
+    call_r <- sub("data = data,", "data = data, start = start_values,", call_r, fixed = TRUE)
+    add_text(case, "call", "", "formula_r", call_r)
+  }
+  message(sprintf("%s: %s", case, call_r))
+  fit <- timed(model, paste0("formula_r", suffix), call_r)
+  if (timing_only) next
+  # GLMM_SCALE_NO_REFIT=1: no bobyqa refit when formula_r stops short (hours at 600k)
+  if (!record(case, fit) && !identical(Sys.getenv("GLMM_SCALE_NO_REFIT"), "1")) {
     tight_call <- sub("glmerControl(", paste0("glmerControl(", BOBYQA), call_r, fixed = TRUE)
-    elapsed <- system.time(fit <- eval(parse(text = tight_call)))[["elapsed"]]
-    message(sprintf("%s_converged: %s  %.1f s", case, tight_call, elapsed))
+    fit <- timed(model, paste0("bobyqa_refit", suffix), tight_call)
     add_text(paste0(case, "_converged"), "call", "", "formula_r", tight_call)
     record(paste0(case, "_converged"), fit)
   }
   if (identical(Sys.getenv("GLMM_SCALE_TIME_DEFAULT"), "1")) {
     default_call <- sub(", control = glmerControl\\(tolPwrss = 1e-10\\)", "", call_r)
-    t_default <- system.time(fd <- eval(parse(text = default_call)))[["elapsed"]]
-    message(sprintf("%s: default control %.1f s, logLik %.6f (tight %.6f)", case, t_default,
-                    as.numeric(logLik(fd)), as.numeric(logLik(fit))))
+    timed(model, "default_control", default_call)
   }
 }
+
+# timings: replace this run's (trial, model, call) rows, keep the rest
+new_t <- do.call(rbind, timings)
+if (file.exists(timings_out)) {
+  old_t <- read.csv(timings_out, colClasses = "character")
+  for (col in setdiff(names(new_t), names(old_t))) old_t[[col]] <- NA
+  old_t <- old_t[, names(new_t)]
+  key <- function(d) paste(d$trial, d$model, d$call)
+  old_t <- old_t[!(key(old_t) %in% key(new_t)), ]
+  if (nrow(old_t)) new_t <- rbind(old_t, new_t)
+}
+new_t <- new_t[order(new_t$trial, new_t$model, new_t$call), ]
+write.csv(new_t, timings_out, row.names = FALSE, quote = TRUE)
+
+if (timing_only) quit(save = "no")
 
 # keep the rows of models not refitted in this run
 if (file.exists(out)) {
   old <- read.csv(out, colClasses = "character")
-  keep <- old[!(old$case %in% c(paste0(models, "_", trial), paste0(models, "_", trial, "_converged"))), ]
+  done <- paste0(models, "_", trial, suffix)
+  keep <- old[!(old$case %in% c(done, paste0(done, "_converged"))), ]
   if (nrow(keep)) rows <- c(list(keep), rows)
 }
 all <- do.call(rbind, rows)

@@ -5,4 +5,5 @@
 - `meta`: random-effects pooling of correlations (Fisher z; REML or DerSimonian-Laird).
 - `tidy`: the coefficient-table layout they all share.
 - `bootstrap`: replicate seeds, shard ranges and percentile intervals for resampling studies.
+- `threads`: one BLAS thread while an engine fits.
 """

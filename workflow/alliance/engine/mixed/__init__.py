@@ -10,17 +10,21 @@ What we add on top of the engine, and why:
   coefficient names are R's (`treatmentBtheB`, not the engine's `treatment.1`), so `formula_r`
   refits the same model in R and the names line up.
 - Binomial GLMMs are fitted by our own Laplace code (`laplace`): the conditional mode by
-  damped Newton to an exact solution, the optimum by L-BFGS-B over (theta, beta) with the exact
-  gradient when each row has one scalar random-effect column. The engine's own joint objective
-  stalls on larger crossed designs (issue #16: the 120k-row suicidality fit stopped at its
-  start, logLik 78.5 below lme4's); the engine still builds the model matrices, runs lme4's
-  checks and holds the result (GlmerResult: logLik, VarCorr, RX-based vcov).
+  damped Newton to an exact solution, the optimum by L-BFGS-B over (theta, beta) with the
+  exact gradient (`laplace_grad`) when each row has one scalar random-effect column or two
+  whose levels are nested (patients within therapists; the random-effects system is then
+  factored by a Schur complement, `factor`), central differences otherwise. The engine's own
+  joint objective stalls on larger crossed designs (issue #16: the 120k-row suicidality fit
+  stopped at its start, logLik 78.5 below lme4's); the engine still builds the model
+  matrices, runs lme4's checks and holds the result (GlmerResult: logLik, VarCorr, RX-based
+  vcov). Fits run with one BLAS thread (alliance.engine.threads).
 - GLMM standard errors come from the finite-difference Hessian of the Laplace deviance over
-  (theta, beta) jointly, exactly as lme4's `vcov(use.hessian = TRUE)` (`deriv12`, delta 1e-4),
-  each evaluation starting from the optimum's mode so the result does not depend on the
-  evaluation order. The engine's own vcov is the RX-based one (beta conditional on theta),
-  which lme4 only uses with `use.hessian = FALSE`: on cbpp it gives 0.2279 where lme4 gives
-  0.2312.
+  (theta, beta) jointly, as lme4's `vcov(use.hessian = TRUE)` (`deriv12`, delta 1e-4), each
+  evaluation starting from the optimum's mode so the result does not depend on the evaluation
+  order; where the exact gradient exists, from central differences of it with deriv12's
+  leading truncation error (2n gradients instead of 1 + 2n^2 deviances; SEs within 3e-5 of
+  deriv12's). The engine's own vcov is the RX-based one (beta conditional on theta), which
+  lme4 only uses with `use.hessian = FALSE`: on cbpp it gives 0.2279 where lme4 gives 0.2312.
 - Satterthwaite df are computed as lmerTest computes them (`inference._satterthwaite`); the
   engine's own version matches lmerTest for REML fits but is about 1 % off for ML fits. The
   pieces stay on the fit, so `contest1d` tests any linear combination L'beta with its own
@@ -55,7 +59,8 @@ one iteration, lme4's scaled-gradient check (2e-3) and no variance parameter lef
 value unless restarts from 0.5x and 2x the start return to it (`convergence`; fit.json records it).
 
 Modules: `fit` (fit_lmm, fit_glmm and the tidying of the engine's result), `laplace` (the GLMM
-Laplace deviance and its gradient), `laplace_fit` (its optimisation), `result` (MixedFit,
+Laplace deviance), `laplace_grad` (its exact gradient), `factor` (the random-effects system's
+factor), `laplace_fit` (its optimisation), `result` (MixedFit,
 predictions, random effects), `prepare` (formula columns, na.omit, R factor coding, binomial
 responses), `inference` (Satterthwaite pieces, the GLMM Hessian), `contest` (tests of L'beta),
 `convergence` (the convergence decision).

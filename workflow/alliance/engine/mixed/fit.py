@@ -23,6 +23,7 @@ from alliance.engine.mixed.inference import (
 )
 from alliance.engine.mixed.prepare import _binomial_response, _prepare
 from alliance.engine.mixed.result import MixedFit, engine_version
+from alliance.engine.threads import one_blas_thread
 from alliance.engine.tidy import coef_table
 from alliance.errors import InputError
 
@@ -139,17 +140,18 @@ def fit_glmm(
         opt = laplace_fit.optimise(problem, theta0, max_iter=max_iter)
         return _glmer_result(model, fam, problem, opt)
 
-    result, caught = engine_fit()
-    caught = [*model_notes, *caught]
-    # the fit starts at theta = 1 on variances, 0 elsewhere (lme4's start)
-    outcome = convergence.check_start(result, problem.start_theta(), caught, engine_fit)
-    result, caught = outcome.result, list(outcome.warnings)
-    vcov_full, hess_note, grad, hess = _laplace_hessian_vcov(problem, result)
-    polished = laplace_fit.newton_polish(problem, result, grad, hess)
-    if polished is not None:  # one Newton step on the FD Hessian lowered the deviance
-        result = _glmer_result(model, fam, problem, polished)[0]
+    with one_blas_thread():  # row passes: BLAS threads only contend (engine.threads)
+        result, caught = engine_fit()
+        caught = [*model_notes, *caught]
+        # the fit starts at theta = 1 on variances, 0 elsewhere (lme4's start)
+        outcome = convergence.check_start(result, problem.start_theta(), caught, engine_fit)
+        result, caught = outcome.result, list(outcome.warnings)
         vcov_full, hess_note, grad, hess = _laplace_hessian_vcov(problem, result)
-    conv = convergence.assess(result, outcome, grad, hess)
+        polished = laplace_fit.newton_polish(problem, result, grad, hess)
+        if polished is not None:  # one Newton step on the FD Hessian lowered the deviance
+            result = _glmer_result(model, fam, problem, polished)[0]
+            vcov_full, hess_note, grad, hess = _laplace_hessian_vcov(problem, result)
+        conv = convergence.assess(result, outcome, grad, hess)
     seconds = time.perf_counter() - start
 
     terms = _r_names(list(result.fixef().keys()), levels)

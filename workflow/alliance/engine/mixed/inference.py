@@ -205,6 +205,37 @@ def _richardson_gradient(
     return (4.0 * g - g_delta) / 3.0
 
 
+def _gradient_hessian(
+    value_and_grad: Any, x: np.ndarray, f0: float, delta: float = _HESSIAN_DELTA
+) -> np.ndarray:
+    """deriv12's Hessian from the exact gradient, to the same order, in 2n evaluations.
+
+    deriv12 at step delta errs by delta^2/12 f_iiii on the diagonal and by
+    delta^2/6 (f_iiij + f_ijjj) off it. At h = delta*sqrt(2), symmetrised central differences of
+    the gradient err off the diagonal by h^2/12 (f_iiij + f_ijjj), the same; on the diagonal
+    they err by h^2/6 f_iiii and the second difference of the deviance values at the same points
+    by h^2/12 f_iiii, so 1.5 x the latter - 0.5 x the former errs by delta^2/12 f_iiii.
+    So the SEs equal lme4's to O(delta^4) (the truncation is visible on wide-ranged
+    covariates: plain gradient differences moved the 120k hazard's SEs by 5e-4), from 2n
+    gradient evaluations instead of deriv12's 1 + 2n^2 deviances. `value_and_grad` returns
+    (deviance, gradient); f0 is the deviance at x.
+    """
+    n = len(x)
+    h = delta * np.sqrt(2.0)
+    jac = np.empty((n, n))
+    second = np.empty(n)
+    for j in range(n):
+        e = np.zeros(n)
+        e[j] = h
+        f_up, g_up = value_and_grad(x + e)
+        f_down, g_down = value_and_grad(x - e)
+        jac[:, j] = (np.asarray(g_up) - np.asarray(g_down)) / (2.0 * h)
+        second[j] = (f_up - 2.0 * f0 + f_down) / h**2
+    hess = (jac + jac.T) / 2.0
+    hess[np.diag_indices(n)] = 1.5 * second - 0.5 * np.diag(jac)
+    return hess
+
+
 def _deriv12_hessian(fun: Any, x: np.ndarray, delta: float = _HESSIAN_DELTA) -> np.ndarray:
     """Central-difference Hessian, the same stencil as lme4's deriv12()."""
     return _deriv12(fun, x, delta)[1]
@@ -235,12 +266,14 @@ def _laplace_hessian_vcov(
     """lme4's GLMM vcov: 2 * inverse Hessian of the deviance in (theta, beta), beta block.
 
     The Hessian is deriv12's (step 1e-4, lme4's stencil, so the SEs equal lme4's including
-    its truncation error on wide-ranged covariates). `devfun` is the Laplace deviance of
-    (theta, beta) (alliance.engine.mixed.laplace); each evaluation starts its mode search from
-    the optimum's mode (`anchored`), so the result does not depend on the evaluation order.
-    The gradient is the exact one where the problem has it, else deriv12's, Richardson-
-    extrapolated. Also returns the gradient and Hessian themselves (None when they failed)
-    for the lme4 convergence check (alliance.engine.mixed.convergence).
+    its truncation error on wide-ranged covariates) or, where the problem has the exact
+    gradient, central differences of that with the same leading truncation error
+    (`_gradient_hessian`). `devfun` is the Laplace deviance of (theta, beta)
+    (alliance.engine.mixed.laplace); each evaluation starts its mode search from the optimum's
+    mode (`anchored`), so the result does not depend on the evaluation order. The gradient is
+    the exact one where the problem has it, else deriv12's, Richardson-extrapolated. Also
+    returns the gradient and Hessian themselves (None when they failed) for the lme4
+    convergence check (alliance.engine.mixed.convergence).
     """
     theta = np.asarray(result.theta, dtype=float)
     beta = np.asarray(result.beta, dtype=float)
@@ -249,10 +282,12 @@ def _laplace_hessian_vcov(
     x = np.r_[theta, beta]
     fun = devfun.anchored() if hasattr(devfun, "anchored") else devfun
     try:
-        g, h = _deriv12(fun, x)
         if getattr(devfun, "has_gradient", False):
-            g = devfun.value_and_gradient(x)[1]
+            value_and_grad = devfun.anchored_value_and_gradient()
+            f0, g = value_and_grad(x)
+            h = _gradient_hessian(value_and_grad, x, f0)
         else:
+            g, h = _deriv12(fun, x)
             g = _richardson_gradient(fun, x, g)
         inv = np.linalg.inv(h)
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:

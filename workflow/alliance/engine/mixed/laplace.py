@@ -7,8 +7,9 @@ deviance 29510.87 instead of 29376.93 at theta = (1.0024, 0.000685)); the object
 returns +inf, the optimiser stops next to its start (patient SD 1.002) and the finite-difference
 Hessian is not finite. Here the mode is found by Newton's method with step halving on the
 penalised deviance (a strictly convex problem, so it always converges), with the logit
-log-likelihood written through log1p(exp(.)) so no linear predictor overflows, and the sparse
-system factor reused: its symbolic analysis is done once per theta pattern.
+log-likelihood written through log1p(exp(.)) so no linear predictor overflows, and the
+random-effects system factored by the cheapest way its structure allows
+(alliance.engine.mixed.factor).
 
 Definitions follow lme4: u spherical random effects, b = Lambda(theta) u, eta = X beta + Z b +
 offset, and the Laplace deviance sum(binomial deviance residuals) + |u|^2 + log det(L'Z'WZL + I)
@@ -25,8 +26,10 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from scipy.sparse.linalg import splu
 from scipy.special import expit, xlogy
+
+from alliance.engine.mixed.factor import Factor, PairLayout, SchurFactor, SchurSplit
+from alliance.engine.mixed.laplace_grad import RowColumns
 
 # The mode counts as found when a Newton step is below STEP_EXACT, or after a full step below
 # STEP_CLOSE (Newton converges quadratically: the error left is of order STEP_CLOSE^2). The
@@ -50,100 +53,6 @@ class Counters:
     halvings: int = 0
     factorizations: int = 0
     seconds_factor: float = 0.0
-
-
-class _Factor:
-    """Cholesky-like factor of the SPD matrix H = ZL' W ZL + I: solve and log-determinant.
-
-    A diagonal H (one random-effect column per row) is handled directly; otherwise SuperLU in
-    symmetric mode with a minimum-degree ordering on H's fixed pattern (no pivoting, so the
-    diagonal of U gives the log-determinant).
-    """
-
-    def __init__(self, h: sparse.csc_matrix | np.ndarray) -> None:
-        if isinstance(h, np.ndarray):
-            self._diag: np.ndarray | None = h
-            self._lu = None
-            self.logdet = float(np.sum(np.log(h)))
-            return
-        self._diag = None
-        self._lu = splu(
-            h, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-            options={"SymmetricMode": True},
-        )  # fmt: skip
-        d = self._lu.U.diagonal()
-        if np.any(d <= 0) or not np.all(np.isfinite(d)):
-            raise np.linalg.LinAlgError("random-effects system not positive definite")
-        self.logdet = float(np.sum(np.log(d)))
-
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
-        if self._diag is not None:
-            return rhs / self._diag
-        assert self._lu is not None
-        return self._lu.solve(rhs)
-
-
-@dataclass
-class _PairLayout:
-    """Where each row's products Z_ia Z_ib land in H = Lambda Z' W Z Lambda + I (scalar terms).
-
-    Built once from Z's pattern, so each Newton step assembles H by one weighted bincount
-    instead of two sparse matrix products.
-    """
-
-    rows: np.ndarray
-    prod: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
-    target: np.ndarray
-    mirror: np.ndarray
-    off: np.ndarray
-    diag: np.ndarray
-    indices: np.ndarray
-    indptr: np.ndarray
-    q: int
-
-    @classmethod
-    def build(cls, z: sparse.csc_matrix) -> _PairLayout:
-        zr = sparse.csr_matrix(z)
-        zr.sort_indices()
-        q = int(zr.shape[1])
-        counts = np.diff(zr.indptr)
-        rows, prod, a, b = [], [], [], []
-        for j1 in range(int(counts.max(initial=0))):
-            for j2 in range(j1, int(counts.max(initial=0))):
-                has = np.flatnonzero(counts > j2)
-                e1, e2 = zr.indptr[has] + j1, zr.indptr[has] + j2
-                rows.append(has)
-                prod.append(zr.data[e1] * zr.data[e2])
-                a.append(zr.indices[e1])
-                b.append(zr.indices[e2])
-        r, pr = np.concatenate(rows), np.concatenate(prod)
-        aa, bb = np.concatenate(a), np.concatenate(b)
-        diag = np.arange(q)
-        # CSC keys (column * q + row) of both triangles and the diagonal
-        keys = np.unique(np.concatenate([bb * q + aa, aa * q + bb, diag * q + diag]))
-        indices, cols = keys % q, keys // q
-        indptr = np.searchsorted(cols, np.arange(q + 1))
-        off = aa != bb
-        return cls(
-            rows=r, prod=pr, a=aa, b=bb, target=np.searchsorted(keys, bb * q + aa),
-            mirror=np.searchsorted(keys, (aa * q + bb)[off]), off=off,
-            diag=np.searchsorted(keys, diag * q + diag), indices=indices, indptr=indptr, q=q,
-        )  # fmt: skip
-
-    def coefficients(self, lam: np.ndarray) -> np.ndarray:
-        """Z_ia Z_ib lambda_a lambda_b per row pair (fixed for one theta)."""
-        return self.prod * lam[self.a] * lam[self.b]
-
-    def precision(self, weights: np.ndarray, coef: np.ndarray) -> sparse.csc_matrix:
-        """H = Lambda Z' W Z Lambda + I as CSC with the fixed pattern (coef: `coefficients`)."""
-        v = coef * weights[self.rows]
-        n = len(self.indices)
-        data = np.bincount(self.target, weights=v, minlength=n)
-        data += np.bincount(self.mirror, weights=v[self.off], minlength=n)
-        data[self.diag] += 1.0
-        return sparse.csc_matrix((data, self.indices, self.indptr), shape=(self.q, self.q))
 
 
 @dataclass
@@ -171,8 +80,11 @@ class LaplaceProblem:
         sat = 2.0 * self.w * (xlogy(self.y, self.y) + xlogy(1 - self.y, 1 - self.y))
         self._sat_total = float(np.sum(sat))
         self._u = np.zeros(self.q)
-        self._rows = self._one_column_rows()
-        self._pairs = _PairLayout.build(self.Z) if self._scalar_terms() else None
+        self._pairs = PairLayout.build(self.Z) if self._scalar_terms() else None
+        self._split = self._schur_split()
+        self._rows = self._row_columns()
+        # eta and the factor of H at the last mode found (for the gradient)
+        self._at_mode: tuple[np.ndarray, Factor | SchurFactor] | None = None
         self._pair_coef: np.ndarray | None = None
         self._cache: tuple[bytes, sparse.csc_matrix, sparse.csr_matrix, Any] | None = None
         self.last_converged = True
@@ -203,17 +115,18 @@ class LaplaceProblem:
         nll = np.logaddexp(0.0, eta) - self.y * eta
         return float(self._sat_total + 2.0 * (self.w @ nll) + u @ u)
 
-    def _factor_at(self, zl: Any, zlt: Any, squares: Any, mu: np.ndarray) -> _Factor:
+    def _factor_at(self, zl: Any, zlt: Any, squares: Any, mu: np.ndarray) -> Factor | SchurFactor:
         """Factor of H = ZL' W ZL + I with the GLM weights W at the means mu."""
         t0 = time.perf_counter()
         weights = self.w * mu * (1.0 - mu)
+        f: Factor | SchurFactor
         if squares is not None:
-            h: Any = squares @ weights + 1.0
+            f = Factor(squares @ weights + 1.0)
         elif self._pairs is not None:
-            h = self._pairs.precision(weights, self._pair_coef)
+            data = self._pairs.values(weights, self._pair_coef)
+            f = self._split.factor(data) if self._split else Factor(self._pairs.matrix(data))
         else:
-            h = (zlt @ sparse.diags(weights) @ zl + sparse.identity(self.q)).tocsc()
-        f = _Factor(h)
+            f = Factor((zlt @ sparse.diags(weights) @ zl + sparse.identity(self.q)).tocsc())
         self.counters.factorizations += 1
         self.counters.seconds_factor += time.perf_counter() - t0
         return f
@@ -232,7 +145,7 @@ class LaplaceProblem:
             eta = fixed.copy()
             pdev = self._pdev(eta, u)
         converged = False
-        factor: _Factor | None = None
+        factor: Factor | SchurFactor | None = None
         for _ in range(MODE_MAXITER):
             mu = _expit(eta)
             factor = self._factor_at(zl, zlt, squares, mu)
@@ -267,6 +180,7 @@ class LaplaceProblem:
             factor = self._factor_at(zl, zlt, squares, _expit(eta))
         if converged:
             self._u = u
+            self._at_mode = (eta, factor)
         return pdev, factor.logdet, u, converged
 
     def deviance(self, params: np.ndarray) -> float:
@@ -299,6 +213,16 @@ class LaplaceProblem:
 
         return fun
 
+    def anchored_value_and_gradient(self) -> Any:
+        """`value_and_gradient` with every mode search started from the current mode."""
+        u0 = self._u.copy()
+
+        def fun(params: np.ndarray) -> tuple[float, np.ndarray]:
+            self._u = u0.copy()
+            return self.value_and_gradient(params)
+
+        return fun
+
     def random_effects(self, theta: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, float]:
         """b = Lambda u at the mode and the Laplace deviance there."""
         pdev, logdet, u, _ = self.mode(theta, self.X @ beta + self.offset)
@@ -310,79 +234,47 @@ class LaplaceProblem:
 
         return _build_lambda(np.asarray(theta, dtype=float), self.matrices.random_structures)
 
+    def _schur_split(self) -> SchurSplit | None:
+        """Scalar terms only: eliminate the levels of the term with most of them first."""
+        if self._pairs is None or len(self.matrices.random_structures) < 2:
+            return None
+        sizes = [int(s.n_levels) * int(s.n_terms) for s in self.matrices.random_structures]
+        start = int(np.sum(sizes[: int(np.argmax(sizes))]))
+        return SchurSplit.build(self._pairs, np.arange(start, start + max(sizes)))
+
     def _scalar_terms(self) -> bool:
         """Every random term scalar: Lambda is diagonal, Z Lambda keeps Z's pattern."""
         return self.q > 0 and all(int(s.n_terms) == 1 for s in self.matrices.random_structures)
 
     # ------------------------------------------------------------------ analytic gradient
-    def _one_column_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(column of each row, its Z value, d lambda_k / d theta) when every random term is
-        scalar and each row has at most one random-effect column; else None."""
-        if self.q == 0 or any(int(s.n_terms) != 1 for s in self.matrices.random_structures):
+    def _row_columns(self) -> RowColumns | None:
+        """Each row's columns for the exact gradient (laplace_grad): scalar terms with one
+        column per row, or two whose Schur complement is diagonal; else None."""
+        if self._pairs is None:
             return None
-        zr = sparse.csr_matrix(self.Z)
-        zr.eliminate_zeros()
-        counts = np.diff(zr.indptr)
-        if np.any(counts > 1):
+        if self._split is not None and not self._split.s_diagonal:
             return None
-        col = np.full(len(counts), -1)
-        val = np.zeros(len(counts))
-        has = counts == 1
-        col[has] = zr.indices
-        val[has] = zr.data
         # Lambda is diagonal and linear in theta: column k scales by theta[t(k)]
         dlam = np.stack(
             [self._lambda(np.eye(self.n_theta)[t]).diagonal() for t in range(self.n_theta)]
         )
-        return col, val, dlam
+        return RowColumns.build(self.Z, None if self._split is None else self._split.first, dlam)
 
     @property
     def has_gradient(self) -> bool:
-        """Whether `value_and_gradient` is analytic (one scalar random-effect column per row)."""
+        """Whether `value_and_gradient` is analytic (alliance.engine.mixed.laplace_grad)."""
         return self._rows is not None
 
     def value_and_gradient(self, params: np.ndarray) -> tuple[float, np.ndarray]:
-        """Laplace deviance and its exact gradient in (theta, beta) (one column per row).
-
-        Envelope theorem for the penalised deviance at the mode, plus the derivative of
-        log h_k = log(1 + lambda_k^2 sum_i z_i^2 W_i) through W (via eta, including the mode's
-        own movement du_k/dphi from the implicit mode equation) and through lambda_k.
-        """
+        """Laplace deviance and its exact gradient in (theta, beta) (laplace_grad)."""
         assert self._rows is not None
-        col, z, dlam = self._rows
         params = np.asarray(params, dtype=float)
-        theta, beta = params[: self.n_theta], params[self.n_theta :]
         f = self.deviance(params)
-        if not np.isfinite(f):
+        if not np.isfinite(f) or self._at_mode is None:
             return f, np.full(len(params), np.nan)
-        u = self._u
-        lam = dlam.T @ theta  # lambda_k
-        has = col >= 0
-        k = np.where(has, col, 0)
-        zz = np.where(has, z, 0.0)
-        lk, uk = lam[k], u[k]
-        eta = self.X @ beta + self.offset + zz * lk * uk
-        mu = _expit(eta)
-        wgt = self.w * mu * (1.0 - mu)  # W_i
-        dwgt = wgt * (1.0 - 2.0 * mu)  # dW_i / d eta_i
-        r = 2.0 * self.w * (mu - self.y)  # d pdev / d eta_i
-        a = np.bincount(k, weights=zz * zz * wgt, minlength=self.q)
-        h = 1.0 + lam * lam * a
-        c = (lk * lk) * zz * zz * dwgt / h[k]  # d log h_k(i) / d eta_i
-        # beta: direct + through the mode, du_k/dbeta_j = -sum_{i in k} W_i x_ij z_i lam_k / h_k
-        xz = zz * lk * wgt
-        m = np.zeros((self.q, self.p))
-        for j in range(self.p):
-            m[:, j] = np.bincount(k, weights=xz * self.X[:, j], minlength=self.q)
-        du_dbeta = -m / h[:, None]
-        cz = np.bincount(k, weights=c * zz, minlength=self.q)  # sum_{i in k} c_i z_i
-        g_beta = self.X.T @ (r + c) + (cz * lam) @ du_dbeta
-        # theta: d eta_i / d lambda_k = z_i u_k at fixed u; the mode moves by
-        # du_k/dlambda_k = -(2 lambda_k u_k a_k + sum_{i in k} r_i z_i) / (2 h_k)
-        rz = np.bincount(k, weights=r * zz, minlength=self.q)
-        du_dlam = -(2.0 * lam * u * a + rz) / (2.0 * h)
-        g_lam = rz * u + 2.0 * lam * a / h + cz * (u + lam * du_dlam)
-        return f, np.r_[dlam @ g_lam, g_beta]
+        eta, factor = self._at_mode
+        theta = params[: self.n_theta]
+        return f, self._rows.gradient(self.X, eta, self.y, self.w, self._u, theta, factor)
 
     # ------------------------------------------------------------------ starts and bounds
     def variance_mask(self) -> np.ndarray:

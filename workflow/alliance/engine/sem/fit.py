@@ -19,8 +19,6 @@ keeps it, but it is not admissible).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +26,7 @@ import pandas as pd
 
 from alliance.engine.sem.fiml import PatternData, saturated_loglik
 from alliance.engine.sem.ram import Ram
+from alliance.engine.threads import one_blas_thread
 from alliance.engine.tidy import coef_table
 from alliance.errors import InputError
 
@@ -171,21 +170,8 @@ def fit_sem(
     `data`: units x observed variables in the model's order (a DataFrame's columns must be the
     observed names), NaN where missing. `gtol` is on the gradient of -log L itself.
     """
-    with _one_blas_thread():
+    with one_blas_thread():  # small matrices: threads only add overhead
         return _fit(model, data, start, gtol, gtol_report, max_scoring, max_newton, saturated)
-
-
-@contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Single-threaded BLAS while fitting: the matrices are small, so threads only add overhead
-    (ten times slower on a busy machine), and one thread keeps the sums' order fixed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional; without it BLAS keeps its own thread count
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _fit(

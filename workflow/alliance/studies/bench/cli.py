@@ -9,6 +9,7 @@ from typing import Any
 
 from alliance.studies import bench
 from alliance.studies.bench.engines import GROWTH, compare_engines, growth_formula
+from alliance.studies.bench.glmm import time_glmms
 from alliance.studies.bench.pipeline import run_pipeline, trial_config
 from alliance.studies.bench.report import environment, write_report
 from alliance.studies.bench.trials import TRIALS, simulate
@@ -24,10 +25,13 @@ def run_bench(
     engines: bool = True,
     with_r: bool = True,
     statsmodels_max_rows: int = 150_000,
+    glmms: bool = True,
     log: Any = print,
 ) -> dict[str, Any]:
     """Run every benchmark into `out` (work dirs and data under out/) and write the report."""
-    record: dict[str, Any] = {"environment": environment(), "pipelines": [], "engines": []}
+    record: dict[str, Any] = {
+        "environment": environment(), "pipelines": [], "engines": [], "glmms": [],
+    }  # fmt: skip
     work = out / "work"
     names = (["demo"] if demo else []) + list(trials)
     for name in names:
@@ -55,6 +59,11 @@ def run_bench(
             )
             record["engines"] += [{"trial": name, **r} for r in rows]
             write_report(record, out)
+        if glmms and name != "demo":
+            log(f"[bench] binomial GLMMs on {name}")
+            models = work / name / "results" / "models"
+            record["glmms"] += time_glmms(models, name, 1 if name == "600k" else reps, log)
+            write_report(record, out)
     write_report(record, out)
     return record
 
@@ -72,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-engines", action="store_true")
     ap.add_argument("--no-r", action="store_true", help="skip lme4 even if Rscript exists")
     ap.add_argument("--statsmodels-max-rows", type=int, default=150_000)
+    ap.add_argument("--no-glmms", action="store_true", help="skip the binomial GLMM refits")
     args = ap.parse_args(argv)
     trials = [t for t in args.trials.split(",") if t and t != "none"]
     unknown = [t for t in trials if t not in TRIALS]
@@ -86,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         engines=not args.no_engines,
         with_r=not args.no_r,
         statsmodels_max_rows=args.statsmodels_max_rows,
+        glmms=not args.no_glmms,
     )
     print(f"[bench] wrote {args.out / 'bench.md'} and bench.json")
     return 0

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from alliance.studies.bench import glmm
 from alliance.studies.bench.engines import GROWTH
 
 TARGETS = {
@@ -97,7 +98,7 @@ def _fmt(x: Any, unit: str = "") -> str:
 
 
 def markdown(record: Mapping[str, Any]) -> str:
-    """bench.md: targets, pipeline runs, per-stage cost, model fit times, engines."""
+    """bench.md: targets, pipeline runs, per-stage cost, model fit times, engines, GLMMs."""
     env = record["environment"]
     pipes = record.get("pipelines", [])
     lines = [
@@ -198,6 +199,7 @@ def markdown(record: Mapping[str, Any]) -> str:
         lines += ["", "Formulas:", ""]
         for name, f in {r["model"]: r["formula"] for r in engines}.items():
             lines.append(f"- {name}: `{f}`")
+    lines += glmm.markdown(record.get("glmms", []), _fmt)
     return "\n".join(lines) + "\n"
 
 
