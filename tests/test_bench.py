@@ -158,9 +158,17 @@ def test_lme4_glmm_times_are_read_from_the_r_scripts_csv_and_missing_ones_named(
         '"2026-11-30","1.1.31"\n'
         '"10k","suicidality","bobyqa_refit","40","39","TRUE","-1145.27","9464","3.1",'
         '"2026-11-30","1.1.31"\n'
+        '"600k","suicidality","formula_r","4000","3900","TRUE","-69915.1","560547","3.1",'
+        '"2026-11-30","1.1.31"\n'
+        '"600k","suicidality","default_control","900","899","TRUE","-69915.1","560547","3.1",'
+        '"2026-11-30","1.1.31"\n'
     )
     times = glmm.lme4_times(path)
-    assert set(times) == {("10k", "suicidality")}  # the pipeline's call only
+    # formula_r, or lme4's default control where recorded; never the refits
+    assert set(times) == {("10k", "suicidality"), ("600k", "suicidality")}
+    assert times[("600k", "suicidality")]["lme4_call"] == "default_control"
+    assert times[("600k", "suicidality")]["lme4_cpu_s"] == 899
+    assert times[("10k", "suicidality")]["lme4_call"] == "formula_r"
     assert times[("10k", "suicidality")]["lme4_s"] == 12.5
     assert times[("10k", "suicidality")]["lme4_rows"] == 9464
     assert glmm.lme4_times(tmp_path / "absent.csv") == {}  # R never run: no timings, no error

@@ -15,11 +15,15 @@
 # GLMM_SCALE_TIME_DEFAULT=1, the time of lme4's default-control fit) go to stdout and to
 # tests/reference/glmm_scale_timings.csv (trial, model, call, elapsed and CPU seconds, load
 # average at the start, date; read by `make bench`), so the reference CSVs stay
-# byte-reproducible. GLMM_SCALE_TIMING_ONLY=1 times the formula_r fits and writes no reference
+# byte-reproducible. GLMM_SCALE_DEFAULT_ONLY=1 times only lme4's default-control fit (issue #16's
+# comparison; at 600k the formula_r fit takes hours). GLMM_SCALE_TIMING_ONLY=1 times the formula_r fits and writes no reference
 # rows; GLMM_SCALE_START=1 starts them at our estimates (see below); GLMM_SCALE_NO_REFIT=1 skips
-# the bobyqa refit of a formula_r fit that stops short.
+# the bobyqa refit of a formula_r fit that stops short. Every case also gets std_error_exact, the
+# SEs from lme4's deviance function differentiated precisely (common.R precise_hessian; lme4's
+# own vcov is only good to a few 1e-4); GLMM_SCALE_EXACT_ONLY=1 (re)computes just those for the
+# recorded cases, at their recorded estimates, without refitting.
 suppressPackageStartupMessages(library(lme4))
-source("tests/reference/common.R")  # rows, add(), write_rows()
+source("tests/reference/common.R")  # rows, add(), write_rows(), devfun_for(), add_exact_se()
 
 args <- commandArgs(trailingOnly = TRUE)
 frames <- args[[1]]
@@ -66,7 +70,7 @@ add_text <- function(case, section, term, stat, text) {
   )
 }
 
-record <- function(case, fit) {
+record <- function(case, fit, devfun) {
   b <- fixef(fit)
   se_h <- sqrt(diag(as.matrix(vcov(fit, use.hessian = TRUE))))
   se_rx <- sqrt(diag(as.matrix(suppressWarnings(vcov(fit, use.hessian = FALSE)))))
@@ -75,6 +79,7 @@ record <- function(case, fit) {
     add(case, "fixef", term, "std_error", se_h[[term]])
     add(case, "fixef", term, "std_error_rx", se_rx[[term]])
   }
+  add_exact_se(case, devfun, getME(fit, "theta"), b)
   vc <- as.data.frame(VarCorr(fit))
   for (i in seq_len(nrow(vc))) {
     term <- paste(vc$grp[i], vc$var1[i], ifelse(is.na(vc$var2[i]), "", vc$var2[i]), sep = "|")
@@ -102,12 +107,39 @@ BOBYQA <- 'optimizer = "bobyqa", optCtrl = list(maxfun = 1e5, rhoend = 1e-10), '
 
 # GLMM_SCALE_TIMING_ONLY=1: time the formula_r fits only; no reference rows are written
 timing_only <- identical(Sys.getenv("GLMM_SCALE_TIMING_ONLY"), "1")
+# GLMM_SCALE_DEFAULT_ONLY=1: time lme4's default-control fit (no glmerControl) only, the
+# comparison issue #16 asks for, where the formula_r fit takes hours (600k rows); no reference rows
+default_only <- identical(Sys.getenv("GLMM_SCALE_DEFAULT_ONLY"), "1")
+timing_only <- timing_only || default_only
 # GLMM_SCALE_START=1: the formula_r call started at our estimates (<model>_start.csv, written by
 # glmm_scale_frames.py), cases <model>_<trial>_start_ours: lme4 confirms or improves our
 # optimum and computes its Hessian SEs there when a fit from lme4's own start takes too long
 # (600k rows on a loaded machine); its time is not the formula_r time
 start_mode <- identical(Sys.getenv("GLMM_SCALE_START"), "1")
 suffix <- if (start_mode) "_start_ours" else ""
+
+# GLMM_SCALE_EXACT_ONLY=1: no fits; the std_error_exact rows of every recorded case of the given
+# models are (re)computed at that case's recorded theta and estimates, the other rows kept
+if (identical(Sys.getenv("GLMM_SCALE_EXACT_ONLY"), "1")) {
+  old <- read.csv(out, colClasses = "character")
+  for (model in models) {
+    data <- read.csv(file.path(frames, paste0(model, "_frame.csv")), stringsAsFactors = TRUE)
+    devfun <- devfun_for(readLines(file.path(frames, paste0(model, "_formula_r.txt")))[[1]])
+    for (case in unique(old$case[startsWith(old$case, paste0(model, "_", trial))])) {
+      r <- old[old$case == case, ]
+      est <- r[r$section == "fixef" & r$stat == "estimate", ]
+      message(sprintf("%s: exact SEs", case))
+      add_exact_se(case, devfun, as.numeric(r$value[r$section == "theta"]),
+                setNames(as.numeric(est$value), est$term))
+    }
+  }
+  new <- do.call(rbind, rows)
+  old <- old[!(old$stat == "std_error_exact" & old$case %in% new$case), ]
+  all <- rbind(old, new)
+  all <- all[order(all$case, seq_len(nrow(all))), ]
+  write.csv(all, out, row.names = FALSE, quote = TRUE)
+  quit(save = "no")
+}
 
 # start = list(theta, fixef) in the model's own order (theta: one SD per random intercept)
 start_for <- function(model, call_r) {
@@ -129,17 +161,22 @@ for (model in models) {
     add_text(case, "call", "", "formula_r", call_r)
   }
   message(sprintf("%s: %s", case, call_r))
+  default_call <- sub(", control = glmerControl\\(tolPwrss = 1e-10\\)", "", call_r)
+  if (default_only) {
+    timed(model, "default_control", default_call)
+    next
+  }
   fit <- timed(model, paste0("formula_r", suffix), call_r)
   if (timing_only) next
   # GLMM_SCALE_NO_REFIT=1: no bobyqa refit when formula_r stops short (hours at 600k)
-  if (!record(case, fit) && !identical(Sys.getenv("GLMM_SCALE_NO_REFIT"), "1")) {
+  devfun <- devfun_for(call_r)
+  if (!record(case, fit, devfun) && !identical(Sys.getenv("GLMM_SCALE_NO_REFIT"), "1")) {
     tight_call <- sub("glmerControl(", paste0("glmerControl(", BOBYQA), call_r, fixed = TRUE)
     fit <- timed(model, paste0("bobyqa_refit", suffix), tight_call)
     add_text(paste0(case, "_converged"), "call", "", "formula_r", tight_call)
-    record(paste0(case, "_converged"), fit)
+    record(paste0(case, "_converged"), fit, devfun)
   }
   if (identical(Sys.getenv("GLMM_SCALE_TIME_DEFAULT"), "1")) {
-    default_call <- sub(", control = glmerControl\\(tolPwrss = 1e-10\\)", "", call_r)
     timed(model, "default_control", default_call)
   }
 }

@@ -18,13 +18,16 @@ What we add on top of the engine, and why:
   stopped at its start, logLik 78.5 below lme4's); the engine still builds the model
   matrices, runs lme4's checks and holds the result (GlmerResult: logLik, VarCorr, RX-based
   vcov). Fits run with one BLAS thread (alliance.engine.threads).
-- GLMM standard errors come from the finite-difference Hessian of the Laplace deviance over
-  (theta, beta) jointly, as lme4's `vcov(use.hessian = TRUE)` (`deriv12`, delta 1e-4), each
-  evaluation starting from the optimum's mode so the result does not depend on the evaluation
-  order; where the exact gradient exists, from central differences of it with deriv12's
-  leading truncation error (2n gradients instead of 1 + 2n^2 deviances; SEs within 3e-5 of
-  deriv12's). The engine's own vcov is the RX-based one (beta conditional on theta), which
-  lme4 only uses with `use.hessian = FALSE`: on cbpp it gives 0.2279 where lme4 gives 0.2312.
+- GLMM standard errors come from the Hessian of the Laplace deviance over (theta, beta)
+  jointly, as lme4's `vcov(use.hessian = TRUE)`. Where the exact gradient exists it is central
+  differences of that gradient (2n gradients, exact to ~1e-7); lme4's own deriv12 at its
+  absolute step 1e-4 is only good to a few 1e-4 (truncation on wide-ranged covariates, PIRLS
+  rounding), so these SEs are checked against lme4's deviance differentiated precisely
+  (tests/reference/common.R `precise_hessian`: 1e-6 to 1.1e-5 at 10k and 120k rows). Elsewhere
+  it is deriv12 (delta 1e-4), each evaluation starting from the optimum's mode so the result does
+  not depend on the evaluation order. The engine's own vcov is the RX-based one (beta
+  conditional on theta), which lme4 only uses with `use.hessian = FALSE`: on cbpp it gives
+  0.2279 where lme4 gives 0.2312.
 - Satterthwaite df are computed as lmerTest computes them (`inference._satterthwaite`); the
   engine's own version matches lmerTest for REML fits but is about 1 % off for ML fits. The
   pieces stay on the fit, so `contest1d` tests any linear combination L'beta with its own

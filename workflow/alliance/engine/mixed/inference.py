@@ -14,6 +14,8 @@ import numpy as np
 
 # lme4's deriv12() step for the GLMM Hessian (lme4/R/deriv.R)
 _HESSIAN_DELTA = 1e-4
+# step of the central differences of the exact Laplace gradient (`_gradient_hessian`)
+_GRADIENT_STEP = 1e-5
 
 
 # lmerTest's threshold for Hessian eigenvalues (as_lmerModLT, tol = 1e-8): smaller ones are
@@ -206,34 +208,22 @@ def _richardson_gradient(
 
 
 def _gradient_hessian(
-    value_and_grad: Any, x: np.ndarray, f0: float, delta: float = _HESSIAN_DELTA
+    value_and_grad: Any, x: np.ndarray, step: float = _GRADIENT_STEP
 ) -> np.ndarray:
-    """deriv12's Hessian from the exact gradient, to the same order, in 2n evaluations.
+    """The Hessian as central differences of the exact gradient, symmetrised: 2n gradients.
 
-    deriv12 at step delta errs by delta^2/12 f_iiii on the diagonal and by
-    delta^2/6 (f_iiij + f_ijjj) off it. At h = delta*sqrt(2), symmetrised central differences of
-    the gradient err off the diagonal by h^2/12 (f_iiij + f_ijjj), the same; on the diagonal
-    they err by h^2/6 f_iiii and the second difference of the deviance values at the same points
-    by h^2/12 f_iiii, so 1.5 x the latter - 0.5 x the former errs by delta^2/12 f_iiii.
-    So the SEs equal lme4's to O(delta^4) (the truncation is visible on wide-ranged
-    covariates: plain gradient differences moved the 120k hazard's SEs by 5e-4), from 2n
-    gradient evaluations instead of deriv12's 1 + 2n^2 deviances. `value_and_grad` returns
-    (deviance, gradient); f0 is the deviance at x.
+    Exact to about 1e-7 relative (steps 1e-5 and 3e-6 agree to 4e-8 on the 120k and 600k
+    hazards), where deriv12's Hessian of deviances at its absolute step 1e-4 errs by up to
+    4.5e-4 in the SEs of wide-ranged covariates (`period_sq`) and by the deviance's rounding
+    divided by 1e-8 (issue #16).
     """
     n = len(x)
-    h = delta * np.sqrt(2.0)
     jac = np.empty((n, n))
-    second = np.empty(n)
     for j in range(n):
         e = np.zeros(n)
-        e[j] = h
-        f_up, g_up = value_and_grad(x + e)
-        f_down, g_down = value_and_grad(x - e)
-        jac[:, j] = (np.asarray(g_up) - np.asarray(g_down)) / (2.0 * h)
-        second[j] = (f_up - 2.0 * f0 + f_down) / h**2
-    hess = (jac + jac.T) / 2.0
-    hess[np.diag_indices(n)] = 1.5 * second - 0.5 * np.diag(jac)
-    return hess
+        e[j] = step
+        jac[:, j] = (np.asarray(value_and_grad(x + e)[1]) - value_and_grad(x - e)[1]) / (2 * step)
+    return (jac + jac.T) / 2.0
 
 
 def _deriv12_hessian(fun: Any, x: np.ndarray, delta: float = _HESSIAN_DELTA) -> np.ndarray:
@@ -265,15 +255,17 @@ def _laplace_hessian_vcov(
 ) -> tuple[np.ndarray | None, str, np.ndarray | None, np.ndarray | None]:
     """lme4's GLMM vcov: 2 * inverse Hessian of the deviance in (theta, beta), beta block.
 
-    The Hessian is deriv12's (step 1e-4, lme4's stencil, so the SEs equal lme4's including
-    its truncation error on wide-ranged covariates) or, where the problem has the exact
-    gradient, central differences of that with the same leading truncation error
-    (`_gradient_hessian`). `devfun` is the Laplace deviance of (theta, beta)
-    (alliance.engine.mixed.laplace); each evaluation starts its mode search from the optimum's
-    mode (`anchored`), so the result does not depend on the evaluation order. The gradient is
-    the exact one where the problem has it, else deriv12's, Richardson-extrapolated. Also
-    returns the gradient and Hessian themselves (None when they failed) for the lme4
-    convergence check (alliance.engine.mixed.convergence).
+    Where the problem has the exact gradient (alliance.engine.mixed.laplace_grad), the Hessian
+    is central differences of it (`_gradient_hessian`), exact to about 1e-7; lme4's own
+    deriv12 Hessian is not that accurate (absolute step 1e-4: up to 4.5e-4 on the SEs of
+    wide-ranged covariates, plus its PIRLS rounding; recomputing it at lme4's own optimum moved
+    a 120k SE by 4.2e-4), so the reference for these SEs is lme4's deviance function
+    differentiated precisely (tests/reference/common.R `precise_hessian`). Elsewhere it is
+    deriv12's stencil at lme4's step, and the gradient deriv12's, Richardson-extrapolated.
+    `devfun` is the Laplace deviance of (theta, beta) (alliance.engine.mixed.laplace); each
+    evaluation starts its mode search from the optimum's mode (`anchored`), so the result does
+    not depend on the evaluation order. Also returns the gradient and Hessian themselves (None
+    when they failed) for the lme4 convergence check (alliance.engine.mixed.convergence).
     """
     theta = np.asarray(result.theta, dtype=float)
     beta = np.asarray(result.beta, dtype=float)
@@ -284,8 +276,8 @@ def _laplace_hessian_vcov(
     try:
         if getattr(devfun, "has_gradient", False):
             value_and_grad = devfun.anchored_value_and_gradient()
-            f0, g = value_and_grad(x)
-            h = _gradient_hessian(value_and_grad, x, f0)
+            g = value_and_grad(x)[1]
+            h = _gradient_hessian(value_and_grad, x)
         else:
             g, h = _deriv12(fun, x)
             g = _richardson_gradient(fun, x, g)
