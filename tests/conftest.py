@@ -46,6 +46,8 @@ def small_trial() -> tuple[pd.DataFrame, pd.DataFrame]:
             for i in range(1, 13):
                 row[f"wai_p_{i:02d}"] = 3 + (k + i) % 3  # 3..5
                 row[f"wai_t_{i:02d}"] = 2 + (k + i) % 4  # 2..5
+            for i in range(1, 7):  # the demo's observer scale (config alliance.instruments)
+                row[f"obs_{i:02d}"] = 1 + (k + 2 * i + len(patients)) % 5  # 1..5
             sessions.append(row)
     patients.append(
         {"subject": "GWU-P005", "therapist": None, "site": "GWU", "arm": None, "modality": None,

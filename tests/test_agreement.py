@@ -1,6 +1,10 @@
-"""Patient-therapist agreement: ICCs by hand and against pingouin, unbalanced pair counts."""
+"""Rater agreement: ICCs by hand, against pingouin and against R's psych::ICC on the demo's three
+rater pairs (tests/reference/make_agreement_reference.R), unbalanced pair counts, every rater pair
+(patient, therapist, observer) on the sessions both rated."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,7 +13,17 @@ import pytest
 from scipy import stats
 
 from alliance.errors import InputError
-from alliance.score.agreement import agreement, icc_two_raters
+from alliance.score.agreement import (
+    AGREEMENT_COLUMNS,
+    PAIR_COLUMNS,
+    PT_NAMES,
+    SESSION_COLUMNS,
+    agreement,
+    all_pairs_agreement,
+    icc_two_raters,
+    pair_agreement,
+    rater_pairs,
+)
 
 # Shrout & Fleiss (1979, Psychol Bull 86:420) Table 2, judges 1 and 2 only: 6 targets x 2 raters.
 SF_PATIENT = [9, 6, 8, 7, 10, 6]
@@ -136,3 +150,133 @@ def test_ambiguous_instrument_is_refused():
         agreement(pd.concat([scores, extra]))
     per_session, _ = agreement(pd.concat([scores, extra]), patient_instrument="haq2")
     assert per_session.iloc[-1]["n_pairs"] == 2
+
+
+def three_rater_scores() -> pd.DataFrame:
+    """Patient rates sessions 1-4, therapist 1-3, observer 1, 3 and 4 (P2 misses session 3's
+    recording, P3 has no observer rating at all)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(6):
+        for s in (1, 2, 3, 4):
+            rows.append((f"P{i}", s, "patient", float(rng.normal(3.8, 0.5))))
+            if s <= 3:
+                rows.append((f"P{i}", s, "therapist", float(rng.normal(3.9, 0.4))))
+            if s in (1, 3, 4) and i != 3 and not (i == 2 and s == 3):
+                rows.append((f"P{i}", s, "observer", float(rng.normal(3.5, 0.6))))
+    frame = long_scores(rows)
+    frame.loc[frame["rater"] == "observer", "instrument"] = "demo_observer"
+    return frame
+
+
+def test_every_rater_pair_is_compared_on_the_sessions_both_rated():
+    scores = three_rater_scores()
+    table = all_pairs_agreement(scores, ["observer", "therapist", "patient"])
+    assert list(table.columns) == AGREEMENT_COLUMNS
+    pairs = table[["rater_a", "rater_b"]].drop_duplicates().apply(tuple, axis=1).tolist()
+    assert pairs == [("patient", "therapist"), ("patient", "observer"), ("therapist", "observer")]
+    pooled = table[table["session"] == "pooled"].set_index(["rater_a", "rater_b"])
+    # patient-observer: 6 patients x 3 sessions, minus P3 (none) and P2's session 3 = 14 pairs
+    po = pooled.loc[("patient", "observer")]
+    assert (po["n_pairs"], po["n_a_only"], po["n_b_only"]) == (14, 10, 0)
+    assert (po["n_patients"], po["sessions"]) == (5, "1;3;4")
+    # therapist-observer: only sessions 1 and 3 are rated by both; session 4 is observer-only
+    to = pooled.loc[("therapist", "observer")]
+    assert (to["n_pairs"], to["n_patients"], to["sessions"]) == (9, 5, "1;3")
+    assert to["n_b_only"] == 5  # the observer's session-4 ratings have no therapist partner
+    s4 = table[(table["rater_a"] == "therapist") & (table["session"] == "4")].iloc[0]
+    assert s4["n_pairs"] == 0 and s4["sessions"] == "" and np.isnan(s4["icc_a1"])
+    # the statistics of a pair are those of the two-rater function on its pairs
+    wide = scores.pivot_table(index=["patient", "session"], columns="rater", values="score")
+    both = wide[["patient", "observer"]].dropna()
+    ref = icc_two_raters(both["patient"].to_numpy(), both["observer"].to_numpy())
+    assert po["icc_a1"] == pytest.approx(ref["icc_a1"], rel=1e-12)
+    assert po["mean_diff"] == pytest.approx((both["patient"] - both["observer"]).mean())
+
+
+def test_patient_therapist_rows_are_the_two_rater_agreement_unchanged():
+    scores = three_rater_scores()
+    table = all_pairs_agreement(scores, ["patient", "therapist", "observer"])
+    pt = table[(table["rater_a"] == "patient") & (table["rater_b"] == "therapist")]
+    per_session, _ = agreement(scores)
+    renamed = pt[PAIR_COLUMNS].rename(columns=PT_NAMES).reset_index(drop=True)
+    pd.testing.assert_frame_equal(renamed, per_session.reset_index(drop=True))
+    assert list(per_session.columns) == SESSION_COLUMNS
+
+
+def test_pairs_need_two_raters_and_follow_the_rater_order():
+    scores = three_rater_scores()
+    empty = all_pairs_agreement(scores, ["patient"])
+    assert empty.empty and list(empty.columns) == AGREEMENT_COLUMNS
+    assert rater_pairs(["observer", "patient"]) == [("patient", "observer")]
+    per_session, per_patient = pair_agreement(scores, "therapist", "observer")
+    p3 = per_patient.set_index("patient").loc["P3"]
+    assert p3["n_pairs"] == 0 and p3["n_a_only"] == 3 and np.isnan(p3["mean_b"])
+
+
+# ---- against R (psych 2.2.9): tests/reference/make_agreement_reference.R ---------------------
+REF = Path(__file__).resolve().parent / "reference"
+R_STATS = ("n_pairs", "icc_a1", "icc_c1", "ms_targets", "ms_raters", "ms_error", "r",
+           "mean_diff", "sd_diff")  # fmt: skip
+
+
+def demo_pairs() -> pd.DataFrame:
+    """The demo's total scores per patient x session and rater, every third patient (sorted
+    pseudonyms), rows with at least two raters; identifiers dropped (the fixture's input)."""
+    import warnings
+
+    from alliance.clean.stage import clean_trial
+    from alliance.config import load_config
+    from alliance.score.scales import load_raters
+    from alliance.score.stage import score_tables
+    from alliance.settings import Settings
+
+    root = REF.parents[1]
+    cfg = load_config(root / "config" / "config.yaml")
+    for key in ("sessions", "patients"):
+        cfg["data"][key] = str(root / cfg["data"][key])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the therapist key's UNVERIFIED notice
+        settings = Settings.from_config(cfg)
+        clean = clean_trial(settings.clean())
+        stage = settings.score_stage()
+        scores, _ = score_tables(clean.sessions, load_raters(stage.alliance), stage.score)
+    total = scores[(scores["scale"] == "total") & scores["score"].notna()]
+    total = total.rename(columns={"patient": "who"})
+    wide = total.pivot_table(index=["who", "session"], columns="rater", values="score")
+    wide = wide.rename_axis(columns=None).reset_index()
+    wide = wide[wide["who"].isin(sorted(wide["who"].unique())[::3])]
+    raters = ["patient", "therapist", "observer"]
+    wide = wide[wide[raters].notna().sum(axis=1) >= 2]
+    return wide[["session", *raters]].reset_index(drop=True)
+
+
+def _r_reference() -> pd.DataFrame:
+    ref = pd.read_csv(REF / "agreement_reference.csv", keep_default_na=False)
+    return ref.pivot_table(index=["case", "section"], columns="stat", values="value")
+
+
+def test_every_pair_matches_psych_icc_on_the_demo():
+    pairs = pd.read_csv(REF / "agreement_pairs.csv")
+    rows = []
+    for k, rec in enumerate(pairs.itertuples(index=False)):
+        rows += [(f"T{k}", int(rec.session), r, getattr(rec, r))
+                 for r in ("patient", "therapist", "observer")]  # fmt: skip
+    scores = long_scores(rows).dropna(subset=["score"])
+    ours = all_pairs_agreement(scores, ["patient", "therapist", "observer"])
+    ours = ours.assign(case=ours["rater_a"] + "-" + ours["rater_b"], section=ours["session"])
+    ours = ours.set_index(["case", "section"])
+    ref = _r_reference()
+    assert set(ref.index.get_level_values("case")) == {
+        "patient-therapist", "patient-observer", "therapist-observer"
+    }  # fmt: skip
+    assert len(ref) > 3  # per-session rows too
+    for key, want in ref.iterrows():
+        got = ours.loc[key]
+        for stat in R_STATS:
+            assert got[stat] == pytest.approx(want[stat], rel=1e-10, abs=1e-12), (key, stat)
+
+
+if __name__ == "__main__":  # write the fixture's input from the demo
+    demo_pairs().to_csv(REF / "agreement_pairs.csv", index=False, float_format="%.17g")
+    print(REF / "agreement_pairs.csv")

@@ -261,7 +261,7 @@ def test_missing_required_column(trial_config):
 def test_all_alliance_items_missing(trial_config):
     def blank(s):
         s = s.copy()
-        for c in [c for c in s.columns if c.startswith("wai_")]:
+        for c in [c for c in s.columns if c.startswith(("wai_", "obs_"))]:
             s[c] = None
         return s
 

@@ -23,6 +23,8 @@ RENDER = {"tables", "figures", "figures_resistance", "overview"}
 CASES = {
     "symptoms__remission_cutoff": (8, CLEAN_DOWN | RENDER),
     "dropout__min_sessions": (10, CLEAN_DOWN | RENDER),
+    # a scoring key defined in the config (the demo's observer scale), not in a YAML file
+    "alliance__instruments__demo_observer__reverse": ([], CLEAN_DOWN | RENDER),
     "privacy__key": ("another-demo-key-0123456789abcdef", CLEAN_DOWN | RENDER),
     "score__early_window": ([1, 4], {"score", "alliance_icc", "model", "model_summary"} | RENDER),
     "trial_name": ("Renamed trial", RENDER),

@@ -13,6 +13,7 @@ import pytest
 
 from alliance.errors import ConfigError
 from alliance.simulate.export import FORMATS, VALUE_CODES, from_wide, to_wide, write_trial
+from alliance.simulate.observer import OBSERVER_ITEMS
 from alliance.simulate.params import WAI_P, WAI_T
 from alliance.simulate.resistance import with_schedule
 from alliance.simulate.trial import simulate_trial
@@ -207,3 +208,21 @@ def test_bad_arguments_raise(trial, tmp_path):
         write_trial(trial, tmp_path, layout="tall")
     with pytest.raises(ConfigError, match="missing_code"):
         write_trial(trial, tmp_path, fmt="parquet", missing_code=-99)
+
+
+def test_observer_items_in_the_wide_and_spss_exports(trial, tmp_path):
+    wide = to_wide(trial)
+    schedule = trial.truth["observer"]["rating_sessions"]
+    assert [c for c in wide.columns if c.startswith("obs_01_")] == [
+        f"obs_01_s{k:02d}" for k in schedule
+    ]
+    path = write_trial(trial, tmp_path, fmt="sav")[0]
+    raw, meta = pyreadstat.read_sav(path, user_missing=True)
+    raw = raw[raw["attendance"] == 1].reset_index(drop=True)
+    items = trial.sessions[list(OBSERVER_ITEMS)]
+    coded = items.notna().any(axis=1).to_numpy()
+    # an item left out of a coded recording is user-missing -99; an uncoded recording is empty
+    asked_not_answered = items.isna().to_numpy() & coded[:, None]
+    assert ((raw[list(OBSERVER_ITEMS)] == -99).to_numpy() == asked_not_answered).all()
+    assert raw.loc[~coded, list(OBSERVER_ITEMS)].isna().all().all()
+    assert meta.column_names_to_labels["obs_04"] == "Demo observer alliance scale item 4"

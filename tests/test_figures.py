@@ -33,6 +33,7 @@ from alliance.render.figures.ruptures import choose_examples
 from alliance.render.figures.survival import at_risk_table
 from alliance.render.figures.therapists import outcome_icc
 from alliance.render.figures.trajectories import draw_symptom_trajectories, observed_thirds
+from alliance.score.agreement import all_pairs_agreement
 from alliance.score.ruptures import rupture_table
 from alliance.settings import RenderSettings, Settings
 
@@ -100,6 +101,14 @@ def _alliance(pat: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
                              "instrument": "wai_sr_t", "scale": "total",
                              "score": t_score})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _with_observer(alliance: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """`alliance` plus observer ratings of sessions 1, 3 and 8 (coded recordings)."""
+    coded = alliance[(alliance["rater"] == "patient") & alliance["session"].isin([1, 3, 8])]
+    score = np.clip(coded["score"] - 0.2 + rng.normal(0, 0.3, len(coded)), 1, 5)
+    return pd.concat([alliance, coded.assign(rater="observer", instrument="demo_observer",
+                                             score=score)], ignore_index=True)  # fmt: skip
 
 
 def _analysis(pat: pd.DataFrame, alliance: pd.DataFrame, rng: np.random.Generator):
@@ -388,6 +397,9 @@ def synthetic_results() -> dict[str, Any]:
         "scores/alliance_icc.csv": icc,
         "scores/ruptures.csv": eps,
         "scores/rupture_patients.csv": rps,
+        "scores/agreement.csv": all_pairs_agreement(
+            _with_observer(alliance, rng), ["patient", "therapist", "observer"]
+        ),
         "models/summary.csv": summary,
         m + "symptoms_growth/fit.json": growth_fit,
         m + "symptoms_growth/predictions.csv": pd.DataFrame(preds),
@@ -767,3 +779,37 @@ def test_a_trial_without_arms_gets_one_column_and_one_panel(results: Path) -> No
     fig = FIGURES["alliance_sessions"].draw(alliance=alliance, patients=patients, settings=config())
     assert fig is not None
     assert [ax.get_title() for ax in fig.axes] == [f"All patients\nn = {N_PAT}"]
+
+
+def test_rater_agreement_draws_each_pair_on_its_own_sessions(results: Path) -> None:
+    agree = pd.read_csv(results / "scores/agreement.csv", dtype={"session": str})
+    fig = FIGURES["rater_agreement"].draw(agreement=agree, settings=config())
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert [t.split(":")[0] for t in legend] == [
+        "Patient\N{EN DASH}therapist", "Patient\N{EN DASH}observer",
+        "Therapist\N{EN DASH}observer",
+    ]  # fmt: skip
+    # patient-therapist on the therapist's sessions, therapist-observer on the common ones
+    assert legend[0].endswith(f"{N_PAT * 4} pairs of {N_PAT} patients, sessions 1, 3, 5, 7")
+    assert legend[2].endswith(f"{N_PAT * 2} pairs of {N_PAT} patients, sessions 1, 3")
+    icc_axis = fig.axes[0]
+    drawn = [line for line in icc_axis.get_lines() if len(line.get_xdata()) > 1]
+    assert [list(line.get_xdata()) for line in drawn if line.get_linestyle() == "-"] == [
+        [1, 3, 5, 7],
+        [1, 3, 8],
+        [1, 3],
+    ]
+    # a session with fewer pairs than privacy.min_cell is not drawn
+    few = agree.copy()
+    few.loc[(few["rater_b"] == "observer") & (few["session"] == "8"), "n_pairs"] = 4
+    fig = FIGURES["rater_agreement"].draw(agreement=few, settings=config())
+    xs = [list(line.get_xdata()) for line in fig.axes[0].get_lines()
+          if line.get_linestyle() == "-" and len(line.get_xdata()) > 1]  # fmt: skip
+    assert [1, 3] in xs and [1, 3, 8] not in xs
+    only_pt = agree[agree["rater_b"] == "therapist"]
+    fig = FIGURES["rater_agreement"].draw(agreement=only_pt, settings=config())
+    assert len(fig.legends[0].get_texts()) == 1
+    with pytest.raises(NothingToDraw, match="no rater pair with enough paired sessions"):
+        FIGURES["rater_agreement"].draw.__wrapped__(agreement=agree.assign(n_pairs=4),
+                                                    settings=config())  # fmt: skip
+    assert FIGURES["rater_agreement"].draw(agreement=agree.iloc[:0], settings=config()) is None

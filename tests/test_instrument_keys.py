@@ -98,7 +98,8 @@ def test_parse_defaults_to_unverified_and_checks_status_and_sources():
 # ------------------------------------------------------------------------------ refusal
 def test_the_demo_config_starts(trial_config):
     s = settings(trial_config)
-    assert [n for _, n in configured_instruments(s.alliance, s.symptoms)] == ["wai_sr", "wai_sr_t"]
+    configured = [n for _, n in configured_instruments(s.alliance, s.symptoms)]
+    assert configured == ["wai_sr", "wai_sr_t", "demo_observer"]
     assert unverified_key_problems(s.alliance, s.symptoms) == []
 
 
@@ -161,3 +162,46 @@ def test_the_symptom_key_counts_only_when_items_are_scored(trial_config):
     assert any(
         "instrument 'calpas_p'" in p for p in unverified_key_problems(s.alliance, s.symptoms)
     )
+
+
+# ------------------------------------------------------------------------------ defined in config
+def test_the_demo_observer_scale_in_the_config_is_the_simulators_key(trial_config):
+    from alliance.simulate.observer import DEMO_OBSERVER_SCALE
+
+    inst = settings(trial_config).alliance.instrument("demo_observer")
+    spec = DEMO_OBSERVER_SCALE
+    assert (inst.n_items, (inst.low, inst.high)) == (spec["items"], tuple(spec["range"]))
+    assert inst.reverse == tuple(spec["reverse"]) and inst.subscales == spec["subscales"]
+    assert (inst.scoring, inst.total, inst.form) == (spec["scoring"], spec["total"], "observer")
+    assert not inst.unverified and inst.sources
+    # honest about what it is: the demo's own scale, not a published observer instrument
+    assert "not the VTAS" in inst.citation and "Demo" in inst.label
+
+
+def test_an_instrument_defined_in_the_config_is_checked_like_a_file(trial_config, tmp_path):
+    own = {"items": 4, "range": [0, 6], "subscales": {}, "reverse": [2], "form": "observer"}
+    raters = {"observer": {"instrument": "coders", "items": r"^c_(\d+)$"}}
+    s = settings(trial_config, instruments={"coders": own}, raters=raters)
+    inst = s.alliance.instrument("coders")
+    assert (inst.name, inst.n_items, inst.high, inst.reverse) == ("coders", 4, 6.0, (2,))
+    # no key_status: unconfirmed, refused at start like a file's, naming the config key
+    (problem,) = unverified_key_problems(s.alliance, s.symptoms)
+    assert "alliance.raters.observer.instrument: instrument 'coders'" in problem
+    assert "allow_unverified_keys: [coders]" in problem
+    verified = own | {"key_status": "verified", "sources": ["our coding manual, p. 3"]}
+    s = settings(trial_config, instruments={"coders": verified}, raters=raters)
+    assert unverified_key_problems(s.alliance, s.symptoms) == []
+    # a bad key is reported with where it was defined
+    s = settings(trial_config, instruments={"coders": own | {"reverse": [9]}}, raters=raters)
+    with pytest.raises(ConfigError, match=r"config alliance\.instruments\.coders: key 'reverse'"):
+        s.alliance.instrument("coders")
+    s = settings(trial_config, instruments={"coders": own | {"name": "other"}})
+    with pytest.raises(ConfigError, match="'other' differs from the key 'coders'"):
+        s.alliance.instrument("coders")
+
+
+def test_a_config_instrument_may_not_shadow_a_file(trial_config):
+    s = settings(trial_config, instruments={"wai_sr": {"items": 12, "range": [1, 5],
+                                                       "subscales": {}}})  # fmt: skip
+    with pytest.raises(ConfigError, match="'wai_sr' is also a file in"):
+        s.alliance.instrument("wai_sr")

@@ -23,7 +23,8 @@ DEFAULT_IDS = [
     "symptoms_growth", "symptoms_lagged", "symptoms_lagged_detrended", "symptoms_riclpm",
     "symptoms_by_arm", "symptoms_by_modality", "symptoms_by_agency", "dropout_early_alliance",
     "dropout_gee", "dropout_hazard", "relapse_cox", "suicidality", "suicidality_any",
-    "suicidality_active", "agreement_rsa", "mediation_personality", "pooled_sites",
+    "suicidality_active", "agreement_rsa", "mediation_personality", "symptoms_observer_early",
+    "pooled_sites",
     # treatment resistance (issue #14)
     "symptoms_by_trd", "dropout_hazard_by_trd", "missed_sessions", "adherence_alliance",
     "adherence_alliance_share", "reporting_alliance", "symptoms_after_ruptures",

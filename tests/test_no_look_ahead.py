@@ -33,6 +33,8 @@ SESSION_COLUMNS = (
     "symptom_pomp", "report_discrepancy",
     # ruptures known before the session (a drop's yardstick uses changes into sessions <= it)
     "rupture_unrepaired_prior", "rupture_repaired_prior",
+    # the observer's rating of the session's recording (an outcome-time value like `alliance`)
+    "alliance_o",
 )  # fmt: skip
 # Properties of the instrument, not of a session: the pooled item error variance (estimated from
 # every item response, like a published reliability) is used only in model-level corrections (the
@@ -41,12 +43,13 @@ MEASUREMENT_CONSTANTS = ("alliance_error_var",)
 # Measured during the early window (sessions 1..3 in the demo config), so fixed once t >= 3.
 PATIENT_COLUMNS = (
     "alliance_early", "symptom_early", "symptom_early_change", "attended_after_early",
+    "alliance_o_early",
 )  # fmt: skip
 
 
 def _perturbed(sessions: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
-    """Random symptom, suicide item, alliance items, pills taken and self-report on every
-    attended session after t."""
+    """Random symptom, suicide item, alliance items (patient, therapist, observer), pills taken
+    and self-report on every attended session after t."""
     rng = np.random.default_rng(seed)
     out = sessions.copy()
     later = (out["visit"] > t) & out["attendance"].eq("attended")
@@ -57,7 +60,7 @@ def _perturbed(sessions: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
     hamd = rng.integers(0, 40, n)
     out.loc[later, "hamd"] = hamd
     out.loc[later, "hamd_suicide"] = np.minimum(rng.integers(0, 5, n), hamd)
-    for col in [c for c in out.columns if c.startswith(("wai_p_", "wai_t_"))]:
+    for col in [c for c in out.columns if c.startswith(("wai_p_", "wai_t_", "obs_"))]:
         out.loc[later, col] = rng.integers(1, 6, n)
     return out
 

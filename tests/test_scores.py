@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -172,8 +173,9 @@ def test_load_raters_warns_on_unverified_keys():
     match = "therapist instrument 'wai_sr_t'.*UNVERIFIED.*allow_unverified_keys lists it"
     with pytest.warns(UserWarning, match=match):
         raters = load_raters(AllianceSettings.from_mapping(block))
-    assert set(raters) == {"patient", "therapist"} and raters["patient"].name == "wai_sr"
-    block["raters"]["therapist"] = None
+    assert set(raters) == {"patient", "therapist", "observer"}
+    assert raters["patient"].name == "wai_sr" and raters["observer"].name == "demo_observer"
+    block["raters"]["therapist"] = block["raters"]["observer"] = None
     assert set(load_raters(AllianceSettings.from_mapping(block))) == {"patient"}
 
 
@@ -181,8 +183,8 @@ def test_load_raters_rejects_an_instrument_with_nothing_to_score(tmp_path):
     (tmp_path / "empty.yaml").write_text(
         "name: empty\nitems: 3\nrange: [1, 5]\nsubscales: {}\ntotal: false\n"
     )
-    block = {"instruments_dir": str(tmp_path), "allow_unverified_keys": [], "raters": {
-        "patient": {"instrument": "empty", "items": "^x_(\\d+)$"}}}  # fmt: skip
+    block = {"instruments_dir": str(tmp_path), "instruments": {}, "allow_unverified_keys": [],
+             "raters": {"patient": {"instrument": "empty", "items": "^x_(\\d+)$"}}}  # fmt: skip
     with pytest.raises(ConfigError, match="nothing to score"):
         load_raters(AllianceSettings.from_mapping(block))
 
@@ -210,3 +212,54 @@ def test_scoring_scales_to_600k_session_rows():
     patient_alliance(s, frame)
     assert time.perf_counter() - start < 30
     assert len(s) > 4_700_000
+
+
+def _observer_run(cfg: dict):
+    """Clean and score stages of `cfg`, and the symptoms_observer_early frame (or why skipped)."""
+    from alliance.clean.stage import clean_trial
+    from alliance.models.base import Skipped
+    from alliance.models.frames import model_frame
+    from alliance.models.spec import load_specs
+    from alliance.score.stage import run_score
+    from alliance.settings import Settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the therapist key's UNVERIFIED notice
+        settings = Settings.from_config(cfg)
+        clean = clean_trial(settings.clean())
+        scored = run_score(clean.sessions, clean.patients, settings.score_stage())
+    spec = next(s for s in load_specs(settings.models) if s.id == "symptoms_observer_early")
+    try:
+        frame, _ = model_frame(spec, scored.analysis, scored.patient_analysis, clean.availability)
+    except Skipped as why:
+        frame = str(why)
+    return clean, scored, frame
+
+
+def test_observer_ratings_reach_agreement_and_the_analysis_tables(trial_config):
+    clean, scored, frame = _observer_run(trial_config)
+    assert clean.availability["raters"]["observer"]["available"]
+    pairs = scored.agreement[["rater_a", "rater_b"]].drop_duplicates().apply(tuple, axis=1)
+    assert pairs.tolist() == [
+        ("patient", "therapist"), ("patient", "observer"), ("therapist", "observer")
+    ]  # fmt: skip
+    rel = scored.reliability
+    assert set(rel.loc[rel["rater"] == "observer", "instrument"]) == {"demo_observer"}
+    assert "alliance_o" in scored.analysis and "alliance_o_early" in scored.patient_analysis
+    o = scored.scores[(scored.scores["rater"] == "observer") & (scored.scores["scale"] == "total")]
+    both = scored.analysis.merge(o, on=["patient", "session"])
+    np.testing.assert_allclose(both["alliance_o"], both["score"])
+    assert isinstance(frame, pd.DataFrame) and "alliance_o_early" in frame
+
+
+def test_without_observer_ratings_the_observer_model_says_why(trial_config):
+    s = pd.read_csv(trial_config["data"]["sessions"])
+    s.drop(columns=[c for c in s if c.startswith("obs_")]).to_csv(
+        trial_config["data"]["sessions"], index=False
+    )
+    clean, scored, frame = _observer_run(trial_config)
+    reason = "observer-rated alliance: no item responses in the data"
+    assert clean.availability["raters"]["observer"] == {"available": False, "reason": reason}
+    assert frame == f"needs raters.observer: {reason}"
+    assert set(scored.agreement["rater_b"]) == {"therapist"}
+    assert not any(c.startswith("alliance_o") for c in scored.patient_analysis.columns)

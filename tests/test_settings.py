@@ -136,6 +136,8 @@ READERS = {
     "codings.arm_reference": {"clean", "model_stage", "render"},
     "symptoms.remission_cutoff": {"clean", "model_stage", "render"},
     "alliance.instruments_dir": {"clean", "score_stage", "render"},
+    # a scoring key defined in the config (the demo's observer scale) reruns what a file's does
+    "alliance.instruments.demo_observer.reverse": {"clean", "score_stage", "render"},
     "score.early_window": {"score_stage", "render"},
     "dropout.min_sessions": {"clean"},
     "checks.future_date": {"clean"},
@@ -152,6 +154,7 @@ VALUES = {
     "codings.arm_reference": "CBT",
     "symptoms.remission_cutoff": 8,
     "alliance.instruments_dir": "elsewhere",
+    "alliance.instruments.demo_observer.reverse": [],
     "score.early_window": [1, 4],
     "dropout.min_sessions": 10,
     "checks.future_date": "warn",

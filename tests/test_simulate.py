@@ -19,6 +19,7 @@ import pytest
 from alliance.errors import ConfigError
 from alliance.simulate.cli import main
 from alliance.simulate.design import therapist_rating_sessions
+from alliance.simulate.observer import DEMO_OBSERVER_SCALE, OBSERVER_ITEMS
 from alliance.simulate.params import WAI_P, WAI_T
 from alliance.simulate.trial import PATIENT_COLUMNS, SESSION_COLUMNS, simulate_trial
 
@@ -317,3 +318,57 @@ def test_module_runs_as_script():
         [sys.executable, "-m", "alliance.simulate", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "--missing-code" in done.stdout
+
+
+def _observer_score(sessions: pd.DataFrame) -> pd.Series:
+    """The demo observer scale's total: item mean with item 4 reversed (6 - x)."""
+    items = sessions[list(OBSERVER_ITEMS)].astype("float64")
+    items["obs_04"] = 6 - items["obs_04"]
+    return items.mean(axis=1)
+
+
+def test_observer_rates_coded_recordings_of_its_sessions_only(trial):
+    s = trial.sessions
+    items = s[list(OBSERVER_ITEMS)].astype("float64")
+    assert ((items >= 1) & (items <= 5) | items.isna()).all().all()
+    assert all(str(s[c].dtype) == "Int64" for c in OBSERVER_ITEMS)
+    coded = items.notna().any(axis=1)
+    schedule = trial.truth["observer"]["rating_sessions"]
+    assert schedule == [1, 3, 5, 16]  # sessions 1, 3, 5 and the last planned acute one
+    assert set(s.loc[coded, "visit"]) == set(schedule)
+    # some recordings are missing: about observer_recording_missing_p of the scheduled ones
+    scheduled = s["visit"].isin(schedule)
+    missing = 1 - coded[scheduled].mean()
+    assert 0.10 < missing < 0.20
+    assert trial.truth["observer"]["instrument"] == DEMO_OBSERVER_SCALE
+
+
+def test_observer_ratings_correlate_moderately_with_patient_and_therapist(trial):
+    s = trial.sessions
+    obs = _observer_score(s)
+    pat = s[list(WAI_P)].astype("float64").mean(axis=1)
+    ther = s[list(WAI_T)].astype("float64").mean(axis=1)
+    both = obs.notna() & ther.notna()
+    r_po = np.corrcoef(obs[obs.notna()], pat[obs.notna()])[0, 1]
+    r_to = np.corrcoef(obs[both], ther[both])[0, 1]
+    r_pt = np.corrcoef(pat[ther.notna()], ther[ther.notna()])[0, 1]
+    assert 0.4 <= r_po <= 0.65 and 0.3 <= r_to <= 0.55 and r_to < r_po
+    assert r_pt < r_po  # the coder sees the patient's side more than the therapist does
+    # the reverse-worded item runs against the others
+    items = s[list(OBSERVER_ITEMS)].astype("float64").dropna()
+    assert items.corr().loc["obs_04"].drop("obs_04").lt(0).all()
+    assert obs.mean() < pat[obs.notna()].mean()  # coders rate a little lower than patients
+
+
+def test_the_observer_stream_moves_no_other_column():
+    base = simulate_trial(n_patients=80, n_therapists=8, seed=5)
+    other = simulate_trial(
+        n_patients=80, n_therapists=8, seed=5, observer_recording_missing_p=0.5,
+        observer_sessions=[2, 4], observer_last_session=False, observer_var_session=0.5,
+    )  # fmt: skip
+    rest = [c for c in SESSION_COLUMNS if c not in OBSERVER_ITEMS]
+    pd.testing.assert_frame_equal(base.sessions[rest], other.sessions[rest])
+    pd.testing.assert_frame_equal(base.patients, other.patients)
+    assert not base.sessions[list(OBSERVER_ITEMS)].equals(other.sessions[list(OBSERVER_ITEMS)])
+    coded = other.sessions[list(OBSERVER_ITEMS)].notna().any(axis=1)
+    assert set(other.sessions.loc[coded, "visit"]) == {2, 4}

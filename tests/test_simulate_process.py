@@ -190,7 +190,7 @@ def test_suicide_logit_loads_on_lagged_not_current_within_alliance(big):
 def test_streams_independent_as_documented():
     # the new stream is appended: the others keep their index and so their draws
     assert STREAMS.index("sudden_gains") == 12
-    assert STREAMS[13:] == ("resistance", "missed", "adherence", "self_report")
+    assert STREAMS[13:] == ("resistance", "missed", "adherence", "self_report", "observer")
     assert STREAMS.index("alliance") == 2 and STREAMS.index("outcome") == 7
     a = stream(3, "alliance").random(3)
     assert np.array_equal(a, np.random.default_rng([3, 2]).random(3))
@@ -255,6 +255,7 @@ KEY_TERMS = {
         "indirect.agreeableness", "indirect.extraversion", "indirect.openness",
     ],
     "pooled_sites": ["pooled_r_REML"],
+    "symptoms_observer_early": ["alliance_o_early"],
     # treatment resistance (issue #14)
     "symptoms_by_trd": ["alliance_pat_prior:trd", "alliance_within_prior:trd"],
     "dropout_hazard_by_trd": ["alliance", "alliance:trd", "alliance_rc", "alliance_rc:trd"],

@@ -1,4 +1,5 @@
-"""Publication tables: hand-checked Table 1, model/reliability/summary tables, four file formats."""
+"""Publication tables: hand-checked Table 1, model/reliability/agreement/summary tables, four
+file formats."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from alliance.errors import InputError
 from alliance.render import apa
 from alliance.render.tables import (
     Table,
+    agreement_table,
     complementary_suppression,
     model_table,
     reliability_table,
@@ -553,3 +555,29 @@ def test_latex_compiles(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-3000:]
     log = (tmp_path / "doc.log").read_text(errors="replace")
     assert "Missing character" not in log
+
+
+def test_agreement_table_gives_every_rater_pair_and_what_it_rests_on() -> None:
+    rows = []
+    for a, b, n, k, where, icc in (
+        ("patient", "therapist", 3765, 468, "1;2;3;5", 0.3534),
+        ("patient", "observer", 1435, 466, "1;3;5;16", 0.4949),
+        ("therapist", "observer", 1131, 464, "1;3;5", -0.05),
+    ):
+        for session in ("1", "pooled"):
+            rows.append({"rater_a": a, "rater_b": b, "session": session, "n_pairs": n,
+                         "n_patients": k, "sessions": where, "mean_a": 3.78, "mean_b": 3.5,
+                         "mean_diff": 0.28, "sd_diff": 0.6, "icc_a1": icc, "icc_c1": 0.52,
+                         "r": 0.5346})  # fmt: skip
+    t = agreement_table(pd.DataFrame(rows))
+    assert t.body["Raters"].tolist() == [
+        "Patient–therapist", "Patient–observer", "Therapist–observer"
+    ]  # fmt: skip
+    assert t.body.iloc[1].tolist() == [
+        "Patient–observer", "1, 3, 5, 16", "1,435", "466", "3.78", "3.50", "0.28 (0.60)",
+        ".49", ".52", ".53",
+    ]  # fmt: skip
+    assert t.body.iloc[2]["ICC(A,1)"] == "−.05"
+    assert "sessions both rated" in t.notes[0]
+    with pytest.raises(InputError, match="sessions"):
+        agreement_table(pd.DataFrame(rows).drop(columns="sessions"))

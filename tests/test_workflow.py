@@ -182,9 +182,15 @@ def test_score_stage_tables(demo_run):
     rel = pd.read_csv(scores / "reliability.csv")
     pooled = rel[(rel["session"] == "pooled") & (rel["scale"] == "total")].set_index("rater")
     assert 0.85 < pooled.loc["patient", "alpha"] < 0.95
-    agree = pd.read_csv(scores / "agreement.csv").set_index("session")
+    agree = pd.read_csv(scores / "agreement.csv", dtype={"session": str})
     assert {"icc_a1", "icc_c1"} <= set(agree.columns)
-    assert agree.loc["pooled", "n_pairs"] > 3000 and agree.loc["pooled", "n_patient_only"] > 2000
+    pooled = agree[agree["session"] == "pooled"].set_index(["rater_a", "rater_b"])
+    pt, po = pooled.loc[("patient", "therapist")], pooled.loc[("patient", "observer")]
+    assert pt["n_pairs"] > 3000 and pt["n_a_only"] > 2000
+    # the observer codes recordings of sessions 1, 3, 5 and 16 (some missing)
+    assert po["sessions"] == "1;3;5;16" and 1300 < po["n_pairs"] < 1500
+    assert pooled.loc[("therapist", "observer"), "sessions"] == "1;3;5"
+    assert 0.4 < po["r"] < 0.65 and pt["r"] < po["r"]
     analysis = pd.read_parquet(scores / "analysis.parquet")
     grand = json.loads((scores / "score_notes.json").read_text())["grand_mean"]
     parts = grand + analysis[["alliance_ther", "alliance_pat", "alliance_within"]].sum(axis=1)
@@ -227,7 +233,14 @@ def test_render_outputs(demo_run):
         for file in state:
             assert (demo_run / "results/figures" / file).stat().st_size > 5_000, file
     tables = demo_run / "results/tables"
-    for stem in ("table1_baseline", "reliability", "alliance_effects", "model_symptoms_growth"):
+    for stem in (
+        "table1_baseline",
+        "reliability",
+        "agreement",
+        "alliance_effects",
+        "model_symptoms_growth",
+        "model_symptoms_observer_early",
+    ):
         for ext in ("csv", "md", "tex", "html"):
             assert (tables / f"{stem}.{ext}").exists(), f"{stem}.{ext}"
     # Tables match the model CSVs number for number (a sample of cells).
@@ -297,3 +310,42 @@ def test_make_refuses_another_python_before_creating_the_venv(tmp_path):
     assert "needs Python 3.11" in proc.stderr and "is Python 3.9" in proc.stderr
     assert "make PY=python3.11 run" in proc.stderr
     assert not (tmp_path / ".venv").exists()
+
+
+# The demo without observer ratings (alliance.raters.observer: null), as most trials come: the
+# agreement, models and figures still run; what needs the observer says why it is absent.
+NO_OBSERVER_MODELS = ("symptoms_observer_early", "agreement_rsa")
+
+
+def test_the_demo_without_observer_ratings_runs_end_to_end(tmp_path):
+    disable = [s["id"] for s in default_spec_dicts() if s["id"] not in NO_OBSERVER_MODELS]
+    cfg = absolute_config(ROOT / "config/config.yaml", tmp_path,
+                          alliance__raters__observer=None, models__disable=disable)  # fmt: skip
+    proc = run_snakemake(tmp_path, cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = tmp_path / "results"
+    raters = json.loads((results / "clean/availability.json").read_text())["raters"]
+    assert raters["observer"] == {
+        "available": False,
+        "reason": "observer-rated alliance: not configured",
+    }
+    agree = pd.read_csv(results / "scores/agreement.csv", dtype={"session": str})
+    assert set(zip(agree["rater_a"], agree["rater_b"], strict=True)) == {("patient", "therapist")}
+    pooled = agree.set_index("session").loc["pooled"]
+    assert pooled["n_pairs"] > 3000 and pooled["sessions"] == "1;2;3;5;7;9;11;13;15"
+    assert not any(
+        c.startswith("alliance_o")
+        for c in pd.read_parquet(results / "scores/patient_analysis.parquet").columns
+    )
+    summary = pd.read_csv(results / "models/summary.csv").set_index("model")
+    row = summary.loc["symptoms_observer_early"]
+    assert row["status"] == "skipped"
+    assert row["reason"] == "needs raters.observer: observer-rated alliance: not configured"
+    assert (summary.loc["agreement_rsa", "status"] == "fitted").all()
+    drawn = json.loads((results / "report/figures.json").read_text())
+    assert "rater_agreement.png" in drawn["rater_agreement"], drawn
+    table = (results / "tables/agreement.md").read_text()
+    assert "Patient–therapist" in table and "observer" not in table
+    overview = (results / "report/overview.html").read_text()
+    assert "symptoms_observer_early" in overview
+    assert "observer-rated alliance: not configured" in overview

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, Self, TypeVar
 
 from alliance.config import validate_config
+from alliance.instruments.definition import Instrument, load_instrument
 
 
 def _freeze(value: Any) -> Any:
@@ -176,16 +177,22 @@ class SelfReportSettings(Section):
 
 @dataclasses.dataclass(frozen=True)
 class AllianceSettings(Section):
-    """`alliance`: instrument folder, per rater instrument and item-column regex, and the
-    instruments whose unconfirmed keys the user accepts (alliance.instruments.status)."""
+    """`alliance`: instrument folder, instruments defined in the config, per rater instrument and
+    item-column regex, and the instruments whose unconfirmed keys the user accepts
+    (alliance.instruments.status)."""
 
     instruments_dir: str
+    instruments: Mapping[str, Mapping[str, Any]]
     raters: Mapping[str, Mapping[str, str] | None]
     allow_unverified_keys: tuple[str, ...]
 
     def rater_specs(self) -> dict[str, Mapping[str, str]]:
         """Configured raters only (a rater set to null or absent is left out)."""
         return {name: spec for name, spec in self.raters.items() if spec}
+
+    def instrument(self, name: str) -> Instrument:
+        """Instrument `name`: from `alliance.instruments`, else the YAML in instruments_dir."""
+        return load_instrument(name, self.instruments_dir, _plain(self.instruments))
 
 
 @dataclasses.dataclass(frozen=True)

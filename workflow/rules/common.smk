@@ -64,12 +64,14 @@ def data_inputs(wildcards):
 
 
 def instrument_files(wildcards):
-    """Instrument YAMLs in use (changing a scoring key reruns the affected stages)."""
+    """Instrument YAMLs in use: changing a scoring key reruns the affected stages (one defined
+    in the config, alliance.instruments, does so through the settings params)."""
     folder = Path(SETTINGS.alliance.instruments_dir)
     names = [r["instrument"] for r in SETTINGS.alliance.rater_specs().values()]
     if SETTINGS.symptoms.instrument:
         names.append(SETTINGS.symptoms.instrument)
-    return sorted(str(folder / f"{name}.yaml") for name in set(names))
+    names = set(names) - set(SETTINGS.alliance.instruments)
+    return sorted(str(folder / f"{name}.yaml") for name in names)
 
 
 def stage_outputs():

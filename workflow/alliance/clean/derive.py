@@ -14,20 +14,19 @@ import pandas as pd
 from alliance.clean.disclosure import protect_flow
 from alliance.clean.problems import Problems
 from alliance.errors import ConfigError
-from alliance.instruments.definition import load_instrument
 from alliance.instruments.items import keyed_items, score_items
-from alliance.settings import DropoutSettings, PrivacySettings, SymptomSettings
+from alliance.settings import AllianceSettings, DropoutSettings, PrivacySettings, SymptomSettings
 
 
 def score_symptoms(
-    s: pd.DataFrame, symptoms: SymptomSettings, instruments_dir: str
+    s: pd.DataFrame, symptoms: SymptomSettings, alliance: AllianceSettings
 ) -> pd.DataFrame:
     """Total symptom score from items when the export has no total column."""
     if "symptom" in s or not symptoms.items:
         return s
     if not symptoms.instrument:
         raise ConfigError("config key symptoms.instrument: needed to score symptom items")
-    inst = load_instrument(symptoms.instrument, instruments_dir)
+    inst = alliance.instrument(symptoms.instrument)
     cols = {int(c[-2:]): c for c in s.columns if c.startswith("item_symptom_")}
     keyed = keyed_items(s, cols, inst)
     s = s.copy()

@@ -18,7 +18,7 @@ from alliance.clean.readers.table import name_text, shown_name
 from alliance.clean.sources import CANONICAL_PATIENT, Source, kept_columns, role_columns
 from alliance.config import ROLE_KEYS_PATIENT, ROLE_KEYS_SESSION
 from alliance.errors import ConfigError, InputError
-from alliance.instruments.definition import Instrument, load_instrument
+from alliance.instruments.definition import Instrument
 from alliance.settings import AllianceSettings, ColumnSettings, SymptomSettings
 
 SHOWN_COLUMNS = 30  # column names listed when a required one is missing
@@ -79,7 +79,6 @@ def map_sessions(
     )
     out["patient"] = frame[columns.patient].astype("string").str.strip()
     roles = role_columns(columns)
-    folder = alliance.instruments_dir
     sources: dict[str, str] = {}
     for role in ROLE_KEYS_SESSION:
         col = roles[role]
@@ -100,14 +99,14 @@ def map_sessions(
             raise InputError(
                 f"no column matches symptoms.items pattern {symptoms.items!r}", file=src.path
             )
-        inst = load_instrument(symptoms.instrument, folder) if symptoms.instrument else None
+        inst = alliance.instrument(symptoms.instrument) if symptoms.instrument else None
         for item, col in found.items():
             out[f"item_symptom_{item:02d}"] = frame[col]
             if inst:
                 item_sources[f"item_symptom_{item:02d}"] = (col, item, inst)
             sources[f"item_symptom_{item:02d}"] = col
     for rater, spec in alliance.rater_specs().items():
-        inst = load_instrument(spec["instrument"], folder)
+        inst = alliance.instrument(spec["instrument"])
         found = item_columns(frame, spec["items"])
         for item, col in found.items():
             if item not in inst.items:

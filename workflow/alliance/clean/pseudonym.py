@@ -33,8 +33,8 @@ MIN_KEY_BYTES = 16
 # tests/test_privacy_policy.py checks them against the files (update both after `make demo`).
 DEMO_SHA256 = {
     "75e43b91d626354ca755af5055a182201606e69340140a5d7494fba1cb9922ef": "data/demo/patients.csv",
-    "c8fc003e1a835947c52c1260123072de3aee82f130bd48895655af636a8d9743": "data/demo/sessions.csv",
-    "a14f4baf4e3e2402d8baaaaa22b7fb93ce08b5d233d2589e834eb1d798340852": (
+    "7b9d70dbddc3d08c04a7113f9b5c4e99c5335b9ed2af369288ff687c37366794": "data/demo/sessions.csv",
+    "748e8aef6adef875fb61045cda5fd126a9117880e4f5c902cd14efa73f00dada": (
         "data/demo_wide/trial_wide.sav"
     ),
 }

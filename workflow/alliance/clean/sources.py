@@ -24,7 +24,6 @@ from alliance.clean.readers.dates import check_date_format
 from alliance.clean.readers.table import clip, name_text, shown_name
 from alliance.config import ROLE_KEYS_PATIENT, ROLE_KEYS_SESSION
 from alliance.errors import ConfigError, InputError
-from alliance.instruments.definition import load_instrument
 from alliance.settings import AllianceSettings, ColumnSettings, DataSettings, SymptomSettings
 
 # The key of `data.missing_codes` (mapping form) holding the codes of every unlisted column.
@@ -292,11 +291,10 @@ def _valid_ranges(
         fixed[symptoms.column] = (float(symptoms.min), float(symptoms.max))
     if suicidality:
         fixed[suicidality] = (0.0, float(symptoms.suicidality_max))
-    folder = alliance.instruments_dir
     raters = [spec for spec in alliance.raters.values() if spec and spec["items"]]
-    patterns = [(spec["items"], load_instrument(spec["instrument"], folder)) for spec in raters]
+    patterns = [(spec["items"], alliance.instrument(spec["instrument"])) for spec in raters]
     if symptoms.items and symptoms.instrument:
-        patterns.append((symptoms.items, load_instrument(symptoms.instrument, folder)))
+        patterns.append((symptoms.items, alliance.instrument(symptoms.instrument)))
     out: dict[str, tuple[float, float]] = {}
     for col in header:
         name = col if col in fixed else rx.sub("", col)  # wide: the long name

@@ -87,7 +87,7 @@ def clean_trial(settings: CleanSettings) -> CleanResult:
     )  # fmt: skip
     problems.raise_errors()
     require_some_data(s, inputs.sessions.path)
-    s = score_symptoms(s, symptoms, alliance.instruments_dir)
+    s = score_symptoms(s, symptoms, alliance)
     require_outcome_variation(s, symptoms, inputs.sessions.path)
     s, p = derive(s, p, symptoms, settings.dropout)
     s, p = derive_resistance(s, p, settings.treatment_resistance, symptoms, settings.self_report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,11 +172,25 @@ def parse_instrument(spec: dict[str, Any], path: Path) -> Instrument:
     )
 
 
-def load_instrument(name: str, directory: str | Path) -> Instrument:
-    """Load `<directory>/<name>.yaml`."""
+def load_instrument(
+    name: str, directory: str | Path, defined: Mapping[str, Any] | None = None
+) -> Instrument:
+    """Instrument `name` from `defined` (config `alliance.instruments`), else
+    `<directory>/<name>.yaml`; a name in both is refused (which key would be scored is unclear)."""
     path = Path(directory) / f"{name}.yaml"
+    defined = defined or {}
+    if name in defined:
+        where = Path(f"config alliance.instruments.{name}")
+        if path.exists():
+            raise ConfigError(
+                f"{where}: instrument '{name}' is also a file in {directory}; rename one of them"
+            )
+        spec = dict(defined[name])
+        if spec.setdefault("name", name) != name:
+            raise _problem(where, "name", f"{spec['name']!r} differs from the key {name!r}")
+        return parse_instrument(spec, where)
     if not path.exists():
-        known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
+        known = sorted({*(p.stem for p in Path(directory).glob("*.yaml")), *defined})
         raise ConfigError(
             f"instrument '{name}' not found in {directory}; available: {', '.join(known) or 'none'}"
         )

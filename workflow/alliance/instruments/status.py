@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alliance.errors import ConfigError
-from alliance.instruments.definition import Instrument, load_instrument
+from alliance.instruments.definition import Instrument
 from alliance.settings import AllianceSettings, SymptomSettings
 
 DOC = "docs/instruments.md"
@@ -61,7 +61,7 @@ def unverified_key_problems(
     seen: set[tuple[str, str]] = set()
     for key, name in configured_instruments(alliance, symptoms):
         try:
-            inst = load_instrument(name, alliance.instruments_dir)
+            inst = alliance.instrument(name)
         except ConfigError as exc:
             if (name, str(exc)) not in seen:
                 problems.append(f"config key {key}: {exc}")

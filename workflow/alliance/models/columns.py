@@ -103,6 +103,12 @@ def _other_rater(settings: Settings) -> str | None:
     return other if other in settings.alliance.rater_specs() else None
 
 
+def _observer_rides(settings: Settings) -> bool:
+    """Whether the observer-rated score rides along as `alliance_o` (configured, not primary)."""
+    observer = "observer" in settings.alliance.rater_specs()
+    return observer and settings.score.rater != "observer"
+
+
 def _session_columns(settings: Settings, patients: list[str]) -> list[str]:
     out = list(SESSION_ALWAYS)
     if settings.score.detrend:
@@ -112,6 +118,8 @@ def _session_columns(settings: Settings, patients: list[str]) -> list[str]:
         out += [f"ideation_ge{k}" for k in range(1, int(settings.symptoms.suicidality_max) + 1)]
     if _other_rater(settings):
         out.append("alliance_t")
+    if _observer_rides(settings):
+        out.append("alliance_o")
     cols = settings.columns
     if cols.doses_taken or cols.adherence:
         out += [c for c in SESSION_DOSES if c == "adherence" or cols.doses_taken]
@@ -130,6 +138,8 @@ def model_tables(settings: Settings) -> dict[str, list[str]]:
     per_patient += [f"alliance_{s}" for s in SUMMARIES]
     if _other_rater(settings):
         per_patient += [f"alliance_t_{s}" for s in SUMMARIES]
+    if _observer_rides(settings):
+        per_patient += [f"alliance_o_{s}" for s in SUMMARIES]
     per_patient += ["alliance_pat", "alliance_ther", *LANDMARK]
     if {"patient", "therapist"} <= set(settings.alliance.rater_specs()):
         per_patient += ["agree_p", "agree_t", "agree_n"]

@@ -21,6 +21,7 @@ from alliance.render.escape import html_escape
 from alliance.render.figures import FIGURES
 from alliance.render.notes import is_sensitivity, model_caveats, model_details, model_note
 from alliance.render.tables import (
+    agreement_table,
     model_table,
     reliability_table,
     summary_table,
@@ -67,6 +68,9 @@ def build_tables(results: Path, settings: RenderSettings, out: Path) -> dict[str
         written["table1_baseline"] = write_table(t1, out / "table1_baseline")
     rel = read_csv(results / "scores" / "reliability.csv", dtype={"session": str})
     written["reliability"] = write_table(reliability_table(rel), out / "reliability")
+    agree = read_csv(results / "scores" / "agreement.csv", dtype={"session": str})
+    if len(agree):
+        written["agreement"] = write_table(agreement_table(agree), out / "agreement")
     for folder in model_folders(results / "models"):
         fit = json.loads((folder / "fit.json").read_text())
         if fit.get("status") != "fitted":

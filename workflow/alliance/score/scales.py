@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from alliance.errors import ConfigError
-from alliance.instruments.definition import Instrument, load_instrument
+from alliance.instruments.definition import Instrument
 from alliance.instruments.items import keyed_items, score_items
 from alliance.settings import AllianceSettings
 
@@ -31,7 +31,7 @@ def load_raters(alliance: AllianceSettings) -> dict[str, Instrument]:
     """
     out: dict[str, Instrument] = {}
     for rater, spec in alliance.rater_specs().items():
-        inst = load_instrument(spec["instrument"], alliance.instruments_dir)
+        inst = alliance.instrument(spec["instrument"])
         if not inst.scales():
             raise ConfigError(
                 f"config key alliance.raters.{rater}.instrument: instrument '{inst.name}' has no "

@@ -3,7 +3,8 @@
 Composes the scoring modules into the files every model reads (`results/scores/`). The primary
 alliance score (config `score.rater` x `score.scale`, patient-rated total by default) is split into
 therapist / patient / session levels under the stem `alliance`; the therapist-rated score of the
-same scale rides along as `alliance_t`.
+same scale rides along as `alliance_t`, the observer-rated one as `alliance_o` (session rows, and
+`alliance_o_early`, `_mean`, `_last`, `_slope`, `_n` per patient).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from alliance import files
 from alliance.errors import ConfigError
 from alliance.instruments.definition import Instrument
 from alliance.instruments.items import keyed_items
-from alliance.score.agreement import agreement
+from alliance.score.agreement import agreement, all_pairs_agreement
 from alliance.score.levels import decompose, select_score
 from alliance.score.prior import error_variance, prior_parts
 from alliance.score.reliability import reliability_table
@@ -112,8 +113,14 @@ def build_analysis(
     table = prior_parts(table, stem=STEM)
     table[f"{STEM}_error_var"] = _error_var(sessions, table, raters, rater, scale)
     other = "therapist" if rater != "therapist" else "patient"
-    if _rater_available(scores, other, scale):
-        t = select_score(scores, rater=other, scale=scale).rename(columns={"score": f"{STEM}_t"})
+    riders = {f"{STEM}_t": other, f"{STEM}_o": "observer"}
+    riders = {
+        name: who
+        for name, who in riders.items()
+        if who != rater and _rater_available(scores, who, scale)
+    }
+    for name, who in riders.items():
+        t = select_score(scores, rater=who, scale=scale).rename(columns={"score": name})
         table = table.merge(t, on=["patient", "session"], how="left")
     per_patient_cols = [c for c in patients.columns if c not in table.columns or c == "patient"]
     session_level = table.merge(
@@ -126,11 +133,9 @@ def build_analysis(
     # Patient level: clean outcomes + alliance summaries of the primary and the other rater.
     started = patients[patients["started"] == 1].copy()
     summaries = _wide_summaries(patient_scores, rater, scale, prefix=STEM)
-    if _rater_available(scores, other, scale):
+    for name, who in riders.items():
         summaries = summaries.merge(
-            _wide_summaries(patient_scores, other, scale, prefix=f"{STEM}_t"),
-            on="patient",
-            how="outer",
+            _wide_summaries(patient_scores, who, scale, prefix=name), on="patient", how="outer"
         )
     levels = table.groupby("patient", as_index=False)[[f"{STEM}_pat", f"{STEM}_ther"]].first()
     pat = started.merge(summaries, on="patient", how="left").merge(levels, on="patient", how="left")
@@ -245,14 +250,18 @@ def analysis_tables(
     """
     scale = options.scale
     scores, patient_scores = score_tables(sessions, raters, options)
-    has_pair = "patient" in raters and "therapist" in raters
-    has_pair = has_pair and all(_rater_available(scores, r, scale) for r in raters)
+    rated = [r for r in raters if _rater_available(scores, r, scale)]
     notes: dict[str, Any] = {}
-    if has_pair:
-        agree_sessions, agree_patients = agreement(scores, scale=scale)
-    else:
-        agree_sessions, agree_patients = pd.DataFrame(), None
-        notes["agreement"] = "skipped: needs patient- and therapist-rated scores of the same scale"
+    agree_sessions = all_pairs_agreement(scores, rated, scale=scale)
+    if len(rated) < 2:
+        notes["agreement"] = (
+            f"skipped: needs two raters with '{scale}' scores (have: "
+            + (", ".join(rated) or "none")
+            + ")"
+        )
+    agree_patients = None
+    if {"patient", "therapist"} <= set(rated):
+        agree_patients = agreement(scores, scale=scale)[1]
     analysis, patient_analysis = build_analysis(
         sessions, patients, scores, patient_scores, agree_patients,
         rater=options.rater, scale=scale, detrend=options.detrend, raters=raters,

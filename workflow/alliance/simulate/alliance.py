@@ -215,6 +215,7 @@ def observe_alliance(
         "a_p": a_p,
         "w_a": w_a,
         "a_true": a_true,
+        "t_true": t_true,
         "offsets": offsets,
         "t_offsets": t_offsets,
         "wai_p": wai_p,

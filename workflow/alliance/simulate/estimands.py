@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 PLACEBO = "PLA-CM"  # reference arm of the default models (codings.arm_reference / first placebo)
+EARLY_WINDOW_END = 3  # w of the landmark models: score.early_window's default, [1, 3]
 
 
 def _entry(
@@ -370,6 +371,22 @@ def _descriptive(truth: dict[str, Any]) -> list[dict[str, Any]]:
                 "and within states), so a x b is attenuated and part moves to the direct path",
             )  # fmt: skip
         )
+    w = EARLY_WINDOW_END
+    out.append(
+        _entry(
+            "symptoms_observer_early",
+            "alliance_o_early",
+            truth["params"]["beta_tP"] * (truth["n_sessions"] - w) * _mean_multiplier(truth),
+            False,
+            "beta_tP x (n_sessions - w) x mean arm multiplier, w = 3 (score.early_window)",
+            "the part of A_P's effect on HAM-D that accrues between session w and the last "
+            "session, per point of A_P; the observer's early mean is a noisy proxy of A_P (it "
+            "also carries A_T, the therapist's view, early within states, the coder's severity "
+            "and the coders' own view, and rates 2 of the w sessions), so the slope is "
+            "attenuated and mixes levels, and the landmark drops patients who left by w: "
+            "descriptive",
+        )
+    )
     out.append(
         _entry(
             "pooled_sites",

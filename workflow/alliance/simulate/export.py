@@ -67,20 +67,18 @@ _WIDE_RE = re.compile(r"^(?P<name>.+)_s(?P<session>\d{2})$")
 def to_wide(trial: SimulatedTrial) -> pd.DataFrame:
     """One row per patient: patient columns unchanged, then `{column}_s{session:02d}`.
 
-    Therapist items appear only for sessions on the therapist rating schedule. Missed sessions
+    Therapist and observer items appear only for sessions on their rating schedules. Missed sessions
     are in the count form (`missed_before_sNN`: slots missed just before attended session NN):
     a wide row has one cell per session number, so a no-show after the last attended session
     has no place (the long export keeps it).
     """
-    design = trial.truth["design"]
     n_sessions = int(trial.truth["n_sessions"])
-    rated = set(design["therapist_rating_sessions"])
-    t_items = set(design["therapist_item_columns"])
+    scheduled = _rating_schedules(trial)
     s = trial.sessions.assign(missed_before=missed_counts(trial.sessions, trial.missed))
     values = [c for c in s.columns if c not in ("subject", "visit")]
     blocks = []
     for session in range(1, n_sessions + 1):
-        cols = [c for c in values if c not in t_items or session in rated]
+        cols = [c for c in values if session in scheduled.get(c, (session,))]
         block = s.loc[s["visit"] == session, ["subject", *cols]].set_index("subject")
         blocks.append(block.rename(columns=lambda c, k=session: f"{c}_s{k:02d}"))
     wide = pd.concat(blocks, axis=1)
@@ -105,15 +103,26 @@ def from_wide(wide: pd.DataFrame, patient_columns: list[str]) -> pd.DataFrame:
     return long.sort_values(["subject", "visit"], ignore_index=True)
 
 
+def _rating_schedules(trial: SimulatedTrial) -> dict[str, tuple[int, ...]]:
+    """Item column -> the sessions it is asked at, for raters who rate only some sessions."""
+    design, observer = trial.truth["design"], trial.truth.get("observer")
+    out = {c: tuple(design["therapist_rating_sessions"]) for c in design["therapist_item_columns"]}
+    if observer:
+        out |= {c: tuple(observer["rating_sessions"]) for c in observer["item_columns"]}
+    return out
+
+
 def _user_missing_columns(trial: SimulatedTrial) -> list[str]:
     design = trial.truth["design"]
-    return [*design["patient_item_columns"], *design["therapist_item_columns"]]
+    observer = trial.truth.get("observer", {}).get("item_columns", [])
+    return [*design["patient_item_columns"], *design["therapist_item_columns"], *observer]
 
 
 def _code_item_nonresponse(trial: SimulatedTrial, code: int) -> pd.DataFrame:
     """Session table with item non-response (asked but unanswered) replaced by `code`.
 
-    Therapist items not scheduled at a session stay missing: they were never asked.
+    Therapist items not scheduled at a session stay missing: they were never asked; so do
+    observer items of a recording nobody coded (a coded recording has at least one item).
     """
     design = trial.truth["design"]
     s = trial.sessions.copy()
@@ -122,6 +131,11 @@ def _code_item_nonresponse(trial: SimulatedTrial, code: int) -> pd.DataFrame:
         s[col] = s[col].fillna(code)
     for col in design["therapist_item_columns"]:
         s.loc[rated, col] = s.loc[rated, col].fillna(code)
+    observer = trial.truth.get("observer", {}).get("item_columns", [])
+    if observer:
+        coded = s[observer].notna().any(axis=1)
+        for col in observer:
+            s.loc[coded, col] = s.loc[coded, col].fillna(code)
     return s
 
 
@@ -160,9 +174,12 @@ def _stat_meta(frame: pd.DataFrame, user_missing: list[str], code: int | None) -
         m = _WIDE_RE.match(col)
         base, suffix = (m["name"], f" (session {int(m['session'])})") if m else (col, "")
         item = re.match(r"wai_(p|t)_(\d{2})$", base)
+        observed = re.match(r"obs_(\d{2})$", base)
         if item:
             rater = "patient" if item[1] == "p" else "therapist"
             labels[col] = f"WAI-SR {rater} item {int(item[2])}{suffix}"
+        elif observed:
+            labels[col] = f"Demo observer alliance scale item {int(observed[1])}{suffix}"
         else:
             labels[col] = _LABELS.get(base, base) + suffix
     value_labels = {

@@ -22,6 +22,7 @@ STREAMS = (
     "design", "people", "alliance", "therapist_alliance", "items", "ruptures", "dropout",
     "outcome", "suicide", "dates", "relapse", "item_offsets", "sudden_gains",
     "resistance", "missed", "adherence", "self_report",
+    "observer",
 )  # fmt: skip
 
 # Every generating parameter. Units: alliance in WAI-SR item points (1–5), HAM-D in points,
@@ -73,6 +74,24 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "t_corr_session": 0.20,
     "t_rupture_visibility": 0.5,  # share of a patient-rated rupture dip the therapist sees
     "t_item_missing_p": 0.01,
+    # observer-rated alliance (simulate.observer): coders rate recordings of sessions 1, 3, 5 and
+    # the last planned one on the demo's own 6-item scale. Design values, not estimates: a coder
+    # sees both sides (weight 0.55 on the patient's latent alliance), rates a little lower than
+    # patients, and adds their own view, so the observed observer total correlates about .5 with
+    # the patient's and .4 with the therapist's score of the same session (the .4-.6 band the
+    # observer literature reports; patient-therapist is .37 here, Tryon et al. 2007: .36)
+    "observer_sessions": [1, 3, 5],
+    "observer_last_session": True,
+    "observer_recording_missing_p": 0.15,  # recordings lost, inaudible or not consented
+    "observer_weight_patient": 0.55,
+    "observer_shift": -0.25,
+    "observer_coders": 4,
+    "observer_coder_sd": 0.12,  # coder severity, one value per coder
+    "observer_var_patient": 0.05,  # the coders' own view of the dyad
+    "observer_var_session": 0.18,  # the coders' own view of the session
+    "observer_item_offset_sd": 0.12,
+    "observer_item_noise_sd": 0.55,
+    "observer_item_missing_p": 0.01,
     # ruptures (Stiles et al. 2004 style V-shaped drops)
     "rupture_patient_p": 0.165,  # patients scheduled for a rupture (only those reached count)
     # "process": a rupture is one alliance innovation shock and its return is the within

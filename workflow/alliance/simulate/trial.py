@@ -24,6 +24,7 @@ import pandas as pd
 from alliance.simulate.alliance import alliance_between, observe_alliance, row_mean, rupture_dips
 from alliance.simulate.design import assessed_people, trial_dates, trial_design
 from alliance.simulate.estimands import estimands
+from alliance.simulate.observer import OBSERVER_ITEMS, observer_items, observer_truth
 from alliance.simulate.outcomes import (
     attendance,
     latent_hamd,
@@ -53,7 +54,7 @@ from alliance.simulate.truth import (
 # Columns of the two tables, in order.
 SESSION_COLUMNS = (
     "subject", "visit", "visit_date", "hamd", "hamd_suicide", *WAI_P, *WAI_T,
-    "pills_prescribed", "pills_taken", "phq9_total",
+    "pills_prescribed", "pills_taken", "phq9_total", *OBSERVER_ITEMS,
 )  # fmt: skip
 PATIENT_COLUMNS = (
     "subject", "therapist", "site", "arm", "modality", "age", "sex", "consent_date",
@@ -141,9 +142,10 @@ def simulate_trial(
         rngs["adherence"], p, design["arm"], attended, al["a_true"], visit_day, first_gap
     )
     phq = self_report(rngs["self_report"], p, hamd_latent, al["a_true"])
+    obs = observer_items(rngs["observer"], p, al["a_true"], al["t_true"])
     sessions = _sessions_frame(
         subject, attended, _iso_grid(start, visit_day), hamd, suicide, al["wai_p"], al["wai_t"],
-        (*pills, phq),
+        (*pills, phq), obs["items"],
     )  # fmt: skip
     missed = missed_frame(list(subject), slots, lambda days: _iso(start, days))
     patients = _patients_frame(
@@ -165,6 +167,7 @@ def simulate_trial(
         "realised": realised_summary(sessions, patients, n_sessions),
         "treatment_resistance": resistance_truth(p)
         | {"realised": realised_rates(sessions, missed, resist["failed"], status)},
+        "observer": observer_truth(p, T, obs),
     }
     truth["estimands"] = estimands(truth)
     latent = {
@@ -183,6 +186,8 @@ def simulate_trial(
         "z_a": z_a,
         "z_y": draws["z_y"],
         "prior_failed_trials": resist["failed"],
+        "t_true": al["t_true"],
+        "observer_latent": obs["latent"],
     }
     return SimulatedTrial(
         sessions=sessions, patients=patients, truth=truth, latent=latent, missed=missed
@@ -198,11 +203,12 @@ def _iso_grid(start: dt.date, days: np.ndarray) -> np.ndarray:
 
 
 def _sessions_frame(
-    subject, attended, visit_date, hamd, suicide, wai_p, wai_t, resistance
+    subject, attended, visit_date, hamd, suicide, wai_p, wai_t, resistance, observer
 ) -> pd.DataFrame:
     """Long table: one row per attended session, sorted by subject and visit.
 
-    `resistance`: (pills prescribed, pills taken, PHQ-9 total), patient x session arrays."""
+    `resistance`: (pills prescribed, pills taken, PHQ-9 total), patient x session arrays;
+    `observer`: the observer items, patient x session x item (`simulate.observer`)."""
     i, t = np.nonzero(attended)
     cols: dict[str, Any] = {
         "subject": pd.array([subject[k] for k in i], dtype="str"),
@@ -215,8 +221,11 @@ def _sessions_frame(
         cols[name] = pd.array(wai_p[i, t, k], dtype="Float64").astype("Int64")
     for k, name in enumerate(WAI_T):
         cols[name] = pd.array(wai_t[i, t, k], dtype="Float64").astype("Int64")
-    for name, values in zip(SESSION_COLUMNS[-3:], resistance, strict=True):
+    for name, values in zip(("pills_prescribed", "pills_taken", "phq9_total"), resistance,
+                            strict=True):  # fmt: skip
         cols[name] = pd.array(values[i, t], dtype="Float64").astype("Int64")
+    for k, name in enumerate(OBSERVER_ITEMS):
+        cols[name] = pd.array(observer[i, t, k], dtype="Float64").astype("Int64")
     frame = pd.DataFrame(cols)
     return frame.sort_values(["subject", "visit"], ignore_index=True)
 

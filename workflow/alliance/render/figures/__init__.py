@@ -26,6 +26,7 @@ from alliance.render.figures.dropout import draw_dropout
 from alliance.render.figures.flow import draw_flow
 from alliance.render.figures.forest import draw_forest
 from alliance.render.figures.hazard import draw_dropout_hazard
+from alliance.render.figures.rater_agreement import draw_rater_agreement
 from alliance.render.figures.resistance import draw_trd_slopes
 from alliance.render.figures.riclpm import draw_riclpm
 from alliance.render.figures.ruptures import draw_ruptures
@@ -165,6 +166,7 @@ FIGURES: dict[str, FigureSpec] = {
                 "alliance": "scores/alliance.parquet",
             },
         ),
+        FigureSpec("rater_agreement", draw_rater_agreement, {"agreement": "scores/agreement.csv"}),
         FigureSpec(
             "agreement_surface",
             draw_agreement_surface,

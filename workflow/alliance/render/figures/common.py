@@ -166,13 +166,11 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
 # ---- labels from settings --------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=32)
-def _instrument(name: str, directory: str) -> tuple[str, float, float] | None:
+def _instrument(alliance: AllianceSettings, name: str) -> tuple[str, float, float] | None:
     from alliance.errors import ConfigError
-    from alliance.instruments.definition import load_instrument
 
     try:
-        inst = load_instrument(name, directory)
+        inst = alliance.instrument(name)
     except (ConfigError, OSError):
         return None
     label = re.sub(r"\s*\((patient|therapist|observer)\)\s*$", "", inst.label).strip()
@@ -198,7 +196,7 @@ def alliance_instrument(
     name = alliance.rater_specs().get(rater, {}).get("instrument")
     if not name:
         return "alliance", None
-    found = _instrument(str(name), alliance.instruments_dir)
+    found = _instrument(alliance, str(name))
     if found is None:
         return str(name), None
     label, low, high = found
@@ -210,13 +208,15 @@ def alliance_axis_label(alliance: AllianceSettings, rater: str, scale: str, what
     parenthesis; a subscale (`scale` other than total) is named in it."""
     label, rng = alliance_instrument(alliance, rater)
     name = label if scale == "total" else f"{label} {scale}"
-    inside = f"{name}, {_num(rng[0])}\N{EN DASH}{_num(rng[1])}" if rng else name
+    inside = f"{name}, {range_text(rng)}" if rng else name
     head = what or f"{rater.capitalize()}-rated alliance"
     return f"{head} ({inside})"
 
 
-def _num(x: float) -> str:
-    return f"{x:g}".replace("-", "\N{MINUS SIGN}")
+def range_text(rng: tuple[float, float]) -> str:
+    """ "1–5": a response range with an en dash (and U+2212 minus signs)."""
+    low, high = (f"{x:g}".replace("-", "\N{MINUS SIGN}") for x in rng)
+    return f"{low}\N{EN DASH}{high}"
 
 
 def arm_classes(arm_codings: Mapping[Any, Any]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from alliance.render.figures.common import (
     arm_order,
     level_key,
     mean_ci,
+    range_text,
     require_columns,
     require_fitted,
     require_rows,
@@ -56,7 +57,8 @@ def draw_alliance_sessions(
     """Alliance total score over sessions, one panel per arm, one colour per rater: thin lines
     are individual patients (a seeded random subsample of up to 12 per arm), the thick line is
     the session mean with its 95 % t confidence band (sessions with at least `privacy.min_cell`
-    ratings).
+    ratings; dots mark the sessions a rater rated, e.g. the observer's coded recordings). When
+    the raters answer different forms, the legend names each rater's form.
     """
     require_rows(alliance, "alliance.parquet")
     require_columns(alliance, ["patient", "session", "rater", "scale", "score"], "alliance.parquet")
@@ -94,7 +96,8 @@ def draw_alliance_sessions(
             means = _session_means(own, "session", "score", floor)
             ax.fill_between(means["x"], means["low"], means["high"], color=colour, alpha=0.3,
                             linewidth=0)  # fmt: skip
-            ax.plot(means["x"], means["mean"], color=colour, linewidth=1.4)
+            ax.plot(means["x"], means["mean"], color=colour, linewidth=1.4, marker="o",
+                    markersize=1.8)  # fmt: skip
         cls = classes.get(arm)
         title = arm if arm != "all" else "All patients"
         title += f" ({cls})" if cls and cls != arm else ""
@@ -102,14 +105,20 @@ def draw_alliance_sessions(
         ax.set_xlabel("Session")
     for ax in axes[len(arms) :]:
         ax.set_visible(False)
+    forms = {r: alliance_instrument(settings.alliance, r)[0] for r in raters}
+    one_form = len(set(forms.values())) <= 1
     for ax in axes[::ncol]:
-        ax.set_ylabel(alliance_axis_label(settings.alliance, "patient", scale, "Alliance"))
+        label = alliance_axis_label(settings.alliance, "patient", scale, "Alliance")
+        if not one_form and scale_range:
+            label = f"Alliance ({range_text(scale_range)})"
+        ax.set_ylabel(label)
     if scale_range:
         axes[0].set_ylim(*scale_range)
     axes[0].xaxis.get_major_locator().set_params(integer=True)
     handles = [
-        Line2D([], [], color=style.RATER_COLORS.get(r, style.GREY), linewidth=1.4,
-               label=f"{r.capitalize()}-rated mean (95 % CI)")
+        Line2D([], [], color=style.RATER_COLORS.get(r, style.GREY), linewidth=1.4, marker="o",
+               markersize=1.8, label=f"{r.capitalize()}-rated mean (95 % CI)"
+               + ("" if one_form else f", {forms[r]}"))
         for r in raters
     ]  # fmt: skip
     handles.append(
@@ -121,7 +130,8 @@ def draw_alliance_sessions(
             label=f"Individual patients (random {LINES_PER_PANEL} per arm)",
         )
     )
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+    fig.legend(handles=handles, loc="outside lower center",
+               ncols=len(handles) if len(handles) <= 3 else 2)  # fmt: skip
     return fig
 
 

@@ -6,6 +6,7 @@ three are importable from here.
 """
 
 from alliance.render.tables.estimates import (
+    agreement_table,
     fit_notes,
     model_table,
     reliability_table,
@@ -27,6 +28,7 @@ __all__ = [
     "fit_notes",
     "is_skewed",
     "model_table",
+    "agreement_table",
     "reliability_table",
     "summary_table",
     "table1",

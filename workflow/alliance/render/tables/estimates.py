@@ -1,5 +1,5 @@
-"""Result tables: reliability per scale, one APA fixed-effects table per model (with its fit
-notes) and the summary of alliance effects across models."""
+"""Result tables: reliability per scale, agreement per rater pair, one APA fixed-effects table per
+model (with its fit notes) and the summary of alliance effects across models."""
 
 from __future__ import annotations
 
@@ -91,6 +91,45 @@ def reliability_table(
             )
     frame = pd.DataFrame(body, columns=header, dtype="str")
     return Table(title, frame, [lead, *notes])
+
+
+# ----------------------------------------------------------------------------------- agreement
+AGREEMENT_COLUMNS = (
+    *("rater_a", "rater_b", "session", "n_pairs", "n_patients", "sessions", "mean_a", "mean_b"),
+    *("mean_diff", "sd_diff", "icc_a1", "icc_c1", "r"),
+)
+
+
+def agreement_table(
+    agree: pd.DataFrame, *, digits: int = 2, title: str = "Agreement between alliance raters"
+) -> Table:
+    """One row per rater pair (pooled over its sessions): the sessions, pairs and patients it
+    rests on, both raters' means, the mean difference (SD), ICC(A,1), ICC(C,1) and r."""
+    _require(agree, AGREEMENT_COLUMNS, "agreement table")
+    pooled = agree[agree["session"].astype("str") == "pooled"]
+    header = ["Raters", "Sessions", "Pairs", "Patients", "M, first", "M, second",
+              "Difference, M (SD)", "ICC(A,1)", "ICC(C,1)", "r"]  # fmt: skip
+    body = []
+    for rec in pooled.to_dict("records"):
+        raters = f"{str(rec['rater_a']).capitalize()}\N{EN DASH}{rec['rater_b']}"
+        where = ", ".join(p for p in _text(rec["sessions"]).split(";") if p)
+        body.append([
+            raters, where or apa.MISSING, apa.fmt_int(rec["n_pairs"]),
+            apa.fmt_int(rec["n_patients"]), apa.fmt_num(rec["mean_a"], digits),
+            apa.fmt_num(rec["mean_b"], digits),
+            apa.fmt_mean_sd(rec["mean_diff"], rec["sd_diff"], digits),
+            apa.fmt_r(rec["icc_a1"], digits, check=False),
+            apa.fmt_r(rec["icc_c1"], digits, check=False), apa.fmt_r(rec["r"], digits),
+        ])  # fmt: skip
+    lead = (
+        "Each pair of raters is compared on the sessions both rated (Sessions: the session "
+        "numbers with at least one pair; Pairs: patient x session pairs; Patients: patients with "
+        "at least one pair). Difference = first minus second rater, in scale points. ICC(A,1) = "
+        "absolute agreement, ICC(C,1) = consistency (McGraw & Wong 1996), both for single ratings "
+        "with the pairs as targets; the pairs of one patient are not independent, so read them "
+        "as descriptive. Per-session values are in scores/agreement.csv."
+    )
+    return Table(title, pd.DataFrame(body, columns=header, dtype="str"), [lead])
 
 
 # --------------------------------------------------------------------------------- model table
