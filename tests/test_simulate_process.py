@@ -131,6 +131,28 @@ def test_resistance_is_drawn_before_attendance_from_its_own_stream():
     assert np.array_equal(a["attended"], b["attended"])
 
 
+def test_trd_attenuates_the_alliance_symptom_effects_and_nothing_else():
+    """beta_alliance_trd_attenuation scales the alliance's between-level symptom effects (beta_T,
+    beta_P, beta_tP) among TRD patients only; at 0 nothing moves (no draw depends on it)."""
+    att = P["beta_alliance_trd_attenuation"]
+    assert 0 < att < 1  # weaker among TRD patients, but still there
+    off = simulate_trial(**SMALL, beta_alliance_trd_attenuation=0.0).latent
+    on = simulate_trial(**SMALL).latent
+    flat = {"beta_T": 0.0, "beta_P": 0.0, "beta_tP": 0.0}
+    none = simulate_trial(**SMALL, **flat).latent  # symptoms without any alliance level effect
+    trd = on["prior_failed_trials"] >= 2
+    assert 0 < trd.mean() < 1
+    for key in ("a_true", "attended", "w_a", "w_y", "prior_failed_trials"):
+        assert np.array_equal(off[key], on[key]), key
+    # non-TRD patients' symptoms are the trial without the attenuation, bit for bit; TRD
+    # patients' alliance part of the symptoms is (1 - att) of theirs
+    assert np.array_equal(on["hamd_latent"][~trd], off["hamd_latent"][~trd])
+    part_off = off["hamd_latent"] - none["hamd_latent"]
+    part_on = on["hamd_latent"] - none["hamd_latent"]
+    assert np.allclose(part_on[trd], (1 - att) * part_off[trd], rtol=0, atol=1e-9)
+    assert np.abs(part_off[trd]).max() > 0.5  # the alliance part is not negligible
+
+
 def test_sudden_gains_recorded_visible_and_raise_the_next_alliance(big):
     gains = big.truth["sudden_gains"]
     episodes = gains["episodes"]
@@ -227,9 +249,12 @@ def test_relapse_estimand_is_per_point_of_the_realised_responder_sd(big):
     assert rel["alliance_scale"] == pytest.approx(sd, abs=1e-4)
     assert "last session" in rel["time_origin"]
     est = {(e["model"], e["term"]): e for e in big.truth["estimands"]}
-    cox = est[("relapse_cox", "alliance_mean")]
+    # the bias-corrected row is judged; the Firth row carries the same value but is not
+    cox = est[("relapse_cox", "alliance_mean_bc")]
     assert cox["identified"] and cox["value"] == pytest.approx(P["relapse_beta"] / sd, rel=1e-3)
-    assert est[("relapse_cox", "alliance_last")]["value"] == 0.0
+    assert not est[("relapse_cox", "alliance_mean")]["identified"]
+    assert est[("relapse_cox", "alliance_mean")]["value"] == cox["value"]
+    assert est[("relapse_cox", "alliance_last_bc")]["value"] == 0.0
 
 
 KEY_TERMS = {
@@ -248,7 +273,7 @@ KEY_TERMS = {
     "dropout_hazard": ["alliance", "alliance_rc"],
     "dropout_early_alliance": ["alliance_early"],
     "dropout_gee": ["alliance_early"],
-    "relapse_cox": ["alliance_mean", "alliance_last"],
+    "relapse_cox": ["alliance_mean", "alliance_last", "alliance_mean_bc", "alliance_last_bc"],
     "suicidality": ["alliance_within_prior", "alliance_pat_prior", "alliance_ther_prior"],
     "agreement_rsa": ["a1", "a2", "a3", "a4"],
     "mediation_personality": [
@@ -281,9 +306,10 @@ def test_estimands_cover_every_default_key_term(big):
     identified = {(e["model"], e["term"]) for e in rows if e["identified"]}
     assert identified == {
         *(("symptoms_riclpm", t) for t in KEY_TERMS["symptoms_riclpm"]),
-        ("dropout_hazard", "alliance_rc"), ("relapse_cox", "alliance_mean"),
-        ("relapse_cox", "alliance_last"), ("missed_sessions", "alliance_rc"),
+        ("dropout_hazard", "alliance_rc"), ("relapse_cox", "alliance_mean_bc"),
+        ("relapse_cox", "alliance_last_bc"), ("missed_sessions", "alliance_rc"),
         ("dropout_hazard_by_trd", "alliance_rc"), ("dropout_hazard_by_trd", "alliance_rc:trd"),
+        ("adherence_alliance", "alliance_lag1_rc"), ("reporting_alliance", "alliance_lag1_rc"),
     }  # fmt: skip
     # the models see the alliance on the observed scale: latent paths times its slope
     scale = big.truth["alliance"]["observed_score_reliability"]
@@ -316,5 +342,15 @@ def test_estimands_cover_every_default_key_term(big):
     # self-report points -> POMP over the declared 0-27 range, at a given clinician rating
     per_pomp = 100 * P["phq_beta_alliance"] / 27
     assert value[("reporting_alliance", "alliance_lag1_rc")] == approx(per_pomp / c_t)
-    assert value[("symptoms_by_trd", "alliance_pat_prior:trd")] == 0.0
+    # TRD patients' A_P level effect is attenuated; the within path is common to both groups
+    counts = big.truth["design"]["arm_counts"]
+    mult = sum(P["beta_P_arm_multiplier"][a] * k for a, k in counts.items()) / sum(counts.values())
+    att = P["beta_alliance_trd_attenuation"]
+    assert value[("symptoms_by_trd", "alliance_pat_prior:trd")] == approx(-att * P["beta_P"] * mult)
+    assert value[("symptoms_by_trd", "alliance_within_prior:trd")] == 0.0
+    # models without a TRD term pool the groups: the patient effect times the mean attenuation
+    share = big.truth["treatment_resistance"]["realised"]["trd_share_of_randomised"]
+    assert value[("symptoms_growth", "alliance_pat_prior")] == approx(
+        P["beta_P"] * mult * (1 - att * share)
+    )
     assert value[("missed_after_ruptures", "rupture_unrepaired_prior")] is None

@@ -79,7 +79,7 @@ record <- function(case, fit, devfun) {
     add(case, "fixef", term, "std_error", se_h[[term]])
     add(case, "fixef", term, "std_error_rx", se_rx[[term]])
   }
-  add_exact_se(case, devfun, getME(fit, "theta"), b)
+  if (!is.null(devfun)) add_exact_se(case, devfun, getME(fit, "theta"), b)
   vc <- as.data.frame(VarCorr(fit))
   for (i in seq_len(nrow(vc))) {
     term <- paste(vc$grp[i], vc$var1[i], ifelse(is.na(vc$var2[i]), "", vc$var2[i]), sep = "|")
@@ -124,7 +124,9 @@ if (identical(Sys.getenv("GLMM_SCALE_EXACT_ONLY"), "1")) {
   old <- read.csv(out, colClasses = "character")
   for (model in models) {
     data <- read.csv(file.path(frames, paste0(model, "_frame.csv")), stringsAsFactors = TRUE)
-    devfun <- devfun_for(readLines(file.path(frames, paste0(model, "_formula_r.txt")))[[1]])
+    call_r <- readLines(file.path(frames, paste0(model, "_formula_r.txt")))[[1]]
+    if (!exact_se_possible(call_r)) next
+    devfun <- devfun_for(call_r)
     for (case in unique(old$case[startsWith(old$case, paste0(model, "_", trial))])) {
       r <- old[old$case == case, ]
       est <- r[r$section == "fixef" & r$stat == "estimate", ]
@@ -169,7 +171,7 @@ for (model in models) {
   fit <- timed(model, paste0("formula_r", suffix), call_r)
   if (timing_only) next
   # GLMM_SCALE_NO_REFIT=1: no bobyqa refit when formula_r stops short (hours at 600k)
-  devfun <- devfun_for(call_r)
+  devfun <- if (exact_se_possible(call_r)) devfun_for(call_r)
   if (!record(case, fit, devfun) && !identical(Sys.getenv("GLMM_SCALE_NO_REFIT"), "1")) {
     tight_call <- sub("glmerControl(", paste0("glmerControl(", BOBYQA), call_r, fixed = TRUE)
     fit <- timed(model, paste0("bobyqa_refit", suffix), tight_call)

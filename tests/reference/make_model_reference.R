@@ -239,7 +239,7 @@ for (i in seq_len(nrow(specs))) {
     cat(s$case, ": refitted with bobyqa (rhoend 1e-10) after a failed gradient check\n", sep = "")
   }
   co <- summary(fit)$coefficients
-  if (inherits(fit, "glmerMod")) {  # lme4's deviance Hessian computed precisely (common.R)
+  if (inherits(fit, "glmerMod") && exact_se_possible(s$formula_r)) {  # common.R
     add_exact_se(s$case, devfun_for(s$formula_r), getME(fit, "theta"), fixef(fit))
   }
   for (term in rownames(co)) {

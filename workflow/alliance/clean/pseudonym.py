@@ -32,9 +32,9 @@ MIN_KEY_BYTES = 16
 # SHA-256 of the bundled demo exports as committed (data/demo/*.csv, data/demo_wide/*.sav);
 # tests/test_privacy_policy.py checks them against the files (update both after `make demo`).
 DEMO_SHA256 = {
-    "75e43b91d626354ca755af5055a182201606e69340140a5d7494fba1cb9922ef": "data/demo/patients.csv",
-    "7b9d70dbddc3d08c04a7113f9b5c4e99c5335b9ed2af369288ff687c37366794": "data/demo/sessions.csv",
-    "748e8aef6adef875fb61045cda5fd126a9117880e4f5c902cd14efa73f00dada": (
+    "9e746226dfeb58385cc67bf5357ebb62285e55c4775ccdd0e6207e7dde6003de": "data/demo/patients.csv",
+    "e3acd6e18ab6238f1bbccadf6280d7dcb5ff6f37c71cebf619eb9bd7e28014d3": "data/demo/sessions.csv",
+    "014c7fffb7608f8649f71ff859925fa188beacfb99c53e65b6ec65f34d66e18c": (
         "data/demo_wide/trial_wide.sav"
     ),
 }

@@ -72,6 +72,7 @@ class CoxFit:
     _event: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     _x: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
     _naive_vcov: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
+    penalty: float = 0.0  # 0.5: Firth (coxphf), 0: the partial likelihood itself
 
 
 def fit_cox(
@@ -184,6 +185,7 @@ def fit_cox(
         _event=status,
         _x=x,
         _naive_vcov=naive,
+        penalty=0.5 if firth else 0.0,
     )
 
 

@@ -3,21 +3,46 @@
 Why: an observed alliance score carries item error, so its slope is attenuated by the score's
 reliability given the other terms. Regression calibration (Carroll et al. 2006, ch. 4) replaces
 x by E[true score | x, other covariates]; the coefficient per point of the true score is
-beta / lambda, lambda = 1 - mean(error variance) / residual variance of x given the other fixed
-terms (SE and CI scaled alike; lambda, from thousands of item responses, is treated as known).
-Exact for linear models with a single x; for logistic models it is the usual approximation
-(good while the slope times the error SD is small). One helper for the hazard, lmm and glmm kinds.
+beta / lambda (SE and CI scaled alike; lambda, from thousands of item responses, is treated as
+known). Exact for linear models with a single x; for logistic models it is the usual
+approximation (good while the slope times the error SD is small). One helper for the hazard,
+lmm and glmm kinds.
+
+Which reliability: the one of the information the fit uses. A mixed model estimates beta by
+GLS, b = x'P y / x'P x with P = V^-1 - V^-1 Z (Z'V^-1 Z)^-1 Z'V^-1 (Z: the other main-effect
+terms, V: the fitted marginal covariance). With x = tau + e, e independent of tau, y and Z, of
+variance s2_r on row r: x'P y -> beta tau'P tau and x'P x -> tau'P tau + sum_r P_rr s2_r, so
+
+    lambda = 1 - sum_r P_rr s2_r / x'P x.
+
+A patient random intercept (variance sp2, residual s2) makes V^-1 partly demean x within
+patients (GLS is OLS after subtracting theta_i times the patient mean, theta_i = 1 - sqrt(s2 /
+(s2 + n_i sp2))), and one session's error is a larger share of the within-patient spread than
+of the total: with many doses per interval (adherence) or a large patient variance
+(reporting), lambda is well below the score's overall reliability (~0.80 against ~0.89 at the
+recovery design, which left those slopes ~12 % short). Without random effects and with equal
+weights lambda is 1 - mean s2 / residual variance of x given Z (df n - rank): the overall
+reliability, which fit.json keeps as `lambda_marginal` beside the one used. A binomial fit's V
+has 1 / (m_r w) on its diagonal, m_r the row's trials and w the mean of mu (1 - mu) at the
+conditional modes: weights following each row's fitted mu would follow x, and so its error, and
+bias the ratio (a steep hazard moved 0.895 to 0.930); only the size of a patient's information
+is needed, to set how far the fit demeans. V^-1 is applied exactly for random intercepts whose
+groups are nested (patient in therapist): one Sherman-Morrison step per level, innermost first.
+Other structures (random slopes, crossed groups) or no working model (the GEE kind): the
+marginal lambda, and fit.json says so (`metric`). docs/estimands.md has the recovery figures.
 
 By group (option `x_by`, a 0/1 moderator in the term `x:by`): x's slope differs between the
 groups and so may its reliability (another spread of the true score among the rows at risk), so
-each group's slope is calibrated with its own lambda_g (computed on that group's rows):
-`{x}_rc` = b_x / lambda_0 (the slope where by = 0) and `{x}_rc:{by}` = (b_x + b_x:by) / lambda_1
-- b_x / lambda_0, the difference of the calibrated slopes (SE from the fixed-effect covariance).
-One lambda for both groups would leave a difference of reliabilities in the interaction.
+each group's slope is calibrated with its own lambda_g (computed on that group's rows, V
+restricted to them): `{x}_rc` = b_x / lambda_0 (the slope where by = 0) and `{x}_rc:{by}` =
+(b_x + b_x:by) / lambda_1 - b_x / lambda_0, the difference of the calibrated slopes (SE from the
+fixed-effect covariance). One lambda for both groups would leave a difference of reliabilities
+in the interaction.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,31 +52,90 @@ from alliance.models import contrasts
 from alliance.models.base import ModelResult, ModelSpec
 
 METHOD = (
-    "regression calibration: beta / lambda, lambda = 1 - error variance / residual variance of "
-    "x given the other fixed terms"
+    "regression calibration: beta / lambda, lambda = 1 - sum_r P_rr s2_r / x'P x, P the GLS "
+    "residual maker of the other fixed terms in the fit's metric V^-1"
+)
+MARGINAL = (
+    "marginal lambda (1 - mean error variance / residual variance of x given the other fixed "
+    "terms): {why}"
 )
 LAMBDA_RANGE = (0.2, 1.0)  # (low, high]: outside it the correction is skipped with a warning
 
 
-def calibrate(result: ModelResult, frame: pd.DataFrame, spec: ModelSpec) -> None:
+@dataclass(frozen=True)
+class Working:
+    """The fit's GLS metric: per-row weights (1 / residual variance; a binomial fit's trials
+    times its mean mu (1 - mu) at the conditional modes), its random intercepts' variances by
+    grouping column (innermost first), and why it is not usable (`unusable`, '' if it is)."""
+
+    weights: pd.Series
+    intercepts: tuple[tuple[str, float], ...] = ()
+    unusable: str = ""
+
+
+def working_metric(
+    frame: pd.DataFrame,
+    components: pd.DataFrame,
+    *,
+    residual_variance: float | None = None,
+    eta: np.ndarray | None = None,
+    trials: str | None = None,
+) -> Working:
+    """The GLS metric of a fitted lmm (its `residual_variance`) or binomial glmm / hazard (`eta`,
+    the linear predictor at the conditional modes; `trials`, the column of binomial trials)."""
+    if residual_variance is not None:
+        weights = np.full(len(frame), 1.0 / residual_variance)
+    else:
+        mu = 1.0 / (1.0 + np.exp(-np.asarray(eta, dtype=float)))
+        m = frame[trials].to_numpy(float) if trials else np.ones(len(frame))
+        # per trial the fit's mean binomial weight, not mu_r (1 - mu_r): weights that follow
+        # the fitted mu, and so x, would correlate with x's error and bias lambda
+        weights = m * float(np.sum(m * mu * (1.0 - mu)) / np.sum(m))
+    series = pd.Series(weights, index=frame.index)
+    random = components[components["group"] != "Residual"]
+    if (random["term1"] != "(Intercept)").any() or (random["term2"].fillna("") != "").any():
+        return Working(series, unusable="random slopes: V^-1 is not applied exactly here")
+    sizes = {str(g): frame[g].nunique() if g in frame.columns else 0 for g in random["group"]}
+    ordered = random.assign(n=random["group"].map(sizes)).sort_values("n", ascending=False)
+    pairs = tuple((str(g), float(v)) for g, v in zip(ordered["group"], ordered["variance"],
+                                                       strict=True))  # fmt: skip
+    return Working(series, intercepts=pairs)
+
+
+def requested(spec: ModelSpec) -> bool:
+    """Whether the spec asks for a calibrated row (options x and x_error)."""
+    return isinstance(spec.options.get("x"), str) and isinstance(spec.options.get("x_error"), str)
+
+
+def calibrate(
+    result: ModelResult, frame: pd.DataFrame, spec: ModelSpec, working: Working | None = None
+) -> None:
     """Add `{x}_rc` (and `{x}_rc:{by}` with `options.x_by`) in place when the spec names
-    `options.x` and `options.x_error`."""
-    x, x_error = spec.options.get("x"), spec.options.get("x_error")
-    if not (isinstance(x, str) and isinstance(x_error, str)):
+    `options.x` and `options.x_error`; `working` is the fit's metric (None: marginal lambda)."""
+    if not requested(spec):
         return
+    x, x_error = spec.options["x"], spec.options["x_error"]
     by = spec.options.get("x_by")
     if isinstance(by, str):
-        reliability_corrected_by(result, frame, spec, x, x_error, by)
+        reliability_corrected_by(result, frame, spec, x, x_error, by, working)
     else:
-        reliability_corrected(result, frame, spec, x, x_error)
+        reliability_corrected(result, frame, spec, x, x_error, working)
 
 
 def _warn(result: ModelResult, text: str) -> None:
     result.fit.setdefault("warnings", []).append(f"reliability correction skipped: {text}")
 
 
-def _lambda(rows: pd.DataFrame, spec: ModelSpec, x: str, x_error: str, skip: str = "") -> dict:
-    """Error variance, residual variance of x given the other main-effect terms, lambda."""
+def _lambda(
+    rows: pd.DataFrame,
+    spec: ModelSpec,
+    x: str,
+    x_error: str,
+    skip: str = "",
+    working: Working | None = None,
+) -> dict[str, Any]:
+    """Error variance, residual variance of x given the other main-effect terms, the marginal
+    lambda and the lambda in the fit's metric (module docstring); `lambda` is the one used."""
     others = [t for t in spec.fixed if t not in (x, skip) and ":" not in t and t in rows.columns]
     design = np.column_stack([np.ones(len(rows))] + [rows[t].to_numpy(float) for t in others])
     values = rows[x].to_numpy(float)
@@ -59,15 +143,77 @@ def _lambda(rows: pd.DataFrame, spec: ModelSpec, x: str, x_error: str, skip: str
     resid = values - design @ coef
     var_resid = float(resid @ resid / (len(values) - rank))
     error = float(rows[x_error].mean())
-    lam = 1.0 - error / var_resid
-    return {"error_variance": error, "residual_variance": var_resid, "lambda": lam}
+    marginal = 1.0 - error / var_resid
+    out = {"error_variance": error, "residual_variance": var_resid, "lambda_marginal": marginal}
+    why = _unsupported(rows, working)
+    if why or working is None:
+        return {**out, "lambda": marginal, "metric": MARGINAL.format(why=why)}
+    weights = working.weights.loc[rows.index].to_numpy(float)
+    levels = [(_codes(rows[g]), var) for g, var in working.intercepts]
+    lam = _gls_lambda(design, values, rows[x_error].to_numpy(float), weights, levels)
+    names = ", ".join(f"{g} {var:.4g}" for g, var in working.intercepts) or "none"
+    return {**out, "lambda": lam, "metric": f"GLS; random-intercept variances: {names}"}
+
+
+def _codes(column: pd.Series) -> np.ndarray:
+    return pd.factorize(column, sort=True)[0]
+
+
+def _unsupported(rows: pd.DataFrame, working: Working | None) -> str:
+    """Why the fit's metric cannot be applied exactly ('' when it can)."""
+    if working is None:
+        return "no working model of the fit"
+    if working.unusable:
+        return working.unusable
+    if not rows.index.isin(working.weights.index).all():
+        return "the working weights do not cover the frame's rows"
+    groups = [g for g, _ in working.intercepts]
+    missing = [g for g in groups if g not in rows.columns]
+    if missing:
+        return f"grouping column(s) {missing} not in the frame"
+    for inner, outer in zip(groups, groups[1:], strict=False):
+        if rows.groupby(inner, observed=True)[outer].nunique().max() > 1:
+            return f"'{inner}' is not nested in '{outer}'"
+    return ""
+
+
+def _gls_lambda(
+    others: np.ndarray,
+    x: np.ndarray,
+    error: np.ndarray,
+    weights: np.ndarray,
+    levels: list[tuple[np.ndarray, float]],
+) -> float:
+    """1 - sum_r P_rr s2_r / x'P x with V = diag(1 / w) + sum_k var_k Z_k Z_k' (nested levels).
+
+    V^-1 by Sherman-Morrison per level: with A_0 = diag(1 / w), A_k = A_(k-1) + var_k Z_k Z_k'
+    and u_k = A_(k-1)^-1 1, A_k^-1 v = A_(k-1)^-1 v - u_k s_g (u_k'v)_g within each group g,
+    s_g = var_k / (1 + var_k (u_k'1)_g); diag(A_k^-1) = diag(A_(k-1)^-1) - s_g u_k^2."""
+    m = np.column_stack([others, x])
+    applied = weights[:, None] * m  # V^-1 m, built level by level
+    diag = weights.copy()
+    u = weights.copy()
+    for codes, var in levels:
+        size = np.bincount(codes, weights=u)
+        s = (var / (1.0 + var * size))[codes]
+        sums = np.stack([np.bincount(codes, weights=u * col) for col in m.T], axis=1)
+        applied -= (u * s)[:, None] * sums[codes]
+        diag -= s * u**2
+        u = u / (1.0 + var * size[codes])
+    r_z, r_x = applied[:, :-1], applied[:, -1]
+    zvz, zvx = others.T @ r_z, others.T @ r_x
+    solved = np.linalg.lstsq(zvz, np.column_stack([zvx, r_z.T]), rcond=None)[0]
+    xpx = float(x @ r_x - zvx @ solved[:, 0])
+    p_diag = diag - np.einsum("ij,ji->i", r_z, solved[:, 1:])
+    return 1.0 - float(p_diag @ error) / xpx
 
 
 def _usable(lam: float) -> bool:
     return LAMBDA_RANGE[0] < lam <= LAMBDA_RANGE[1]
 
 
-def _insert_after(coefs: pd.DataFrame, after: str, row: pd.DataFrame) -> pd.DataFrame:
+def insert_after(coefs: pd.DataFrame, after: str, row: pd.DataFrame) -> pd.DataFrame:
+    """`coefs` with `row` (one or more rows) inserted right after the term `after`."""
     position = int(np.flatnonzero(coefs["term"].to_numpy() == after)[0]) + 1
     return pd.concat([coefs.iloc[:position], row, coefs.iloc[position:]], ignore_index=True)
 
@@ -81,32 +227,45 @@ def _scaled_row(coefs: pd.DataFrame, x: str, lam: float) -> pd.DataFrame:
     return row
 
 
-def _add_derived(result: ModelResult, term: str) -> None:
-    # a row that answers another row's question (its calibrated version; `{x}_rc` repeats its
-    # naive row's z and p): multiplicity summaries do not count it twice
+def add_derived(result: ModelResult, term: str) -> None:
+    """Mark `term` as a row that answers another row's question (a calibrated or bias-corrected
+    version of it; fit.json `derived_terms`): multiplicity summaries do not count it twice."""
     result.fit.setdefault("derived_terms", []).append(term)
 
 
 def reliability_corrected(
-    result: ModelResult, frame: pd.DataFrame, spec: ModelSpec, x: str, x_error: str
+    result: ModelResult,
+    frame: pd.DataFrame,
+    spec: ModelSpec,
+    x: str,
+    x_error: str,
+    working: Working | None = None,
 ) -> None:
     """Add the row `{x}_rc` (regression calibration, see the module docstring) in place."""
     coefs = result.coefficients
     if x not in set(coefs["term"]) or x_error not in frame.columns:
         _warn(result, f"'{x}' is not a coefficient or '{x_error}' is not in the frame")
         return
-    info: dict[str, Any] = {"term": x, **_lambda(frame, spec, x, x_error), "method": METHOD}
+    info: dict[str, Any] = {
+        "term": x, **_lambda(frame, spec, x, x_error, working=working), "method": METHOD,
+    }  # fmt: skip
     result.fit["reliability_correction"] = info
     lam = info["lambda"]
     if not _usable(lam):
         _warn(result, f"lambda {lam:.3f} outside (0.2, 1]")
         return
-    _add_derived(result, f"{x}_rc")
-    result.coefficients = _insert_after(coefs, x, _scaled_row(coefs, x, lam))
+    add_derived(result, f"{x}_rc")
+    result.coefficients = insert_after(coefs, x, _scaled_row(coefs, x, lam))
 
 
 def reliability_corrected_by(
-    result: ModelResult, frame: pd.DataFrame, spec: ModelSpec, x: str, x_error: str, by: str
+    result: ModelResult,
+    frame: pd.DataFrame,
+    spec: ModelSpec,
+    x: str,
+    x_error: str,
+    by: str,
+    working: Working | None = None,
 ) -> None:
     """Add `{x}_rc` and `{x}_rc:{by}`, each group calibrated with its own lambda (docstring)."""
     coefs = result.coefficients
@@ -121,7 +280,7 @@ def reliability_corrected_by(
         _warn(result, f"'{by}' is not a 0/1 column with rows in both groups")
         return
     groups = [{"level": k, "rows": int(np.sum(g == k)), **_lambda(frame[g == k], spec, x,
-               x_error, skip=by)} for k in (0, 1)]  # fmt: skip
+               x_error, skip=by, working=working)} for k in (0, 1)]  # fmt: skip
     lam0, lam1 = (grp["lambda"] for grp in groups)
     result.fit["reliability_correction"] = {
         "term": x, "by": by, "lambda": lam0, "groups": groups,
@@ -139,7 +298,7 @@ def reliability_corrected_by(
     )
     diff = table.drop(columns="test").rename_axis("term").reset_index()
     diff.insert(0, "model", coefs["model"].iloc[0])
-    coefs = _insert_after(coefs, x, _scaled_row(coefs, x, lam0))
-    result.coefficients = _insert_after(coefs, inter, diff[coefs.columns])
-    _add_derived(result, f"{x}_rc")
-    _add_derived(result, f"{x}_rc:{by}")
+    coefs = insert_after(coefs, x, _scaled_row(coefs, x, lam0))
+    result.coefficients = insert_after(coefs, inter, diff[coefs.columns])
+    add_derived(result, f"{x}_rc")
+    add_derived(result, f"{x}_rc:{by}")

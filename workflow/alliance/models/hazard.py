@@ -20,7 +20,8 @@ are dropped (na.omit); an event on a dropped row is lost, and fit.json counts ev
 
 Reliability correction (options `x` and `x_error`): the observed score x carries item error, so
 its logistic slope is attenuated; `alliance.models.calibration` (shared with the lmm / glmm
-kinds) adds the regression-calibrated row `{x}_rc` and keeps the naive row.
+kinds, called in `fit_mixed` with the fit's GLS metric) adds the regression-calibrated row
+`{x}_rc` and keeps the naive row.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import dataclasses
 import pandas as pd
 
 from alliance.models.base import FitContext, ModelResult, ModelSpec
-from alliance.models.calibration import calibrate
 from alliance.models.mixed import fit_mixed
 
 
@@ -55,7 +55,6 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
         arms=context.arms,
         derived=_derived(time),
     )
-    calibrate(result, frame, spec)
     result.fit["hazard"] = {
         "time": time,
         "rows": int(len(frame)),

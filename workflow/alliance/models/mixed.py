@@ -41,9 +41,8 @@ from scipy.special import expit
 
 from alliance.engine import mixed as engine
 from alliance.engine.tidy import coef_table
-from alliance.models import contrasts
+from alliance.models import calibration, contrasts
 from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec
-from alliance.models.calibration import calibrate
 from alliance.models.coding import factor_columns
 from alliance.models.frames import group_codes
 from alliance.models.spec import parse_random
@@ -65,9 +64,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     With options `x` and `x_error`, adds the regression-calibrated row `{x}_rc`
     (alliance.models.calibration)."""
     family = "gaussian" if spec.kind == "lmm" else "binomial"
-    result = fit_mixed(spec, frame, family=family, arms=context.arms)
-    calibrate(result, frame, spec)
-    return result
+    return fit_mixed(spec, frame, family=family, arms=context.arms)
 
 
 def fit_mixed(
@@ -187,7 +184,20 @@ def fit_mixed(
         "fit_seconds": mf.fit_seconds,
         **info,
     }
-    return ModelResult(coefficients=coefficients, fit=fit_facts, frame=frame, extras=extras)
+    result = ModelResult(coefficients=coefficients, fit=fit_facts, frame=frame, extras=extras)
+    if calibration.requested(spec):
+        calibration.calibrate(result, frame, spec, _working(mf, frame, family, opts.get("trials")))
+    return result
+
+
+def _working(mf: Any, frame: pd.DataFrame, family: str, trials: str | None) -> calibration.Working:
+    """The fit's GLS metric for the regression calibration (alliance.models.calibration)."""
+    vc = mf.variance_components
+    if family == "gaussian":
+        resid = float(vc.loc[vc["group"] == "Residual", "variance"].iloc[0])
+        return calibration.working_metric(frame, vc, residual_variance=resid)
+    eta = mf.predict(frame, re_form=None)["fit"].to_numpy()
+    return calibration.working_metric(frame, vc, eta=eta, trials=trials)
 
 
 def _n_unique(frame: pd.DataFrame, col: str) -> int | None:

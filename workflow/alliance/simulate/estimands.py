@@ -172,6 +172,18 @@ def _outcomes(truth: dict[str, Any]) -> list[dict[str, Any]]:
         "severity)"
     )
     pooled, pooled_param, pooled_why = _pooled_dropout_slope(truth)
+    relapse_param = "relapse_beta / relapse.alliance_scale"
+    relapse_why = (
+        f"the generating Cox covariate is the observed mean alliance of attended sessions "
+        f"standardised among responders (SD {scale}, ddof 1, this trial), relapse clocked from "
+        f"the last acute session, so per point the log-HR is relapse_beta / SD"
+    )
+    last_why = "the last session's alliance is not in the generating hazard (given the mean)"
+    small = (
+        "the Cox estimate (Firth or not) is consistent but, with a few dozen relapses for 6 "
+        "terms, biased away from zero by O(1/relapses) (docs/estimands.md 'Relapse'; the part "
+        "from the random risk sets Firth's penalty leaves)"
+    )
     return [
         _entry(
             "dropout_hazard", "alliance", pooled / c_total, False, pooled_param,
@@ -190,17 +202,14 @@ def _outcomes(truth: dict[str, Any]) -> list[dict[str, Any]]:
                "dropout_beta_alliance", early),
         _entry("dropout_gee", "alliance_early", p["dropout_beta_alliance"], False,
                "dropout_beta_alliance", early + " (population-averaged, further attenuated)"),
-        _entry(
-            "relapse_cox", "alliance_mean", per_point, True,
-            "relapse_beta / relapse.alliance_scale",
-            f"the generating Cox covariate is the observed mean alliance of attended sessions "
-            f"standardised among responders (SD {scale}, ddof 1, this trial), relapse clocked "
-            f"from the last acute session, so per point the log-HR is relapse_beta / SD",
-        ),
-        _entry(
-            "relapse_cox", "alliance_last", 0.0, True, "none",
-            "the last session's alliance is not in the generating hazard (given the mean)",
-        ),
+        _entry("relapse_cox", "alliance_mean", per_point, False, relapse_param,
+               f"{relapse_why}; {small}: alliance_mean_bc is the corrected one"),
+        _entry("relapse_cox", "alliance_mean_bc", per_point, True, relapse_param,
+               f"bootstrap bias correction of the same estimate: {relapse_why}"),
+        _entry("relapse_cox", "alliance_last", 0.0, False, "none",
+               f"{last_why}; {small}: alliance_last_bc is the corrected one"),
+        _entry("relapse_cox", "alliance_last_bc", 0.0, True, "none",
+               f"bootstrap bias correction of the same estimate: {last_why}"),
         _entry("suicidality", "alliance_within_prior", p["suicide_b_within"], False,
                "suicide_b_within", within),
         _entry("suicidality", "alliance_pat_prior", p["suicide_b_between"], False,
@@ -222,10 +231,25 @@ def _resistance(truth: dict[str, Any]) -> list[dict[str, Any]]:
         f"the observed score carries item error, so this naive slope is attenuated by about its "
         f"reliability ({rel:.2f}); the _rc row is the corrected one"
     )
-    no_trd = (
-        "the generating symptom process has no moderation by TRD (prior failures load on the "
-        "patient's symptom slope only, trd_slope_loading; TRD moderates the dropout hazard "
-        "alone), so the true interaction is 0; "
+    naive_within = (
+        f"the observed score carries item error and the patient effect makes the fit lean on "
+        f"within-patient differences, so this naive slope is attenuated below the score's "
+        f"overall reliability ({rel:.2f}; within patients "
+        f"{truth['alliance']['observed_score_reliability']['within_patient']:.2f}); the _rc row "
+        f"is the corrected one"
+    )
+    att = p["beta_alliance_trd_attenuation"]
+    m = _mean_multiplier(truth)
+    trd_level = (
+        f"among TRD patients the generating alliance effects on symptoms beta_T, beta_P and "
+        f"beta_tP are scaled by 1 - beta_alliance_trd_attenuation ({1 - att:.2f}; prior failures "
+        f"also load on the symptom slope, trd_slope_loading), so A_P's level effect differs by "
+        f"-attenuation x beta_P (x the arm-averaged multiplier), plus a slope part growing with "
+        f"t; "
+    )
+    trd_within = (
+        "the within-person path beta_lag is the same in TRD and other patients (the VAR(1) is "
+        "common), so the true interaction is 0; "
     )
     rupture = (
         "ruptures are alliance shocks: their effect on {what} runs through the alliance they "
@@ -237,10 +261,14 @@ def _resistance(truth: dict[str, Any]) -> list[dict[str, Any]]:
     adherence = ("adherence_beta_alliance / scale_total", p["adherence_beta_alliance"] / c)
     report = ("100 x phq_beta_alliance / (self-report max - min) / scale_total", per_pomp / c)
     rows = [
-        _entry("symptoms_by_trd", "alliance_pat_prior:trd", 0.0, False, "none",
-               no_trd + "descriptive moderation on error-laden prior-only running means"),
+        _entry("symptoms_by_trd", "alliance_pat_prior:trd", -att * p["beta_P"] * m, False,
+               "-beta_alliance_trd_attenuation x beta_P x mean beta_P_arm_multiplier",
+               trd_level + "the prior patient part is an error-laden running mean of past "
+               "ratings whose reliability grows with t, and mixes A_P with past within states: "
+               "each group's slope is attenuated by its own reliability, so the difference is "
+               "descriptive"),
         _entry("symptoms_by_trd", "alliance_within_prior:trd", 0.0, False, "none",
-               no_trd + "the within part is not wA_{t-1} (item error, centring on an "
+               trd_within + "the within part is not wA_{t-1} (item error, centring on an "
                "error-laden mean): descriptive moderation"),
         *_dropout_by_trd(p, c, scale),
         _entry("missed_sessions", "alliance", missed[1], False, missed[0],
@@ -255,25 +283,25 @@ def _resistance(truth: dict[str, Any]) -> list[dict[str, Any]]:
                f"doses taken ~ Binomial(prescribed, q), logit q = adherence_alpha + "
                f"adherence_beta_alliance x (latent A_(t-1) - mu) + a patient effect (SD "
                f"{p['adherence_patient_sd']}), the GLMM's subject-specific form, {scale}; "
-               + naive),
-        _entry("adherence_alliance", "alliance_lag1_rc", adherence[1], False, adherence[0],
-               "regression calibration of the same GLMM with the score's overall reliability; "
-               "with a patient effect and many doses per interval the GLMM leans on "
-               "within-patient differences, where one session's score is less reliable "
-               "(within_patient), so the corrected slope stays short of the generating one "
-               "(about -16 % on 3,000 simulated patients)"),
+               + naive_within),
+        _entry("adherence_alliance", "alliance_lag1_rc", adherence[1], True, adherence[0],
+               "regression calibration of the same GLMM in its own GLS metric: with a patient "
+               "effect and many doses per interval the fit leans on within-patient "
+               "differences, where one session's score is less reliable (within_patient), and "
+               "lambda is that of the information used (alliance.models.calibration), per "
+               f"point of the true score ({scale})"),
         _entry("reporting_alliance", "alliance_lag1", report[1], False, report[0],
                f"self-report = phq_b0 + phq_per_hamd x latent HAM-D + phq_beta_alliance x "
                f"(latent A_(t-1) - mu) + patient bias + noise, on {low}-{high}: "
                f"{per_pomp:.4f} POMP points per latent point at a given clinician rating "
-               f"(held constant: the HAM-D is the rounded latent one), {scale}; " + naive),
-        _entry("reporting_alliance", "alliance_lag1_rc", report[1], False, report[0],
-               "regression calibration with the score's overall reliability; the LMM's "
-               "patient intercept makes it lean on within-patient differences, where one "
+               f"(held constant: the HAM-D is the rounded latent one), {scale}; " + naive_within),
+        _entry("reporting_alliance", "alliance_lag1_rc", report[1], True, report[0],
+               "regression calibration of the same LMM in its own GLS metric: the patient "
+               "intercept makes the fit lean on within-patient differences, where one "
                "session's score is less reliable (alliance.observed_score_reliability."
-               "within_patient), and the self-report is rounded and clipped at its range, so "
-               "the corrected slope stays short of the generating one (about -16 % on 3,000 "
-               "simulated patients)"),
+               "within_patient), and lambda is that of the information used "
+               f"(alliance.models.calibration), per point of the true score ({scale}); the "
+               "self-report is rounded and clipped at its range (rarely reached)"),
     ]  # fmt: skip
     for model in ("symptoms_after_ruptures", "missed_after_ruptures", "dropout_after_ruptures"):
         what, path = {
@@ -402,15 +430,39 @@ def _descriptive(truth: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _pooled_between(truth: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The parameters with beta_T, beta_P, beta_tP averaged over TRD and other patients.
+
+    Models without a TRD term pool the groups: A_T and A_P are independent of TRD (drawn from
+    other streams), so the least-false linear slope on them is the mean of the patients'
+    effects, beta x (1 - beta_alliance_trd_attenuation x this trial's TRD share)."""
+    p = truth["params"]
+    att = p["beta_alliance_trd_attenuation"]
+    if not att:
+        return p, ""
+    share = truth["treatment_resistance"]["realised"]["trd_share_of_randomised"]
+    k = 1.0 - att * share
+    note = (
+        f"; pooled over TRD and other patients, whose effects are scaled by 1 - "
+        f"beta_alliance_trd_attenuation: x (1 - attenuation x TRD share {share:.3f}) = {k:.4f}"
+    )
+    return {**p, **{b: p[b] * k for b in ("beta_T", "beta_P", "beta_tP")}}, note
+
+
 def estimands(truth: dict[str, Any]) -> list[dict[str, Any]]:
     """The `estimands` list of truth.json (see the module docstring)."""
     p = truth["params"]
     m = _mean_multiplier(truth)
     growth = ("symptoms_growth", "symptoms_lagged", "symptoms_lagged_detrended")
+    pooled, note = _pooled_between(truth)
+    between = [*_prior_parts(pooled, m, growth), *_moderation(pooled, m)]
+    for entry in between:
+        if note and any(b in entry["parameter"] for b in ("beta_T", "beta_P", "beta_tP")):
+            entry["parameter"] += " x (1 - beta_alliance_trd_attenuation x TRD share)"
+            entry["reason"] += note
     return [
         *_riclpm(p, truth["alliance"]["observed_score_reliability"]["scale_within"]),
-        *_prior_parts(p, m, growth),
-        *_moderation(p, m),
+        *between,
         *_outcomes(truth),
         *_resistance(truth),
         *_descriptive(truth),

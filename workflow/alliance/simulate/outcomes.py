@@ -68,12 +68,14 @@ def latent_hamd(
     al: dict[str, Any],
     draws: dict[str, np.ndarray],
     w_y: np.ndarray,
+    trd: np.ndarray,
 ) -> np.ndarray:
     """Latent (continuous) HAM-D: level_i + slope_i*(t-1) + wY_it (n x T).
 
-    level_i = b0 + hamd_base*(baseline - centre) + beta_T*A_T + beta_P*m_i*A_P + direct trait
-    effects + patient and therapist effects; slope_i = hamd_time + arm_time + patient slope +
-    beta_tP*m_i*A_P; m_i = arm multiplier*(1 - agency_moderation*agency).
+    level_i = b0 + hamd_base*(baseline - centre) + beta_T*k_i*A_T + beta_P*m_i*A_P + direct
+    trait effects + patient and therapist effects; slope_i = hamd_time + arm_time + patient
+    slope + beta_tP*m_i*A_P; m_i = arm multiplier*(1 - agency_moderation*agency)*k_i, k_i = 1 -
+    beta_alliance_trd_attenuation among TRD patients (`trd`, known before treatment), else 1.
     """
     a_t, a_p = al["a_t"], al["a_p"]
     n, T = w_y.shape
@@ -82,7 +84,8 @@ def latent_hamd(
     agency, tz = people["agency"][:n], people["traits_z"][:n]
     base = people["baseline"][:n].astype(float)
     mult = np.array([p["beta_P_arm_multiplier"][a] for a in arm])
-    mult = mult * (1 - p["agency_moderation"] * agency)
+    k = 1.0 - p["beta_alliance_trd_attenuation"] * np.asarray(trd, dtype=float)
+    mult = mult * (1 - p["agency_moderation"] * agency) * k
     slope = p["hamd_time"] + np.array([p["arm_time"][a] for a in arm])
     re = draws["re"]
     direct = tz @ np.array(
@@ -91,7 +94,7 @@ def latent_hamd(
     level = (
         p["hamd_b0"]
         + p["hamd_base"] * (base - p["hamd_baseline_centre"])
-        + p["beta_T"] * a_t
+        + p["beta_T"] * k * a_t
         + p["beta_P"] * mult * a_p
         + direct
         + re[:, 0]

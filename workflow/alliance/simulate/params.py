@@ -144,6 +144,15 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # and leaving the alliance clearly protective in TRD. No TRD main effect on dropout.
     "dropout_beta_alliance_trd": 0.52,
     "dropout_therapist_sd": 0.4,
+    # share by which the alliance's effects on symptoms (beta_T, beta_P, beta_tP: which
+    # therapist and which patient form a better alliance) shrink among TRD patients: 0.35 makes
+    # theirs 65 % of the others'. The science notes' direction: where adequate biological
+    # treatments have already failed, part of the non-response is beyond what the relationship
+    # can move, so a good alliance buys less improvement; a modest design value (no trial
+    # estimates it precisely; the dropout slope's TRD share is 60 %). The within-person path
+    # beta_lag is not moderated: the VAR(1) stays common, so the RI-CLPM's paths stay exact.
+    # 0 = the trial without it, byte for byte (no random draw depends on it).
+    "beta_alliance_trd_attenuation": 0.35,
     # suicidality item (HAM-D item 3), cumulative logit P(item >= k)
     "suicide_thresholds": [-2.4, -4.2, -5.6, -7.0],
     "suicide_b_hamd": 0.12,  # per HAM-D point above 15 (latent total)
@@ -158,7 +167,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "relapse_followup_weeks": 52.0,
     "relapse_lost_p52": 0.10,  # random censoring (lost to follow-up) by 52 weeks
     # treatment resistance (simulate.resistance; these change attended sessions only through
-    # who is TRD, whose dropout hazard has its own alliance slope: dropout_beta_alliance_trd)
+    # who is TRD, whose dropout hazard has its own alliance slope: dropout_beta_alliance_trd,
+    # and symptoms through beta_alliance_trd_attenuation)
     # failed adequate trials in this episode, P(0..5) at the mean symptom slope: 42 % with >= 2,
     # as in TRD-enriched MDD samples (about a third of STAR*D patients had not remitted after two
     # steps, Rush et al. 2006; 30-40 % of treated MDD meet >= 2 failures, Zhdanava et al. 2021)

@@ -4,10 +4,11 @@ medication adherence and self-reported symptoms, each with known generating valu
 Why: issue #14's analyses (alliance and biological or behavioural resistance) need data whose
 truth is known. Everything here is drawn from its own random streams (`resistance`, `missed`,
 `adherence`, `self_report`). Prior failures are drawn before attendance because TRD moderates
-the dropout hazard (`dropout_beta_alliance_trd`, simulate.outcomes.attendance); otherwise this
-module only ADDS to the trial: the dates and every score the rest of the simulator makes are
-untouched (missed appointments are extra scheduled slots between attended sessions, never a
-replacement of one).
+the dropout hazard (`dropout_beta_alliance_trd`, simulate.outcomes.attendance) and the
+alliance's between-level symptom effects (`beta_alliance_trd_attenuation`,
+simulate.outcomes.latent_hamd); otherwise this module only ADDS to the trial: the dates and
+every score the rest of the simulator makes are untouched (missed appointments are extra
+scheduled slots between attended sessions, never a replacement of one).
 """
 
 from __future__ import annotations

@@ -108,8 +108,9 @@ def simulate_trial(
     z_a = r_a.normal(0.0, 1.0, (n_patients, T))
     dips, scheduled = rupture_dips(rngs["ruptures"], p, n_patients, T)
     draws = outcome_draws(rngs["outcome"], p, design, n_patients, T)
-    # prior failures load on the symptom slope and, through TRD, moderate the dropout hazard:
-    # drawn before attendance (its own stream, so no other stream's draws move)
+    # prior failures load on the symptom slope and, through TRD, moderate the dropout hazard and
+    # the alliance's symptom effects: drawn before attendance (its own stream, so no other
+    # stream's draws move)
     resist = prior_resistance(rngs["resistance"], p, draws["re"][:, 1] / p["sd_patient_slope"])
     trd = resist["failed"] >= TRD_MIN_FAILED
     gain_shocks, gains = sudden_gains(rngs["sudden_gains"], p, n_patients, T)
@@ -118,7 +119,7 @@ def simulate_trial(
     attended, dropout_th = attendance(
         rngs["dropout"], p, design, people["started"], al["a_true"], trd
     )
-    hamd_latent = latent_hamd(p, design, people, al, draws, within["w_y"])
+    hamd_latent = latent_hamd(p, design, people, al, draws, within["w_y"], trd)
     hamd = np.clip(np.rint(hamd_latent), 0, 52).astype(int)
     suicide = suicide_item(rngs["suicide"], p, hamd_latent, al)
     # item 3 is part of the total; the other 16 items add up to at most 48

@@ -59,6 +59,10 @@ KIND_TERM_TEXT: dict[str, dict[str, str]] = {
         "alliance_rc": "Same, corrected for item error (regression calibration)",
         "alliance_rc:trd": "Same, corrected for item error in each group",
     },
+    "cox": {  # the bootstrap bias-corrected rows (options.bias_correction)
+        "alliance_mean_bc": "Mean alliance, small-sample bias-corrected",
+        "alliance_last_bc": "End-of-treatment alliance, small-sample bias-corrected",
+    },
 }
 PATH_TEXT = {
     "indirect": "Indirect effect via alliance",
