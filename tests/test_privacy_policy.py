@@ -231,6 +231,7 @@ def test_report_wraps_only_aggregate_clean_and_score_tables(report_outputs, tmp_
         "results/figures",
         "results/figures_resistance",
         "results/report/overview.html",
+        "results/report/timings.html",
     }
 
 

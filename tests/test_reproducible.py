@@ -128,9 +128,11 @@ def test_provenance_records_versions_config_inputs_seed_code_and_stage_times(ref
 
 
 def instruments(cfg: dict) -> set[str]:
-    """Instrument names the config uses (their YAMLs are inputs)."""
+    """Instrument names the config uses from YAML files (those files are inputs); the ones the
+    config defines itself (`alliance.instruments`) are part of the config, hashed with it."""
     names = {r["instrument"] for r in cfg["alliance"]["raters"].values() if r}
-    return names | ({cfg["symptoms"]["instrument"]} if cfg["symptoms"]["instrument"] else set())
+    names |= {cfg["symptoms"]["instrument"]} if cfg["symptoms"]["instrument"] else set()
+    return names - set(cfg["alliance"].get("instruments") or {})
 
 
 # ------------------------------------------------------------------- incomplete-output marks

@@ -65,11 +65,16 @@ def _parsed(path: Path, mtime_ns: int) -> frozenset[str]:
 def import_closure(script: Path, root: Path = PACKAGE_ROOT) -> list[Path]:
     """Package files `script` runs: its imports, theirs, and every parent package, sorted."""
     seen: set[Path] = set()
+    # each dotted name resolved once: the closures name the same modules thousands of times,
+    # and every resolution costs file-system lookups (Snakemake digests ~20 scripts per run)
+    resolved: dict[str, Path | None] = {}
     todo = [Path(script)]
     while todo:
         for name in _named_modules(todo.pop()):
             for parent in _parents(name):
-                found = _module_file(parent, root)
+                if parent not in resolved:
+                    resolved[parent] = _module_file(parent, root)
+                found = resolved[parent]
                 if found is not None and found not in seen:
                     seen.add(found)
                     todo.append(found)
@@ -81,5 +86,13 @@ def script_digest(script: str | Path, root: Path = PACKAGE_ROOT) -> str:
     h = hashlib.sha256()
     for path in import_closure(Path(script), root):
         h.update(path.relative_to(root.parent).as_posix().encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+        stat = path.stat()
+        h.update(_file_digest(path, stat.st_mtime_ns, stat.st_size))
     return h.hexdigest()[:16]
+
+
+@cache
+def _file_digest(path: Path, mtime_ns: int, size: int) -> bytes:
+    """sha256 of one version of a file (the key holds its modification time and size): the ~20
+    scripts Snakemake digests share most of their files."""
+    return hashlib.sha256(path.read_bytes()).digest()

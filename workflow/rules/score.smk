@@ -62,9 +62,12 @@ rule alliance_icc:
         ),
     log:
         f"{LOGS}/alliance_icc.log",
+    # before the model jobs, on one core: the greedy scheduler prefers jobs with larger inputs,
+    # so it ran after every model (at 600k rows 7 s alone at the end), and render waits for it
+    priority: 1
     conda:
         ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -1,9 +1,10 @@
-"""Snakemake entry: write results/provenance.json."""
+"""Snakemake entry: write results/provenance.json and the report's timings page."""
 
 from pathlib import Path
 
 from alliance import files
 from alliance.provenance import provenance
+from alliance.render.timings import timings_html
 from alliance.runner import script_logger, timing_dir
 from alliance.settings import Settings
 
@@ -16,6 +17,9 @@ def main(smk) -> None:
     settings = Settings.from_json(smk.params.settings)
     record = provenance(settings, inputs, code_root, timing_dir(smk))
     files.write_json(record, smk.output[0])
+    page = timings_html(Path(smk.output[0]).parent / "models", record["stages"])
+    with files.atomic_path(smk.output.timings) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
     log.info("pipeline commit %s", record["pipeline"].get("commit"))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -84,10 +84,13 @@ def code_frame(
     sub: pd.DataFrame,
     arm_reference: str | None,
     notes: list[str],
+    taken: Collection[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     """Keep the used columns (+ IDs), numerics as float, factors as 0/1 columns.
 
     `arm_reference` is the reference level of `arm` (`preferred_arm`) unless the spec names one.
+    `taken`: the column names a factor's 0/1 columns may not reuse (default: `sub`'s columns;
+    the table's when `sub` holds only some of them).
     """
     used = terms.variables()
     ids = [c for c in ID_COLUMNS if c in sub.columns and c not in used]
@@ -110,7 +113,7 @@ def code_frame(
             frame[col] = pd.to_numeric(s).to_numpy(dtype=float, na_value=np.nan)
     for col, info in factors.items():
         for level, name in info["columns"].items():
-            if name in frame.columns or name in sub.columns:
+            if name in frame.columns or name in (sub.columns if taken is None else taken):
                 raise ConfigError(
                     f"model '{spec.id}': level {level!r} of '{col}' becomes column '{name}', "
                     "which already exists; rename the level or the column"

@@ -42,6 +42,7 @@ from alliance.errors import ConfigError
 from alliance.expressions import ExpressionError, row_filter
 from alliance.models.base import ModelSpec, Skipped
 from alliance.models.coding import (
+    ID_COLUMNS,
     code_frame,
     expand_terms,
     is_factor,
@@ -224,14 +225,20 @@ def model_frame(
     if table[terms.outcome].isna().all():
         raise Skipped(f"outcome '{terms.outcome}' is missing on every row of {table_file}")
 
-    sub, missing = _complete_rows(spec, terms, table, dropped)
+    # Rows are selected from the columns the frame can keep (used variables and IDs), not from
+    # the whole analysis table (79 columns at 600k rows, where that took up to ~0.5 s CPU more).
+    keep = set(terms.variables()) | set(ID_COLUMNS)
+    narrow = table[[c for c in table.columns if c in keep]]
+    sub, missing = _complete_rows(spec, terms, narrow, dropped)
     if not _varies(sub[terms.outcome]):
         raise Skipped(f"outcome '{terms.outcome}' does not vary in the {len(sub)} model rows")
     if spec.kind in MIXED_KINDS and not terms.random:
         why = "; ".join(f"{d['term']}: {d['reason']}" for d in dropped) or "none specified"
         raise Skipped(f"no random-effect term left ({why})")
 
-    frame, factors = code_frame(spec, terms, sub, preferred_arm(arms or {}, arm_reference), notes)
+    frame, factors = code_frame(
+        spec, terms, sub, preferred_arm(arms or {}, arm_reference), notes, taken=table.columns
+    )
     fixed = expand_terms(terms.fixed, factors)
     random = random_string(terms.random, factors)
     resolved = dataclasses.replace(

@@ -20,6 +20,7 @@ from alliance.engine.mixed.inference import (
     _laplace_hessian_vcov,
     _profiled_derivs,
     _satterthwaite,
+    lmm_evaluator,
 )
 from alliance.engine.mixed.prepare import _binomial_response, _prepare
 from alliance.engine.mixed.result import MixedFit, engine_version
@@ -43,15 +44,16 @@ def fit_lmm(
     control = mixedlm.lmerControl(maxiter=max_iter) if max_iter is not None else None
     start = time.perf_counter()
     result, caught = _call_engine(mixedlm.lmer, formula, frame, REML=reml, control=control)
+    evaluator = lmm_evaluator(result, reml)  # restarts refit the same matrices
     outcome = convergence.check_start(
         result,
-        _lmm_start(result, reml),
+        _lmm_start(evaluator),
         caught,
         lambda s: _call_engine(mixedlm.lmer, formula, frame, REML=reml, control=control, start=s),
     )
     result, caught = outcome.result, list(outcome.warnings)
-    conv = convergence.assess(result, outcome, *_profiled_derivs(result, reml))
-    satterthwaite, df_notes = _satterthwaite(result, reml)
+    conv = convergence.assess(result, outcome, *_profiled_derivs(result, reml, evaluator))
+    satterthwaite, df_notes = _satterthwaite(result, reml, evaluator)
     seconds = time.perf_counter() - start
     beta = np.asarray(result.beta, dtype=float)
     df = np.full(len(beta), np.nan) if satterthwaite is None else satterthwaite.coefficient_df()
@@ -234,11 +236,9 @@ def _call_engine(fn: Any, formula: str, frame: pd.DataFrame, **kwargs: Any) -> t
     return result, list(dict.fromkeys(str(w.message) for w in caught))
 
 
-def _lmm_start(result: Any, reml: bool) -> np.ndarray:
+def _lmm_start(evaluator: Any) -> np.ndarray:
     """The engine's data-based starting theta of an LMM (recomputed: it is deterministic)."""
-    from mixedlm.estimation.reml import LMMOptimizer  # engine internal, see package docstring
-
-    return np.asarray(LMMOptimizer(result.matrices, REML=reml).get_start_theta(), dtype=float)
+    return np.asarray(evaluator.get_start_theta(), dtype=float)
 
 
 def _r_names(engine_terms: list[str], levels: dict[str, list[Any]]) -> list[str]:
