@@ -318,6 +318,21 @@ def test_model_table_notes() -> None:
     assert "z = Wald" not in text
 
 
+def test_model_table_says_what_derived_rows_are() -> None:
+    fit = {
+        **FIT,
+        "derived_terms": ["alliance_rc", "alliance_mean_bc"],
+        "reliability_correction": {"term": "alliance", "lambda": 0.8935},
+        "bias_correction": {"n_boot": 200},
+    }
+    notes = model_table(COEFS, fit).notes
+    (line,) = [n for n in notes if n.startswith("Derived rows")]
+    assert "(alliance_rc, alliance_mean_bc), not part of the R call" in line
+    assert "in alliance (coefficient / lambda, lambda = 0.894)" in line
+    assert "200 replicates" in line
+    assert not any(n.startswith("Derived rows") for n in model_table(COEFS, FIT).notes)
+
+
 def test_model_table_z_tests_and_clean_fit() -> None:
     coefs = COEFS.assign(df=np.inf)
     fit = {**FIT, "converged": True, "singular": False, "warnings": [], "icc": None}

@@ -169,6 +169,28 @@ def _icc_note(icc: Any) -> str | None:
     return None
 
 
+def _derived_note(fit: Mapping[str, Any]) -> str | None:
+    """What the derived rows (fit.json `derived_terms`) are: not coefficients of the R call."""
+    terms = list(fit.get("derived_terms") or [])
+    if not terms:
+        return None
+    how = []
+    rc = fit.get("reliability_correction")
+    if isinstance(rc, Mapping) and rc.get("lambda") is not None:
+        how.append(
+            f"_rc rows are regression-calibrated for item error in {rc.get('term')} "
+            f"(coefficient / lambda, lambda = {apa.fmt_num(rc['lambda'], 3)})"
+        )
+    bc = fit.get("bias_correction")
+    if isinstance(bc, Mapping) and bc.get("n_boot"):
+        how.append(
+            "_bc rows are small-sample bias-corrected by a bootstrap from the fitted model "
+            f"(2 b − mean b*, {apa.fmt_int(bc['n_boot'])} replicates; SE of the uncorrected row)"
+        )
+    what = "; ".join(how) if how else "derived from other rows"
+    return f"Derived rows ({', '.join(terms)}), not part of the R call: {what}."
+
+
 def fit_notes(fit: Mapping[str, Any], *, finite_df: bool, infinite_df: bool) -> list[str]:
     """Note lines under a model table: tests, random effects, fit, n's, engine, convergence."""
     notes = ["b = unstandardised estimate; SE = standard error; CI = 95% confidence interval."]
@@ -204,6 +226,9 @@ def fit_notes(fit: Mapping[str, Any], *, finite_df: bool, infinite_df: bool) -> 
         notes.append(f"Fitted with {fit['engine']}{version}.")
     if fit.get("formula_r"):
         notes.append(f"R equivalent: {fit['formula_r']}")
+    derived = _derived_note(fit)
+    if derived:
+        notes.append(derived)
     problems = []
     if fit.get("converged") is False:
         problems.append("the model did not converge")
