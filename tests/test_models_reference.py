@@ -162,6 +162,9 @@ def test_coefficients_match_r(case):
         np.testing.assert_allclose(c["std_error"], r["std_error"], rtol=GLMM_SE_VCOV_RTOL)
     else:
         np.testing.assert_allclose(c["std_error"], r["std_error"], rtol=SE_RTOL)
+    if "statistic" in r.columns and "statistic" in c.columns:  # t or z, as R prints it
+        rtol = GLMM_SE_VCOV_RTOL if "std_error_exact" in r.columns else SE_RTOL
+        np.testing.assert_allclose(c["statistic"], r["statistic"], rtol=rtol, atol=1e-6)
     if "df" in r.columns and np.isfinite(r["df"]).all():
         np.testing.assert_allclose(c["df"], r["df"], rtol=1e-3)
 

@@ -246,7 +246,7 @@ for (i in seq_len(nrow(specs))) {
     add(s$case, "fixef", term, "estimate", co[term, "Estimate"])
     add(s$case, "fixef", term, "std_error", co[term, "Std. Error"])
     add(s$case, "fixef", term, "df", if ("df" %in% colnames(co)) co[term, "df"] else Inf)
-    add(s$case, "fixef", term, "statistic", co[term, 3])
+    add(s$case, "fixef", term, "statistic", co[term, grep(" value$", colnames(co))])
   }
   vc <- as.data.frame(VarCorr(fit))
   for (k in seq_len(nrow(vc))) {
