@@ -238,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": _status_mb("VmHWM") if reset else _max_rss_mb(),
         "loglik": fit.loglik,
         "converged": bool(fit.converged),
+        # why not, when not: the optimiser's message and the convergence check's reasons
+        "convergence": {k: fit.convergence.get(k) for k in ("optimizer_message", "reasons")},
         "load": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(out))
