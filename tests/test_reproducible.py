@@ -156,8 +156,15 @@ def test_incomplete_outputs_are_refused_until_rerun(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=environment(), start_new_session=True)  # fmt: skip
     marks = work / ".snakemake" / "incomplete"
+    # the job's script opens its log when it runs (alliance.runner.script_logger): killing
+    # Snakemake after the mark but before the job process starts left no job to finish (a
+    # loaded CI run waited out the deadline that way)
+    started = work / "logs" / "clean.log"
     deadline = time.monotonic() + 300
-    while not (marks.exists() and any(marks.rglob("*"))) and time.monotonic() < deadline:
+    while (
+        not (marks.exists() and any(marks.rglob("*")) and started.exists())
+        and time.monotonic() < deadline
+    ):
         assert proc.poll() is None, "Snakemake ended before the clean job started"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)  # Snakemake only: the job runs on, orphaned
