@@ -60,11 +60,13 @@ class CoxResampler:
         status = np.asarray(status, float)
         risk = np.exp(x @ beta)
         ev = np.unique(time[status == 1])
-        deaths = np.array([status[time == t].sum() for t in ev])
-        at_risk = np.array([risk[time >= t].sum() for t in ev])
         ct = np.unique(time[status == 0])
-        censored = np.array([((time == t) & (status == 0)).sum() for t in ct])
-        n_risk = np.array([(time >= t).sum() for t in ct])
+        order = np.argsort(time, kind="stable")
+        first = np.searchsorted(time[order], ev, side="left")  # the first row with time >= t
+        at_risk = np.cumsum(risk[order][::-1])[::-1][first]
+        deaths = np.bincount(np.searchsorted(ev, time[status == 1]), minlength=len(ev))
+        censored = np.bincount(np.searchsorted(ct, time[status == 0]), minlength=len(ct))
+        n_risk = len(time) - np.searchsorted(time[order], ct, side="left")
         return cls(time, status, risk, ev, np.cumsum(deaths / at_risk), ct,
                    np.cumprod(1.0 - censored / n_risk))  # fmt: skip
 
@@ -148,13 +150,16 @@ def bootstrap_bias(
     model = CoxResampler.fitted(time, status, x, beta)
     # information per coefficient on the data: a refit where one has collapsed has run off to
     # an infinite estimate (Newton stops only when exp() underflows)
-    floor = SEPARATED * np.diag(likelihood(risk_sets(time, status, x, efron), beta, False)[2])
+    floor = SEPARATED * np.diag(likelihood(risk_sets(time, status, x, efron), beta)[2])
     draws = np.full((n_boot, len(beta)), np.nan)
     for b in range(n_boot):
         t, d = model.draw(replicate_uniforms(seed, b, len(time)))
         if d.sum() == 0:
             continue
-        fit = maximise(risk_sets(t, d, x, efron), penalty, beta)
+        # a refit running off to an infinite estimate underflows whole risk sets (0 / 0); it is
+        # recognised and left out just below
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fit = maximise(risk_sets(t, d, x, efron), penalty, beta)
         if fit.converged and np.isfinite(fit.beta).all() and (np.diag(fit.info) > floor).all():
             draws[b] = fit.beta
     return BootstrapBias(beta=beta, draws=draws, seed=int(seed))
