@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from alliance.errors import InputError
 
@@ -36,6 +35,34 @@ def derive_seed(seed: int, label: str) -> int:
 def replicate_rng(seed: int, replicate: int) -> np.random.Generator:
     """The random stream of one replicate: depends only on (seed, replicate)."""
     return np.random.default_rng([int(seed), int(replicate)])
+
+
+def cluster_codes(frame: pd.DataFrame, cluster: str | None) -> tuple[np.ndarray, int]:
+    """Each row's cluster as a code 0..G-1 in sorted-label order (rows themselves when
+    `cluster` is None), and G; at least two clusters."""
+    if cluster is None:
+        codes = np.arange(len(frame))
+    else:
+        if cluster not in frame.columns:
+            raise InputError(
+                f"cluster column not found: {cluster}", column=cluster, check="bootstrap.cluster"
+            )
+        codes, _ = pd.factorize(frame[cluster].astype(str), sort=True)
+        if (codes < 0).any():
+            raise InputError(
+                "cluster label missing", column=cluster, check="bootstrap.cluster_missing"
+            )
+    n_clusters = int(codes.max()) + 1 if len(codes) else 0
+    if n_clusters < 2:
+        raise InputError(
+            "the bootstrap needs at least two clusters", value=n_clusters, check="bootstrap.k"
+        )
+    return codes, n_clusters
+
+
+def cluster_draw(seed: int, replicate: int, n_clusters: int) -> np.ndarray:
+    """Replicate r's clusters (codes, with replacement): the same draw for every statistic."""
+    return replicate_rng(seed, replicate).integers(0, n_clusters, size=n_clusters)
 
 
 def shard_replicates(n_boot: int, shard: tuple[int, int] = (0, 1)) -> range:
@@ -65,30 +92,13 @@ def cluster_bootstrap(
     Returns one row per replicate: `replicate`, then the statistic's values; a replicate whose
     statistic fails on a singular design (LinAlgError) gives NaN values.
     """
-    if cluster is not None and cluster not in frame.columns:
-        raise InputError(
-            f"cluster column not found: {cluster}", column=cluster, check="bootstrap.cluster"
-        )
-    if cluster is None:
-        labels = np.arange(len(frame))
-        members = [np.array([i]) for i in labels]
-    else:
-        codes, labels = pd.factorize(frame[cluster].astype(str), sort=True)
-        if (codes < 0).any():
-            raise InputError(
-                "cluster label missing", column=cluster, check="bootstrap.cluster_missing"
-            )
-        order = np.argsort(codes, kind="stable")
-        members = np.split(order, np.cumsum(np.bincount(codes, minlength=len(labels)))[:-1])
-    n_clusters = len(members)
-    if n_clusters < 2:
-        raise InputError(
-            "the bootstrap needs at least two clusters", value=n_clusters, check="bootstrap.k"
-        )
+    codes, n_clusters = cluster_codes(frame, cluster)
+    order = np.argsort(codes, kind="stable")
+    members = np.split(order, np.cumsum(np.bincount(codes, minlength=n_clusters))[:-1])
     rows: list[dict[str, Any]] = []
     names: list[str] | None = None
     for r in shard_replicates(n_boot, shard):
-        draw = replicate_rng(seed, r).integers(0, n_clusters, size=n_clusters)
+        draw = cluster_draw(seed, r, n_clusters)
         idx = np.concatenate([members[c] for c in draw])
         sample = frame.iloc[idx].reset_index(drop=True)
         if cluster is not None:
@@ -145,6 +155,8 @@ def bc_ci(draws: np.ndarray, estimate: float, level: float = 0.95) -> tuple[floa
     below = (np.sum(d < estimate) + 0.5 * np.sum(d == estimate)) / d.size
     if below <= 0.0 or below >= 1.0:
         return (np.nan, np.nan)  # every draw on one side: the correction is undefined
+    from scipy import stats  # here, not at import: the Snakefile imports this module
+
     z0 = stats.norm.ppf(below)
     zq = stats.norm.ppf(0.5 + level / 2.0)
     probs = stats.norm.cdf([2.0 * z0 - zq, 2.0 * z0 + zq])

@@ -6,7 +6,7 @@ resampled unit), `level` (0.95). Replicate r resamples whole clusters with the s
 `default_rng([seed, r])`, seed = the mediation kind's `model_seed` (derive_seed of the config
 seed and the model id, alliance.engine.bootstrap), so the gathered draws are identical whatever
 `shards` is, and for a mediation model they equal the model's own `boot.csv` when n_boot is the
-same (its statistic is the same path_estimates).
+same (they are its own `bootstrap_draws`, computed from cross-products).
 
 Any other kind is refitted per replicate on the resampled frame (its extras switched off), and the
 replicate keeps the terms of the model's coefficients.csv; a replicate whose fit fails (singular,
@@ -30,7 +30,7 @@ from alliance.engine.bootstrap import bc_ci, bootstrap_p, cluster_bootstrap, gat
 from alliance.errors import ConfigError
 from alliance.models.base import FitContext, ModelSpec, Skipped, kind_function
 from alliance.models.frames import model_frame
-from alliance.models.mediation import model_seed
+from alliance.models.mediation import bootstrap_draws, model_seed
 from alliance.settings import BootstrapRun, BootstrapSettings
 
 # Options that only add extra tables: a replicate needs the coefficients alone.
@@ -58,18 +58,6 @@ def statistic(
 ) -> Callable[[pd.DataFrame], dict[str, float]]:
     """frame -> {term: estimate} for one replicate (NaN for a term the refit lacks)."""
     from alliance.models.run import FIT_FAILURES
-
-    if spec.kind == "mediation":
-        from alliance.models.mediation import path_estimates, setup
-
-        def mediation(frame: pd.DataFrame) -> dict[str, float]:
-            roles = setup(spec, frame)
-            est = path_estimates(
-                frame, roles["predictors"], roles["mediator"], roles["outcome"], roles["covariates"]
-            )
-            return {t: est.get(t, np.nan) for t in terms}
-
-        return mediation
 
     fit = kind_function(spec.kind)
     lean = dataclasses.replace(
@@ -113,12 +101,17 @@ def shard_draws(
     except Skipped:
         return pd.DataFrame(columns=["replicate", *terms])
     cluster = spec.options.get("cluster") or run.bootstrap.cluster
+    n_boot = int(run.bootstrap.n_boot)
+    if spec.kind == "mediation":  # its own bootstrap: the same draws, from cross-products
+        own = {**meta.spec.options, "cluster": cluster, "n_boot": n_boot}
+        draws = bootstrap_draws(dataclasses.replace(meta.spec, options=own), frame, run.seed, shard)
+        return draws.reindex(columns=["replicate", *terms])
     context = FitContext.from_settings(run.model_stage())
     draws = cluster_bootstrap(
         frame,
         statistic(meta.spec, context, terms, cluster),
         cluster,
-        int(run.bootstrap.n_boot),
+        n_boot,
         model_seed(spec, run.seed),
         shard=shard,
     )
