@@ -146,3 +146,36 @@ def test_fractional_logit_takes_a_proportion_and_rejects_what_is_not_one(data):
         fit(spec, shares.assign(share=shares["share"].where(shares.index != 5, 1.2)), CONTEXT)
     with pytest.raises(ConfigError, match="fractional"):
         fit(dataclasses.replace(spec, options={**frac, "family": "gaussian"}), shares, CONTEXT)
+
+
+def test_calibration_uses_the_gee_metric(data):
+    """`{x}_rc`'s lambda is 1 - sum_r P_rr s2_r / x'P x with the GEE's own V on the linear
+    predictor scale, V_i = (1 / w)[(1 - alpha) I + alpha J] per cluster (w the mean mu (1 - mu)),
+    computed here from the dense V; lower than the marginal lambda, since an exchangeable
+    correlation leans on within-cluster differences."""
+    rng = np.random.default_rng(11)
+    codes = pd.factorize(data["therapist"])[0]
+    eta = 0.8 + 0.5 * data["alliance_early"] + rng.normal(0, 0.8, codes.max() + 1)[codes]
+    frame = data.assign(
+        share=1 / (1 + np.exp(-(eta + rng.normal(0, 0.5, len(data))))),
+        x_error=0.05,
+        alliance_early=data["alliance_early"] + rng.normal(0, 0.3, len(data)),
+    )
+    options = {"cluster": "therapist", "fractional": True, "x": "alliance_early",
+               "x_error": "x_error"}  # fmt: skip
+    spec = ModelSpec(id="g", kind="gee", outcome="share", fixed=BINARY["fixed"], options=options)
+    res = fit(spec, frame, CONTEXT)
+    rc, alpha = res.fit["reliability_correction"], res.fit["working_correlation"]
+    assert rc["metric"].startswith("GLS") and alpha > 0
+    f = res.frame
+    mu = 1 / (1 + np.exp(-np.column_stack([np.ones(len(f)), f[list(BINARY["fixed"])]])
+                        @ res.coefficients["estimate"].to_numpy()[:3]))  # fmt: skip
+    w = float(np.mean(mu * (1 - mu)))
+    same = (f["therapist"].to_numpy()[:, None] == f["therapist"].to_numpy()[None, :]).astype(float)
+    v_inv = np.linalg.inv(((1 - alpha) * np.eye(len(f)) + alpha * same) / w)
+    z = np.column_stack([np.ones(len(f)), f["baseline_symptom"]])
+    p = v_inv - v_inv @ z @ np.linalg.solve(z.T @ v_inv @ z, z.T @ v_inv)
+    x = f["alliance_early"].to_numpy()
+    dense = 1 - float(np.diag(p) @ f["x_error"].to_numpy()) / float(x @ p @ x)
+    assert rc["lambda"] == pytest.approx(dense, rel=1e-9)
+    assert rc["lambda"] < rc["lambda_marginal"]

@@ -13,7 +13,8 @@ Options:
   E[y | x] = expit(x'b); the sandwich SEs do not lean on the binomial variance. R's binomial
   family warns "non-integer #successes" on such y: expected, and harmless for the estimates.
 - `corstr`: `exchangeable` (default) or `independence` working correlation.
-- `x` with `x_error`: the regression-calibrated row `{x}_rc` (alliance.models.calibration).
+- `x` with `x_error`: the regression-calibrated row `{x}_rc` (alliance.models.calibration),
+  with lambda in the GEE's own metric (`working_metric`).
 
 Matches R geepack `geeglm(..., id = therapist, corstr = ...)` (1.3.9) to ~1e-12 once both
 iterate to convergence, given two settings: `ddof_scale=0` (geepack estimates the scale as
@@ -36,7 +37,7 @@ import pandas as pd
 from alliance.engine.tidy import coef_table
 from alliance.errors import ConfigError, InputError
 from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec, Skipped
-from alliance.models.calibration import calibrate
+from alliance.models.calibration import Working, calibrate
 
 CTOL = 1e-10
 MAXITER = 200
@@ -152,7 +153,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     # the robust covariance used for every SE: figures derive curves and bands from it
     extras = {"vcov": vcov.rename_axis("term").reset_index()}
     result = ModelResult(coefficients=table, fit=info, frame=data, extras=extras)
-    calibrate(result, data, spec)
+    calibrate(result, data, spec, working_metric(data, mu, family, alpha, cluster))
     if family == "binomial":
         info["odds_ratios"] = {
             r.term: {
@@ -205,3 +206,22 @@ def _qic(y: np.ndarray, mu: np.ndarray, family: str, res, indep) -> float:
 
 def _n_unique(frame: pd.DataFrame, col: str) -> int | None:
     return int(frame[col].nunique()) if col in frame.columns else None
+
+
+def working_metric(
+    data: pd.DataFrame, mu: np.ndarray, family: str, alpha: float | None, cluster: str
+) -> Working:
+    """The GEE's metric for regression calibration: its estimating equations are GLS on the
+    linear-predictor scale with V_i = (phi / w) [(1 - alpha) I + alpha J] within each cluster
+    (w the mean of mu (1 - mu) for binomial, as the GLMM kinds take it; 1 for gaussian; phi
+    cancels in lambda): a residual of weight w / (1 - alpha) and a cluster intercept of
+    variance alpha / w. With an exchangeable correlation the fit leans on within-cluster
+    differences, where one session's error is a larger share, so the marginal lambda would
+    under-correct (as it did for the adherence GLMM, issue #14). A negative alpha has no such
+    intercept: the marginal lambda, said so."""
+    w = float(np.mean(mu * (1.0 - mu))) if family == "binomial" else 1.0
+    a = float(alpha or 0.0)
+    weights = pd.Series(w / (1.0 - a), index=data.index)
+    if a < 0.0:
+        return Working(weights, unusable=f"negative working correlation ({a:.3g})")
+    return Working(weights, intercepts=((cluster, a / w),) if a > 0.0 else ())
