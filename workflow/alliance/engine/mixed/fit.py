@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -43,8 +45,10 @@ def fit_lmm(
     frame, levels, _ = _prepare(formula, data)
     control = mixedlm.lmerControl(maxiter=max_iter) if max_iter is not None else None
     start = time.perf_counter()
-    result, caught = _call_engine(mixedlm.lmer, formula, frame, REML=reml, control=control)
-    evaluator = lmm_evaluator(result, reml)  # restarts refit the same matrices
+    with _keeping_evaluator() as made:
+        result, caught = _call_engine(mixedlm.lmer, formula, frame, REML=reml, control=control)
+    # the fit's own evaluator (building one is ~1 s at 600k rows); restarts refit the same matrices
+    evaluator = made[-1] if made else lmm_evaluator(result, reml)
     outcome = convergence.check_start(
         result,
         _lmm_start(evaluator),
@@ -217,6 +221,29 @@ def _glmer_result(
     )  # fmt: skip
     notes = [_SINGULAR] if result.isSingular(tol=1e-4) else []
     return result, notes
+
+
+@contextmanager
+def _keeping_evaluator() -> Iterator[list[Any]]:
+    """Collect the deviance evaluators (LMMOptimizer) the engine's lmer builds while inside.
+
+    lmer builds one from the model matrices, optimises and drops it; the convergence check and
+    the Satterthwaite pieces need the same evaluator of the same matrices (inference.
+    lmm_evaluator), whose native design takes as long to build again. Engine internal: the
+    module attribute mixedlm.models.lmer_fit.LMMOptimizer, restored on exit."""
+    from mixedlm.models import lmer_fit
+
+    original, made = lmer_fit.LMMOptimizer, []
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    lmer_fit.LMMOptimizer = keep
+    try:
+        yield made
+    finally:
+        lmer_fit.LMMOptimizer = original
 
 
 def _call_engine(fn: Any, formula: str, frame: pd.DataFrame, **kwargs: Any) -> tuple[Any, list]:
