@@ -64,6 +64,7 @@ def config() -> RenderSettings:
         "score": {"rater": "patient", "scale": "total", "early_window": [1, 3],
                   "ruptures": {"m": 3}},
         "privacy": {"min_cell": 5},
+        "treatment_resistance": {"staging_scale": "thase_rush", "staging_range": [0, 5]},
     }).render()  # fmt: skip
 
 
@@ -240,6 +241,10 @@ def resistance_results(analysis: pd.DataFrame, rng: np.random.Generator) -> dict
     frame = _with_dummies(analysis.assign(period=analysis["session"].astype(float)))
     eta = -1.9 - 1.2 * (frame["alliance"] - 3.7)
     missed = frame.assign(event=(rng.random(len(frame)) < 1 / (1 + np.exp(-eta))).astype(int))
+    stage = {"(Intercept)": 0.2, "period": 0.01, "period_sq": 0.0, "alliance": -0.6,
+             "alliance_rc": -0.7, "stage": -0.5, "alliance:stage": 0.25, "alliance_rc:stage": 0.28,
+             "armCBT": -0.4, "armIMI": 0.0, "armIPT": -0.4}  # fmt: skip
+    fitted_stage = [t for t in stage if "_rc" not in t]
     miss = {"(Intercept)": 2.5, "period": 0.01, "alliance": -1.2, "alliance_rc": -1.35,
             "armCBT": -0.1, "armIMI": 0.0, "armIPT": -0.1}  # fmt: skip
     pills = frame[frame["arm"].isin(["IMI", "PLA"])].sort_values(["patient", "session"])
@@ -262,6 +267,14 @@ def resistance_results(analysis: pd.DataFrame, rng: np.random.Generator) -> dict
         m + "dropout_hazard_by_trd/coefficients.csv": _coefs("dropout_hazard_by_trd", haz, 0.2),
         m + "dropout_hazard_by_trd/vcov.csv": _trd_vcov(list(haz), 0.2,
                                                         {("alliance", "alliance:trd"): -0.7}),
+        m + "dropout_hazard_by_stage/fit.json": _fit(
+            "dropout_hazard_by_stage", kind="hazard", derived_terms=["alliance_rc",
+            "alliance_rc:stage"], reliability_correction={"term": "alliance", "moderator":
+            "stage", "x_sd": 0.5, "matrix": [[1.12, 0.0], [0.0, 1.11]]},
+        ),  # fmt: skip
+        m + "dropout_hazard_by_stage/coefficients.csv": _coefs("dropout_hazard_by_stage", stage),
+        m + "dropout_hazard_by_stage/vcov.csv": _trd_vcov(fitted_stage, 0.2,
+                                                          {("alliance", "alliance:stage"): -0.6}),
         m + "missed_sessions/fit.json": _fit("missed_sessions", kind="hazard",
                                              derived_terms=["alliance_rc"]),
         m + "missed_sessions/coefficients.csv": _coefs("missed_sessions", miss, se=0.1),

@@ -26,7 +26,7 @@ from alliance.render.figures.attendance import (
     binned_shares,
 )
 from alliance.render.figures.common import NothingToDraw
-from alliance.render.figures.resistance import trd_slopes
+from alliance.render.figures.resistance import stage_points, stage_slopes, trd_slopes
 
 Z = 1.959963984540054
 
@@ -126,6 +126,40 @@ def test_the_figure_draws_the_slopes_and_the_interaction_p(results: Path) -> Non
     assert "p = .04" in text  # the interactions' p (synthetic coefficients)
     assert "TRD (\N{GREATER-THAN OR EQUAL TO} 2 failed trials)" in text
     assert "Ratio TRD / non-TRD (interaction)" in text  # odds-ratio panel
+
+
+def test_stage_slopes_are_the_line_in_stage_per_sd_of_the_alliance(results: Path) -> None:
+    """Slope at stage s = b + (s - 2.5) b x stage (centre: the midpoint of 0-5), SE from the
+    covariance, times the alliance SD of fit.json; the interaction row is b x stage per SD."""
+    inputs = _inputs(results, "trd_slopes")
+    coefs = inputs["stage_coefficients"].set_index("term")
+    v = _vcov(inputs["stage_vcov"])
+    sd = inputs["stage_fit"]["reliability_correction"]["x_sd"]
+    points = stage_points((0, 5), 2.5)
+    assert points == {f"stage_{s}": s - 2.5 for s in range(6)}
+    table = stage_slopes(inputs["stage_coefficients"], inputs["stage_vcov"], points, sd)
+    rows = table.set_index("row")
+    assert list(rows.index) == [*points, "difference"]
+    b, bz = coefs.loc["alliance", "estimate"], coefs.loc["alliance:stage", "estimate"]
+    for key, z in points.items():
+        var = v.loc["alliance", "alliance"] + z * z * v.loc["alliance:stage", "alliance:stage"]
+        var += 2 * z * v.loc["alliance", "alliance:stage"]
+        assert rows.loc[key, "estimate"] == pytest.approx(sd * (b + z * bz))
+        assert rows.loc[key, "std_error"] == pytest.approx(sd * math.sqrt(var))
+        half = rows.loc[key, "ci_high"] - rows.loc[key, "estimate"]
+        assert half == pytest.approx(Z * rows.loc[key, "std_error"])
+    assert rows.loc["difference", "estimate"] == pytest.approx(sd * bz)
+    assert rows.loc["difference", "p_value"] == coefs.loc["alliance:stage", "p_value"]
+    fig = FIGURES["trd_slopes"].draw(**inputs, settings=config())
+    for r in table.itertuples():
+        drawn = _drawn(fig, f"dropout_hazard_by_stage|alliance|{r.row}")
+        assert drawn == pytest.approx(np.exp([r.estimate, r.ci_low, r.ci_high]))
+    text = " ".join(_texts(fig).split())
+    assert "Thase-Rush stage 0" in text and "Thase-Rush stage 5" in text
+    assert "Ratio per stage (interaction)" in text and "per SD of the WAI-SR (SD 0.50" in text
+    # a long scale is thinned, both ends kept; a centre moves the points, not the stages
+    assert list(stage_points((3, 27), 15)) == [f"stage_{s}" for s in (*range(3, 28, 3),)]
+    assert stage_points((0, 5), 2)["stage_0"] == -2
 
 
 def test_group_labels_follow_the_configured_trd_definition(results: Path) -> None:
@@ -256,7 +290,8 @@ SKIPPED = {"status": "skipped", "reason": "needs adherence: no dose counts in th
     [("attendance_adherence", "adherence", "adherence_alliance"),
      ("attendance_adherence", "missed", "missed_sessions"),
      ("trd_slopes", "hazard", "dropout_hazard_by_trd"),
-     ("trd_slopes", "symptoms", "symptoms_by_trd")],
+     ("trd_slopes", "symptoms", "symptoms_by_trd"),
+     ("trd_slopes", "stage", "dropout_hazard_by_stage")],
 )  # fmt: skip
 def test_a_model_not_fitted_leaves_a_note_in_its_panel(
     results: Path, name: str, prefix: str, model: str

@@ -26,9 +26,9 @@ DEFAULT_IDS = [
     "suicidality_active", "agreement_rsa", "mediation_personality", "symptoms_observer_early",
     "pooled_sites",
     # treatment resistance (issue #14)
-    "symptoms_by_trd", "dropout_hazard_by_trd", "missed_sessions", "adherence_alliance",
-    "adherence_alliance_share", "reporting_alliance", "symptoms_after_ruptures",
-    "missed_after_ruptures", "dropout_after_ruptures",
+    "symptoms_by_trd", "dropout_hazard_by_trd", "symptoms_by_stage", "dropout_hazard_by_stage",
+    "missed_sessions", "adherence_alliance", "adherence_alliance_share", "reporting_alliance",
+    "symptoms_after_ruptures", "missed_after_ruptures", "dropout_after_ruptures",
 ]  # fmt: skip
 
 

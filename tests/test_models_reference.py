@@ -140,7 +140,14 @@ def test_coefficients_match_r(case):
     res = fitted(case)
     c = res.coefficients.set_index("term")
     rc = res.fit.get("reliability_correction")
-    if rc:  # derived rows (regression calibration), not coefficients R fits
+    if rc and rc.get("moderator"):  # (x, x:z) -> M (x, x:z), covariance M V M' (moderated)
+        pair = [rc["term"], f"{rc['term']}:{rc['moderator']}"]
+        m, b = np.asarray(rc["matrix"]), c.loc[pair, "estimate"].to_numpy()
+        v = res.extras["vcov"].set_index("term").loc[pair, pair].to_numpy()
+        rows = c.loc[[f"{rc['term']}_rc", f"{rc['term']}_rc:{rc['moderator']}"]]
+        np.testing.assert_allclose(rows["estimate"], m @ b, rtol=1e-12)
+        np.testing.assert_allclose(rows["std_error"], np.sqrt(np.diag(m @ v @ m.T)), rtol=1e-10)
+    elif rc:  # derived rows (regression calibration), not coefficients R fits
         x = rc["term"]
         row, naive = c.loc[f"{x}_rc"], c.loc[x]
         assert row["estimate"] == pytest.approx(naive["estimate"] / rc["lambda"], rel=1e-12)
@@ -151,6 +158,7 @@ def test_coefficients_match_r(case):
             assert c.loc[f"{x}_rc:{rc['by']}", "estimate"] == pytest.approx(
                 (b + b_by) / lam1 - b / lam0, rel=1e-12
             )
+    if rc:
         c = c.drop(index=res.fit["derived_terms"])
     assert sorted(c.index) == sorted(r.index)  # identical term names in R and here
     c = c.loc[r.index]

@@ -26,7 +26,8 @@ from alliance.simulate.export import write_trial
 from alliance.simulate.trial import simulate_trial
 
 NEW = (
-    "symptoms_by_trd", "dropout_hazard_by_trd", "missed_sessions", "adherence_alliance",
+    "symptoms_by_trd", "dropout_hazard_by_trd", "symptoms_by_stage", "dropout_hazard_by_stage",
+    "missed_sessions", "adherence_alliance",
     "reporting_alliance", "symptoms_after_ruptures", "missed_after_ruptures",
     "dropout_after_ruptures",
 )  # fmt: skip
@@ -168,15 +169,21 @@ def test_models_skip_with_the_reason_when_the_data_lack_the_measure(trial):
     availability = copy.deepcopy(trial["clean"].availability)
     availability["attendance"] = {"available": False, "reason": "no schedule (test)"}
     availability["treatment_resistance"]["trd"] = False
+    availability["treatment_resistance"]["staging"] = False  # failed trials known, no stage
     scored, settings = trial["scored"], trial["settings"]
     specs = {s.id: s for s in load_specs(settings.models)}
     for model_id, needs in (("missed_sessions", "attendance"),
-                            ("symptoms_by_trd", "treatment_resistance.trd")):  # fmt: skip
+                            ("symptoms_by_trd", "treatment_resistance.trd"),
+                            ("symptoms_by_stage", "treatment_resistance.staging"),
+                            ("dropout_hazard_by_stage",
+                             "treatment_resistance.staging")):  # fmt: skip
         result, _ = fit_model(
             specs[model_id], scored.analysis, scored.patient_analysis, availability, settings
         )
         assert result.fit["status"] == "skipped"
         assert result.fit["reason"].startswith(f"needs {needs}")
+        if needs.endswith("staging"):
+            assert "no staging score (columns.staging_score" in result.fit["reason"]
 
 
 def test_rupture_flags_use_only_sessions_before_the_row():

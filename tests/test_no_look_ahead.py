@@ -158,6 +158,7 @@ def test_default_model_rows_ignore_later_sessions(runs, t):
         pd.testing.assert_frame_equal(b, c, obj=spec.id)
         checked.append(spec.id)
     new = {"missed_sessions", "adherence_alliance", "reporting_alliance", "symptoms_by_trd",
-           "dropout_hazard_by_trd", "symptoms_after_ruptures", "missed_after_ruptures",
+           "dropout_hazard_by_trd", "symptoms_by_stage", "dropout_hazard_by_stage",
+           "symptoms_after_ruptures", "missed_after_ruptures",
            "dropout_after_ruptures"}  # fmt: skip
     assert {"dropout_hazard", "symptoms_growth", *new} <= set(checked), checked

@@ -9,6 +9,7 @@ outcomes are deterministic, the tolerance says how close is close).
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
+from alliance.simulate.estimands import estimands
 from alliance.simulate.params import DEFAULT_PARAMS, STREAMS, WAI_P, stream
 from alliance.simulate.process import within_system
 from alliance.simulate.trial import simulate_trial
@@ -284,6 +286,8 @@ KEY_TERMS = {
     # treatment resistance (issue #14)
     "symptoms_by_trd": ["alliance_pat_prior:trd", "alliance_within_prior:trd"],
     "dropout_hazard_by_trd": ["alliance", "alliance:trd", "alliance_rc", "alliance_rc:trd"],
+    "symptoms_by_stage": ["alliance_pat_prior:stage", "alliance_within_prior:stage"],
+    "dropout_hazard_by_stage": ["alliance", "alliance:stage", "alliance_rc", "alliance_rc:stage"],
     "missed_sessions": ["alliance", "alliance_rc"],
     "adherence_alliance": ["alliance_lag1", "alliance_lag1_rc"],
     "reporting_alliance": ["alliance_lag1", "alliance_lag1_rc"],
@@ -354,3 +358,36 @@ def test_estimands_cover_every_default_key_term(big):
         P["beta_P"] * mult * (1 - att * share)
     )
     assert value[("missed_after_ruptures", "rupture_unrepaired_prior")] is None
+
+
+def test_stage_estimands_are_identified_only_without_a_trd_step(big):
+    """The generating dropout slope steps at TRD (stage >= II in the simulator), not along the
+    stage: with the demo's step the stage rows have no generating value; with none (the recovery
+    study's validate.yaml) the slope at the centre stage is dropout_beta_alliance and its change
+    per stage 0, both judged."""
+    model = "dropout_hazard_by_stage"
+    rows = {(e["model"], e["term"]): e for e in big.truth["estimands"]}
+    stage_rows = [rows[(model, t)] for t in KEY_TERMS[model]]
+    assert P["dropout_beta_alliance_trd"] != 0
+    assert all(e["value"] is None and not e["identified"] for e in stage_rows)
+    assert all("projection" in e["reason"] for e in stage_rows)
+    assert rows[("symptoms_by_stage", "alliance_pat_prior:stage")]["value"] is None
+    # trd: failed >= 2 is exactly stage >= II in the simulated trial
+    both = big.patients[["n_failed_trials", "thase_rush_stage"]].dropna().astype(float)
+    assert len(both) > 3000
+    assert ((both["n_failed_trials"] >= 2) == (both["thase_rush_stage"] >= 2)).all()
+    flat = copy.deepcopy(big.truth)
+    flat["params"].update(dropout_beta_alliance_trd=0.0, beta_alliance_trd_attenuation=0.0)
+    rows = {(e["model"], e["term"]): e for e in estimands(flat)}
+    c_t = flat["alliance"]["observed_score_reliability"]["scale_total"]
+    slope = pytest.approx(P["dropout_beta_alliance"] / c_t, rel=1e-6)
+    for term, value, judged in (
+        ("alliance", slope, False),
+        ("alliance:stage", 0.0, False),
+        ("alliance_rc", slope, True),
+        ("alliance_rc:stage", 0.0, True),
+    ):
+        assert rows[(model, term)]["value"] == value and rows[(model, term)]["identified"] is judged
+    for term in KEY_TERMS["symptoms_by_stage"]:
+        e = rows[("symptoms_by_stage", term)]
+        assert e["value"] == 0.0 and not e["identified"] and "descriptive" in e["reason"]

@@ -200,6 +200,14 @@ def _measure_errors(config: dict[str, Any]) -> Iterator[str]:
     rng = tr["staging_range"]
     if rng and rng[0] >= rng[1]:
         yield f"config key treatment_resistance.staging_range: {rng[0]:g} is not below {rng[1]:g}"
+    centre = tr["staging_centre"]
+    if centre is not None and not (rng and rng[0] <= centre <= rng[1]):
+        why = (
+            f"is not within staging_range [{rng[0]:g}, {rng[1]:g}]"
+            if rng
+            else "needs a staging_range"
+        )
+        yield f"config key treatment_resistance.staging_centre: {centre:g} {why}"
     if sr["min"] >= sr["max"]:
         yield (
             f"config key self_report.min: {sr['min']:g} is not below self_report.max "

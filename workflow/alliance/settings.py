@@ -159,11 +159,24 @@ class SymptomSettings(Section):
 
 @dataclasses.dataclass(frozen=True)
 class TreatmentResistanceSettings(Section):
-    """`treatment_resistance`: the staging score's scale and range, and the TRD definition."""
+    """`treatment_resistance`: the staging score's scale, range and centre, and the TRD
+    definition."""
 
     staging_scale: str | None
     staging_range: tuple[float, float] | None
+    staging_centre: float | None
     trd_min_failed: int
+
+    def stage_centre(self) -> float | None:
+        """The staging score the models' `stage` is centred at: `staging_centre`, else the
+        midpoint of `staging_range` (None without a range). A fixed point of the scale, not the
+        sample mean, so the alliance main effect means the same slope in every trial."""
+        if self.staging_centre is not None:
+            return float(self.staging_centre)
+        if not self.staging_range:
+            return None
+        low, high = self.staging_range
+        return (float(low) + float(high)) / 2.0
 
 
 @dataclasses.dataclass(frozen=True)

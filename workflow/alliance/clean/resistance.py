@@ -26,6 +26,14 @@ from alliance.settings import (
 
 PATIENT_MEASURES = ("prior_failed_trials", "staging_score", "episode_months")
 COUNTS = ("doses_taken", "doses_prescribed", "missed_before")
+# Why a flag of the available treatment-resistance measure is false (availability.json `reasons`).
+RESISTANCE_REASONS = {
+    "trd": "no prior failed trials (columns.prior_failed_trials): the TRD flag is not known",
+    "staging": (
+        "no staging score (columns.staging_score, with treatment_resistance.staging_scale and "
+        "staging_range): the stage models need it"
+    ),
+}
 # Why a flag of the available adherence measure is false (availability.json `reasons`).
 ADHERENCE_REASONS = {
     "dose_counts": (
@@ -116,13 +124,18 @@ def derive_resistance(
     symptoms: SymptomSettings,
     self_report: SelfReportSettings,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`trd` per patient; per session `adherence` (doses taken / prescribed since the previous
-    attended session, else the mapped proportion), `self_report_pomp`, `symptom_pomp` and
-    `report_discrepancy` = self-report POMP - clinician POMP (> 0: the patient reports more
-    severity than the clinician rates)."""
+    """`trd` and `stage` per patient; per session `adherence` (doses taken / prescribed since
+    the previous attended session, else the mapped proportion), `self_report_pomp`,
+    `symptom_pomp` and `report_discrepancy` = self-report POMP - clinician POMP (> 0: the
+    patient reports more severity than the clinician rates). `stage` = staging score minus
+    `TreatmentResistanceSettings.stage_centre()` (a fixed point of the scale, by default its
+    midpoint), per stage point: the moderator of the stage models."""
     if "prior_failed_trials" in p:
         failed = p["prior_failed_trials"]
         p["trd"] = (failed >= resistance.trd_min_failed).astype("Int64").where(failed.notna())
+    centre = resistance.stage_centre()
+    if "staging_score" in p and centre is not None:
+        p["stage"] = p["staging_score"].astype(float) - centre
     s = s.copy()
     if "doses_taken" in s and "doses_prescribed" in s:
         counted = s["doses_taken"] / s["doses_prescribed"].where(s["doses_prescribed"] > 0)
@@ -154,6 +167,7 @@ def resistance_availability(
         return col in frame and bool(frame[col].notna().any())
 
     staged = has(p, "staging_score")
+    centre = resistance.stage_centre() if staged else None
     counted = has(s, "doses_taken") and has(s, "doses_prescribed")
     return {
         "treatment_resistance": state(
@@ -165,6 +179,9 @@ def resistance_availability(
             staging=staged,
             staging_scale=resistance.staging_scale if staged else None,
             staging_range=list(resistance.staging_range) if staged else None,
+            staging_centre=centre,
+            # why a flag is false while the measure is available (the other form is there)
+            reasons=RESISTANCE_REASONS,
         ),
         "attendance": state(
             attendance_form is not None,

@@ -37,6 +37,7 @@ CANONICAL_PATIENT = (
     "staging_score",
     "episode_months",
     "trd",
+    "stage",
 )
 # Column names the clean stage writes itself; a kept column may not take one of them.
 DERIVED = (

@@ -37,7 +37,8 @@ each group's slope is calibrated with its own lambda_g (computed on that group's
 restricted to them): `{x}_rc` = b_x / lambda_0 (the slope where by = 0) and `{x}_rc:{by}` =
 (b_x + b_x:by) / lambda_1 - b_x / lambda_0, the difference of the calibrated slopes (SE from the
 fixed-effect covariance). One lambda for both groups would leave a difference of reliabilities
-in the interaction.
+in the interaction. A continuous moderator (option `x_mod`, the term `x:mod`):
+`alliance.models.calibration_moderated`, the same P with W = [x, x mod].
 """
 
 from __future__ import annotations
@@ -111,18 +112,22 @@ def calibrate(
     result: ModelResult, frame: pd.DataFrame, spec: ModelSpec, working: Working | None = None
 ) -> None:
     """Add `{x}_rc` (and `{x}_rc:{by}` with `options.x_by`) in place when the spec names
-    `options.x` and `options.x_error`; `working` is the fit's metric (None: marginal lambda)."""
+    `options.x` and `options.x_error`; `working` is the fit's metric (None: marginal lambda).
+    `options.x_mod` is `alliance.models.calibration_moderated`'s (the mixed kinds call it)."""
     if not requested(spec):
         return
     x, x_error = spec.options["x"], spec.options["x_error"]
     by = spec.options.get("x_by")
-    if isinstance(by, str):
+    if isinstance(spec.options.get("x_mod"), str):
+        warn_skipped(result, "options.x_mod is calibrated by the hazard, lmm and glmm kinds only")
+    elif isinstance(by, str):
         reliability_corrected_by(result, frame, spec, x, x_error, by, working)
     else:
         reliability_corrected(result, frame, spec, x, x_error, working)
 
 
-def _warn(result: ModelResult, text: str) -> None:
+def warn_skipped(result: ModelResult, text: str) -> None:
+    """Record in fit.json `warnings` why no calibrated row was added."""
     result.fit.setdefault("warnings", []).append(f"reliability correction skipped: {text}")
 
 
@@ -145,22 +150,23 @@ def _lambda(
     error = float(rows[x_error].mean())
     marginal = 1.0 - error / var_resid
     out = {"error_variance": error, "residual_variance": var_resid, "lambda_marginal": marginal}
-    why = _unsupported(rows, working)
+    why = metric_problem(rows, working)
     if why or working is None:
         return {**out, "lambda": marginal, "metric": MARGINAL.format(why=why)}
     weights = working.weights.loc[rows.index].to_numpy(float)
-    levels = [(_codes(rows[g]), var) for g, var in working.intercepts]
+    levels = metric_levels(rows, working)
     lam = _gls_lambda(design, values, rows[x_error].to_numpy(float), weights, levels)
     names = ", ".join(f"{g} {var:.4g}" for g, var in working.intercepts) or "none"
     return {**out, "lambda": lam, "metric": f"GLS; random-intercept variances: {names}"}
 
 
-def _codes(column: pd.Series) -> np.ndarray:
-    return pd.factorize(column, sort=True)[0]
+def metric_levels(rows: pd.DataFrame, working: Working) -> list[tuple[np.ndarray, float]]:
+    """(integer group codes of `rows`, variance) per random intercept, innermost first."""
+    return [(pd.factorize(rows[g], sort=True)[0], var) for g, var in working.intercepts]
 
 
-def _unsupported(rows: pd.DataFrame, working: Working | None) -> str:
-    """Why the fit's metric cannot be applied exactly ('' when it can)."""
+def metric_problem(rows: pd.DataFrame, working: Working | None) -> str:
+    """Why the fit's metric cannot be applied exactly to `rows` ('' when it can)."""
     if working is None:
         return "no working model of the fit"
     if working.unusable:
@@ -177,19 +183,21 @@ def _unsupported(rows: pd.DataFrame, working: Working | None) -> str:
     return ""
 
 
-def _gls_lambda(
+def gls_quadratic(
     others: np.ndarray,
-    x: np.ndarray,
-    error: np.ndarray,
+    cols: np.ndarray,
     weights: np.ndarray,
     levels: list[tuple[np.ndarray, float]],
-) -> float:
-    """1 - sum_r P_rr s2_r / x'P x with V = diag(1 / w) + sum_k var_k Z_k Z_k' (nested levels).
+) -> tuple[np.ndarray, np.ndarray]:
+    """(C'P C, diag P) for the columns `cols` (n x k), P = V^-1 - V^-1 Z (Z'V^-1 Z)^-1 Z'V^-1
+    the GLS residual maker of `others` (Z) with V = diag(1 / w) + sum_k var_k Z_k Z_k' (nested
+    random-intercept levels, innermost first).
 
     V^-1 by Sherman-Morrison per level: with A_0 = diag(1 / w), A_k = A_(k-1) + var_k Z_k Z_k'
     and u_k = A_(k-1)^-1 1, A_k^-1 v = A_(k-1)^-1 v - u_k s_g (u_k'v)_g within each group g,
     s_g = var_k / (1 + var_k (u_k'1)_g); diag(A_k^-1) = diag(A_(k-1)^-1) - s_g u_k^2."""
-    m = np.column_stack([others, x])
+    k = cols.shape[1]
+    m = np.column_stack([others, cols])
     applied = weights[:, None] * m  # V^-1 m, built level by level
     diag = weights.copy()
     u = weights.copy()
@@ -200,15 +208,28 @@ def _gls_lambda(
         applied -= (u * s)[:, None] * sums[codes]
         diag -= s * u**2
         u = u / (1.0 + var * size[codes])
-    r_z, r_x = applied[:, :-1], applied[:, -1]
-    zvz, zvx = others.T @ r_z, others.T @ r_x
-    solved = np.linalg.lstsq(zvz, np.column_stack([zvx, r_z.T]), rcond=None)[0]
-    xpx = float(x @ r_x - zvx @ solved[:, 0])
-    p_diag = diag - np.einsum("ij,ji->i", r_z, solved[:, 1:])
-    return 1.0 - float(p_diag @ error) / xpx
+    r_z, r_c = applied[:, :-k], applied[:, -k:]
+    zvz, zvc = others.T @ r_z, others.T @ r_c
+    solved = np.linalg.lstsq(zvz, np.column_stack([zvc, r_z.T]), rcond=None)[0]
+    cpc = cols.T @ r_c - zvc.T @ solved[:, :k]
+    p_diag = diag - np.einsum("ij,ji->i", r_z, solved[:, k:])
+    return cpc, p_diag
 
 
-def _usable(lam: float) -> bool:
+def _gls_lambda(
+    others: np.ndarray,
+    x: np.ndarray,
+    error: np.ndarray,
+    weights: np.ndarray,
+    levels: list[tuple[np.ndarray, float]],
+) -> float:
+    """1 - sum_r P_rr s2_r / x'P x in the metric of `weights` and `levels` (`gls_quadratic`)."""
+    xpx, p_diag = gls_quadratic(others, x[:, None], weights, levels)
+    return 1.0 - float(p_diag @ error) / float(xpx[0, 0])
+
+
+def usable(lam: float) -> bool:
+    """Whether a lambda is inside LAMBDA_RANGE (else the correction is skipped)."""
     return LAMBDA_RANGE[0] < lam <= LAMBDA_RANGE[1]
 
 
@@ -244,15 +265,15 @@ def reliability_corrected(
     """Add the row `{x}_rc` (regression calibration, see the module docstring) in place."""
     coefs = result.coefficients
     if x not in set(coefs["term"]) or x_error not in frame.columns:
-        _warn(result, f"'{x}' is not a coefficient or '{x_error}' is not in the frame")
+        warn_skipped(result, f"'{x}' is not a coefficient or '{x_error}' is not in the frame")
         return
     info: dict[str, Any] = {
         "term": x, **_lambda(frame, spec, x, x_error, working=working), "method": METHOD,
     }  # fmt: skip
     result.fit["reliability_correction"] = info
     lam = info["lambda"]
-    if not _usable(lam):
-        _warn(result, f"lambda {lam:.3f} outside (0.2, 1]")
+    if not usable(lam):
+        warn_skipped(result, f"lambda {lam:.3f} outside (0.2, 1]")
         return
     add_derived(result, f"{x}_rc")
     result.coefficients = insert_after(coefs, x, _scaled_row(coefs, x, lam))
@@ -272,12 +293,12 @@ def reliability_corrected_by(
     terms = list(coefs["term"])
     inter = contrasts.interaction_name(x, by, terms)
     if x not in terms or inter is None or x_error not in frame.columns or by not in frame:
-        _warn(result, f"needs the coefficients '{x}' and '{x}:{by}' and the columns '{x_error}' "
-              f"and '{by}'")  # fmt: skip
+        warn_skipped(result, f"needs the coefficients '{x}' and '{x}:{by}' and the columns "
+                     f"'{x_error}' and '{by}'")  # fmt: skip
         return
     g = frame[by].to_numpy(float)
     if not np.isin(g, (0.0, 1.0)).all() or len(np.unique(g)) < 2:
-        _warn(result, f"'{by}' is not a 0/1 column with rows in both groups")
+        warn_skipped(result, f"'{by}' is not a 0/1 column with rows in both groups")
         return
     groups = [{"level": k, "rows": int(np.sum(g == k)), **_lambda(frame[g == k], spec, x,
                x_error, skip=by, working=working)} for k in (0, 1)]  # fmt: skip
@@ -286,19 +307,30 @@ def reliability_corrected_by(
         "term": x, "by": by, "lambda": lam0, "groups": groups,
         "method": METHOD + f"; computed in each group of {by} on its own rows",
     }  # fmt: skip
-    if not (_usable(lam0) and _usable(lam1)):
-        _warn(result, f"lambda {lam0:.3f} ({by} = 0) or {lam1:.3f} ({by} = 1) outside (0.2, 1]")
+    if not (usable(lam0) and usable(lam1)):
+        warn_skipped(
+            result, f"lambda {lam0:.3f} ({by} = 0) or {lam1:.3f} ({by} = 1) outside (0.2, 1]"
+        )
         return
-    vcov = result.extras["vcov"].set_index("term")
-    beta = coefs.set_index("term")["estimate"]
     weights = pd.DataFrame({x: [1 / lam1 - 1 / lam0], inter: [1 / lam1]}, index=[f"{x}_rc:{by}"])
-    df = float(coefs.loc[coefs["term"] == inter, "df"].iloc[0])
-    table = contrasts.linear_combinations(
-        weights, beta, vcov, df=df if np.isfinite(df) and df > 0 else np.inf
-    )
-    diff = table.drop(columns="test").rename_axis("term").reset_index()
-    diff.insert(0, "model", coefs["model"].iloc[0])
+    diff = combination_row(result, weights, inter)
     coefs = insert_after(coefs, x, _scaled_row(coefs, x, lam0))
-    result.coefficients = insert_after(coefs, inter, diff[coefs.columns])
+    result.coefficients = insert_after(coefs, inter, diff)
     add_derived(result, f"{x}_rc")
     add_derived(result, f"{x}_rc:{by}")
+
+
+def combination_row(result: ModelResult, weights: pd.DataFrame, like: str) -> pd.DataFrame:
+    """The coefficient row (COEF columns) of the one linear combination in `weights` of the
+    fitted coefficients, SE from the fixed-effect covariance, tested with the df of the row
+    `like` (a z test, df inf as in the fitted rows, when infinite or missing)."""
+    coefs = result.coefficients
+    vcov = result.extras["vcov"].set_index("term")
+    beta = coefs.set_index("term")["estimate"]
+    df = float(coefs.loc[coefs["term"] == like, "df"].iloc[0])
+    df = df if np.isfinite(df) and df > 0 else np.inf
+    table = contrasts.linear_combinations(weights, beta, vcov, df=df)
+    table.loc[table["test"] == "z", "df"] = np.inf
+    row = table.drop(columns="test").rename_axis("term").reset_index()
+    row.insert(0, "model", coefs["model"].iloc[0])
+    return row[coefs.columns]

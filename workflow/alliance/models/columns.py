@@ -66,6 +66,7 @@ ROLE_OF_MEASURE = {
     "therapist": "therapist", "site": "site", "arm": "arm", "modality": "modality",
     "agency": "agency", "suicidality": "suicidality", "relapse": "relapse_time",
     "self_report": "self_report_symptom", "treatment_resistance.trd": "prior_failed_trials",
+    "treatment_resistance.staging": "staging_score",
     "adherence.dose_counts": "doses_taken", "adherence.proportion_only": "adherence",
 }  # fmt: skip
 # Measures any one of whose roles provides them.
@@ -92,6 +93,8 @@ def _patient_columns(settings: Settings) -> list[str]:
         out.append("relapse_followed")
     if cols.prior_failed_trials:
         out.append("trd")
+    if cols.staging_score:
+        out.append("stage")
     if cols.attendance or cols.missed_before:
         out += PATIENT_ATTENDANCE
     return list(dict.fromkeys(out))

@@ -41,7 +41,7 @@ from scipy.special import expit
 
 from alliance.engine import mixed as engine
 from alliance.engine.tidy import coef_table
-from alliance.models import calibration, contrasts
+from alliance.models import calibration, calibration_moderated, contrasts
 from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec
 from alliance.models.coding import factor_columns
 from alliance.models.frames import group_codes
@@ -62,7 +62,8 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     """Fit an lmm / glmm spec on its model frame; coefficients, fit facts and extras.
 
     With options `x` and `x_error`, adds the regression-calibrated row `{x}_rc`
-    (alliance.models.calibration)."""
+    (alliance.models.calibration; with `x_mod` also `{x}_rc:{x_mod}`,
+    alliance.models.calibration_moderated)."""
     family = "gaussian" if spec.kind == "lmm" else "binomial"
     return fit_mixed(spec, frame, family=family, arms=context.arms)
 
@@ -186,7 +187,11 @@ def fit_mixed(
     }
     result = ModelResult(coefficients=coefficients, fit=fit_facts, frame=frame, extras=extras)
     if calibration.requested(spec):
-        calibration.calibrate(result, frame, spec, _working(mf, frame, family, opts.get("trials")))
+        working = _working(mf, frame, family, opts.get("trials"))
+        if isinstance(opts.get("x_mod"), str):  # a continuous moderator of x's slope
+            calibration_moderated.calibrate_moderated(result, frame, spec, working)
+        else:
+            calibration.calibrate(result, frame, spec, working)
     return result
 
 

@@ -17,7 +17,7 @@ from alliance.models.spec import parse_random
 # Options whose value names a column (or a list of columns) the kind reads from the frame.
 OPTION_COLUMNS = (
     "duration", "event", "cluster", "tertile_of", "mediator", "unit", "x", "y", "x_error",
-    "x_by", "trials",
+    "x_by", "x_mod", "trials",
 )  # fmt: skip
 OPTION_COLUMN_LISTS = ("predictors",)
 

@@ -271,6 +271,7 @@ def _resistance(truth: dict[str, Any]) -> list[dict[str, Any]]:
                trd_within + "the within part is not wA_{t-1} (item error, centring on an "
                "error-laden mean): descriptive moderation"),
         *_dropout_by_trd(p, c, scale),
+        *_by_stage(p, c, scale),
         _entry("missed_sessions", "alliance", missed[1], False, missed[0],
                f"each scheduled slot after attended session t is missed with logit "
                f"missed_alpha + missed_beta_alliance x (latent A_t - mu) until the next "
@@ -375,6 +376,70 @@ def _dropout_by_trd(p: dict[str, Any], c: float, scale: str) -> list[dict[str, A
                rc + " (the slope without TRD)"),
         _entry("dropout_hazard_by_trd", "alliance_rc:trd", diff[1], True, diff[0],
                rc + " (the TRD slope minus the non-TRD one, each calibrated)"),
+    ]  # fmt: skip
+
+
+def _by_stage(p: dict[str, Any], c: float, scale: str) -> list[dict[str, Any]]:
+    """dropout_hazard_by_stage and symptoms_by_stage: the Thase-Rush stage (centred at a fixed
+    point) in place of the TRD flag. The generating effects depend on the flag, which is
+    stage >= II here (the stage counts the first two failures one for one), not on the stage:
+    with no TRD difference the slope is the same at every stage (identified, the interaction
+    0); with one, a line in stage is a projection of a step (no generating value)."""
+    step = p["dropout_beta_alliance_trd"]
+    flag = (
+        "the simulator's alliance effects depend on the TRD flag (>= 2 failed trials, i.e. "
+        "Thase-Rush stage >= II here), not on the stage"
+    )
+    model = "dropout_hazard_by_stage"
+    if step:
+        why = (
+            f"{flag}: the slope steps by dropout_beta_alliance_trd ({step:g}) at stage II, and a "
+            "line in stage is a projection of that step that depends on the stages of the rows "
+            "at risk, not a generating value"
+        )
+        terms = ("alliance", "alliance:stage", "alliance_rc", "alliance_rc:stage")
+        hazard = [_entry(model, t, None, False, "none", why) for t in terms]
+    else:
+        param, value = "dropout_beta_alliance / scale_total", p["dropout_beta_alliance"] / c
+        flat = (
+            f"{flag}, and dropout_beta_alliance_trd = 0: the slope on the latent alliance of the "
+            f"session just attended is dropout_beta_alliance at every stage, {scale}; so "
+        )
+        slope = flat + "the slope at the centre stage is dropout_beta_alliance on that scale"
+        change = flat + "its change per stage is 0"
+        naive = (
+            "; the observed score carries item error, so this naive row is attenuated: the _rc "
+            "row is the corrected one"
+        )
+        rc = (
+            "; regression calibration with the stage as moderator (slope and interaction "
+            "corrected together), per point of the true score"
+        )
+        hazard = [
+            _entry(model, "alliance", value, False, param, slope + naive),
+            _entry(model, "alliance:stage", 0.0, False, "none", change + naive),
+            _entry(model, "alliance_rc", value, True, param, slope + rc),
+            _entry(model, "alliance_rc:stage", 0.0, True, "none", change + rc),
+        ]
+    att = p["beta_alliance_trd_attenuation"]
+    desc = (
+        "; the prior-only parts are error-laden running means whose reliability grows with t, "
+        "so the interactions with stage are descriptive (as symptoms_by_trd's)"
+    )
+    pat = (
+        f"{flag}: beta_T, beta_P and beta_tP are scaled by 1 - beta_alliance_trd_attenuation "
+        f"({1 - att:.2f}) from stage II on, and a line in stage is a projection of that step"
+        if att
+        else f"{flag}, and beta_alliance_trd_attenuation = 0: the patient-level effect is the "
+        "same at every stage, the true interaction 0"
+    )
+    within = f"{flag}; the within-person path beta_lag is common to all patients: true 0"
+    return [
+        *hazard,
+        _entry("symptoms_by_stage", "alliance_pat_prior:stage", None if att else 0.0, False,
+               "none", pat + desc),
+        _entry("symptoms_by_stage", "alliance_within_prior:stage", 0.0, False, "none",
+               within + desc),
     ]  # fmt: skip
 
 

@@ -208,8 +208,11 @@ FIGURES: dict[str, FigureSpec] = {
                 "hazard_fit": _m("dropout_hazard_by_trd", "fit.json"),
                 "hazard_coefficients": _m("dropout_hazard_by_trd", "coefficients.csv"),
                 "hazard_vcov": _m("dropout_hazard_by_trd", "vcov.csv"),
+                "stage_fit": _m("dropout_hazard_by_stage", "fit.json"),
+                "stage_coefficients": _m("dropout_hazard_by_stage", "coefficients.csv"),
+                "stage_vcov": _m("dropout_hazard_by_stage", "vcov.csv"),
             },
-            models=("symptoms_by_trd", "dropout_hazard_by_trd"),
+            models=("symptoms_by_trd", "dropout_hazard_by_trd", "dropout_hazard_by_stage"),
             section="resistance",
         ),
         FigureSpec(

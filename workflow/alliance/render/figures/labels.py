@@ -50,6 +50,7 @@ TERM_TEXT: dict[str, str] = {
     "telehealth": "telehealth",
     "agency": "agency",
     "trd": "TRD",
+    "stage": "resistance stage",
     "a1": "a\u2081 slope along P = T",
     "a2": "a\u2082 curvature along P = T",
     "a3": f"a\u2083 slope along P = {MINUS}T",
@@ -61,6 +62,7 @@ KIND_TERM_TEXT: dict[str, dict[str, str]] = {
         "alliance": "Alliance of the session just attended",
         "alliance_rc": "Same, corrected for item error (regression calibration)",
         "alliance_rc:trd": "Same, corrected for item error in each group",
+        "alliance_rc:stage": "Same, corrected for item error (jointly with the slope)",
     },
     "cox": {  # the bootstrap bias-corrected rows (options.bias_correction)
         "alliance_mean_bc": "Mean alliance, small-sample bias-corrected",

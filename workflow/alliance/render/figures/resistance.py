@@ -1,5 +1,6 @@
 """Figure `trd_slopes`: the alliance slope in patients without and with treatment-resistant
-depression (TRD), from the alliance x TRD models symptoms_by_trd and dropout_hazard_by_trd.
+depression (TRD), from the alliance x TRD models symptoms_by_trd and dropout_hazard_by_trd, and
+at each treatment-resistance stage, from dropout_hazard_by_stage.
 
 The slope in each group is a simple slope, a linear combination of the fixed effects: b_focal
 (TRD = 0) and b_focal + b_focal:trd (TRD = 1), with SE sqrt(L'VL) from the model's coefficient
@@ -8,6 +9,11 @@ Satterthwaite df); otherwise the same helper the model stage uses
 (`alliance.models.contrasts.simple_slopes`) computes them from coefficients.csv and vcov.csv as
 Wald z rows, which is what the model stage writes for a GLMM. Their difference is the
 interaction coefficient, drawn with the model's own test of it.
+
+The stage panel: the slope at stage s is b_alliance + (s - centre) b_alliance:stage (`stage` is
+the staging score minus `TreatmentResistanceSettings.stage_centre()`), SE from the covariance,
+drawn per SD of the alliance over the model's rows (fit.json `reliability_correction.x_sd`) as
+an odds ratio, for each whole stage of `staging_range`; the interaction is the ratio per stage.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ from alliance.render.figures.common import (
 from alliance.render.figures.labels import MINUS, term_text
 from alliance.settings import RenderSettings
 
-BY = "trd"
-SYMPTOMS, HAZARD = "symptoms_by_trd", "dropout_hazard_by_trd"
+BY, STAGE = "trd", "stage"
+SYMPTOMS, HAZARD, STAGED = "symptoms_by_trd", "dropout_hazard_by_trd", "dropout_hazard_by_stage"
+STAGE_ROW = (math.nan, "o", style.OKABE_ITO["reddish_purple"])  # a row `stage_<s>`
+MAX_STAGES = 11  # whole stages drawn; a longer scale (DM-TRD 3-27) is thinned to about this
 # row kind -> (moderator value, marker, colour); the difference row is the interaction
 ROWS = {
     "non_trd": (0.0, "o", style.TRD_COLORS["non_trd"]),
@@ -138,7 +146,7 @@ def _draw_rows(
         est, lo, hi = (float(row[c]) for c in ("estimate", "ci_low", "ci_high"))
         if ratio:
             est, lo, hi = math.exp(est), math.exp(lo), math.exp(hi)
-        _, marker, colour = ROWS[row["row"]]
+        _, marker, colour = ROWS.get(row["row"], STAGE_ROW)
         gid = f"{model}|{row['term']}|{row['row']}"
         ax.hlines(y, lo, hi, color=colour, linewidth=1.0, gid=gid)
         ax.plot(est, y, marker, color=colour, markersize=4 if marker == "D" else 3.5,
@@ -182,6 +190,74 @@ def _panel_table(
     return table
 
 
+def stage_points(rng: tuple[float, float], centre: float) -> dict[str, float]:
+    """Row key `stage_<s>` -> s - centre for the whole stages of the scale's range (thinned to
+    about MAX_STAGES on a long scale, both ends kept)."""
+    low, high = math.ceil(rng[0]), math.floor(rng[1])
+    step = max(1, math.ceil((high - low) / (MAX_STAGES - 1)))
+    stages = sorted({*range(low, high + 1, step), high})
+    return {f"stage_{s:g}": float(s) - centre for s in stages}
+
+
+def stage_slopes(
+    coefficients: pd.DataFrame, vcov: pd.DataFrame, points: Mapping[str, float], sd: float
+) -> pd.DataFrame:
+    """The alliance slope at each stage point (`stage_<s>`: b + (s - centre) b x stage) and the
+    interaction (`difference`, per stage), per `sd` points of the alliance (log odds), SE from
+    the covariance; columns as `trd_slopes`."""
+    beta, v = coefficient_covariance(coefficients, vcov)
+    terms = list(beta.index)
+    inter = contrasts.interaction_name("alliance", STAGE, terms)
+    cols = ["estimate", "std_error", "ci_low", "ci_high", "p_value"]
+    if "alliance" not in terms or inter is None:
+        return pd.DataFrame(columns=["term", "row", *cols, "source"])
+    at = {k: ("value", z, {STAGE: z}) for k, z in points.items()}
+    table, _ = contrasts.simple_slopes(beta, v, ["alliance"], STAGE, at)
+    table = table.set_axis(list(points))[cols]
+    table.loc["difference"] = coefficients.set_index(coefficients["term"].astype(str)).loc[
+        inter, cols
+    ]
+    table = table.astype(float)
+    for col in ("estimate", "std_error", "ci_low", "ci_high"):
+        table[col] *= sd
+    sources = ["covariance"] * len(points) + ["coefficients.csv"]
+    return (
+        table.rename_axis("row")
+        .reset_index()
+        .assign(term="alliance", source=sources)[["term", "row", *cols, "source"]]
+    )
+
+
+def _stage_panel(
+    fit: Mapping[str, Any] | None,
+    coefficients: pd.DataFrame | None,
+    vcov: pd.DataFrame | None,
+    settings: RenderSettings,
+) -> tuple[pd.DataFrame | str, float]:
+    """The stage panel's rows and the alliance SD they are per, or why there are none."""
+    reason = unfitted_reason(fit, STAGED)
+    if reason is not None:
+        return reason, math.nan
+    tr = settings.treatment_resistance
+    centre = tr.stage_centre()
+    sd = float(((fit or {}).get("reliability_correction") or {}).get("x_sd") or math.nan)
+    if coefficients is None or vcov is None or centre is None or not tr.staging_range:
+        return f"model {STAGED}: coefficients.csv, vcov.csv or staging_range not found", sd
+    if not (math.isfinite(sd) and sd > 0):
+        return f"model {STAGED}: fit.json has no alliance SD (reliability_correction.x_sd)", sd
+    table = stage_slopes(coefficients, vcov, stage_points(tr.staging_range, centre), sd)
+    if table.empty:
+        return f"model {STAGED} has no alliance x stage interaction", sd
+    return table, sd
+
+
+def _stage_labels(settings: RenderSettings, points: list[str]) -> dict[str, str]:
+    scale = settings.treatment_resistance.staging_scale or "staging"
+    name = {"thase_rush": "Thase-Rush", "msm": "MSM", "mgh_s": "MGH-S", "dm_trd": "DM-TRD"}
+    label = {k: f"{name.get(scale, 'Stage')} stage {k.removeprefix('stage_')}" for k in points}
+    return {**label, "difference": "Ratio per stage (interaction)"}
+
+
 @skippable
 def draw_trd_slopes(
     symptoms_fit: Mapping[str, Any] | None,
@@ -192,6 +268,9 @@ def draw_trd_slopes(
     hazard_coefficients: pd.DataFrame | None,
     hazard_vcov: pd.DataFrame | None,
     settings: RenderSettings,
+    stage_fit: Mapping[str, Any] | None = None,
+    stage_coefficients: pd.DataFrame | None = None,
+    stage_vcov: pd.DataFrame | None = None,
 ) -> Figure:
     """Alliance slopes in patients without and with treatment-resistant depression (TRD: at
     least treatment_resistance.trd_min_failed failed adequate antidepressant trials in this
@@ -204,21 +283,28 @@ def draw_trd_slopes(
     alliance point of not returning after a session, the alliance rated at that session (the
     last attended one), on a log axis; below 1 = better alliance, less dropout. Each group's
     slope is b (TRD = 0) or b + b x TRD (TRD = 1), its SE from the model's coefficient
-    covariance; arm, baseline and time are held in the model, random effects at zero. A panel
-    whose model was not fitted says why.
+    covariance; arm, baseline and time are held in the model, random effects at zero. C:
+    dropout_hazard_by_stage, the same odds ratio per SD of the alliance (over the model's rows)
+    at each whole stage of the staging scale, the slope at stage s being b + (s - c) b x stage
+    with c the fixed centre of the stage (treatment_resistance.staging_centre, default the
+    midpoint of staging_range), so a line in stage; the interaction row is the ratio per stage.
+    A and B per alliance point, C per SD; all from the naive (not item-error corrected)
+    coefficients. A panel whose model was not fitted says why.
     """
+    stage_table, sd = _stage_panel(stage_fit, stage_coefficients, stage_vcov, settings)
     panels = [
         ("symptoms", SYMPTOMS, _panel_table(SYMPTOMS, symptoms_fit, symptoms_coefficients,
                                             symptoms_vcov, symptoms_slopes)),
         ("hazard", HAZARD, _panel_table(HAZARD, hazard_fit, hazard_coefficients, hazard_vcov,
                                         None)),
+        ("stage", STAGED, stage_table),
     ]  # fmt: skip
     if all(isinstance(t, str) for _, _, t in panels):
         raise NothingToDraw("; ".join(str(t) for _, _, t in panels))
     sizes = [NOTE_ROWS if isinstance(t, str) else len(t) + t["term"].nunique()
              for _, _, t in panels]  # fmt: skip
     height = ROW_IN * sum(sizes) + PANEL_IN * len(panels)
-    fig, axes = style.new_figure("double", height, nrows=2,
+    fig, axes = style.new_figure("double", height, nrows=len(panels),
                                  gridspec_kw={"height_ratios": sizes})  # fmt: skip
     sym = settings.symptoms.label
     ali, _ = alliance_instrument(settings.alliance, settings.score.rater)
@@ -227,8 +313,11 @@ def draw_trd_slopes(
                      f"Slope: {sym} points per {ali} point"),
         "hazard": (f"Not returning after a session, model {HAZARD}",
                    f"Odds ratio of not returning per {ali} point (log scale)"),
+        "stage": (f"Not returning after a session by treatment-resistance stage, model {STAGED}",
+                  f"Odds ratio of not returning per SD of the {ali} (SD {sd:.2f} points; "
+                  "log scale)"),
     }  # fmt: skip
-    for ax, letter, (kind, model, table) in zip(axes, "AB", panels, strict=True):
+    for ax, letter, (kind, model, table) in zip(axes, "ABC", panels, strict=True):
         title, xlabel = titles[kind]
         # at the figure's left edge, above the row labels (the axes start far right of it)
         at = blended_transform_factory(fig.transFigure, ax.transAxes)
@@ -238,7 +327,9 @@ def draw_trd_slopes(
         if isinstance(table, str):
             panel_note(ax, f"Not fitted: {table}", width=90)
             continue
-        ratio = kind == "hazard"
-        _draw_rows(ax, model, ratio, table, _row_labels(settings, ratio))
+        ratio = kind != "symptoms"
+        labels = (_stage_labels(settings, list(table["row"])) if kind == "stage"
+                  else _row_labels(settings, ratio))  # fmt: skip
+        _draw_rows(ax, model, ratio, table, labels)
         ax.set_xlabel(xlabel)
     return fig

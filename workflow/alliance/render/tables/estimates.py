@@ -176,7 +176,14 @@ def _derived_note(fit: Mapping[str, Any]) -> str | None:
         return None
     how = []
     rc = fit.get("reliability_correction")
-    if isinstance(rc, Mapping) and rc.get("lambda") is not None:
+    if isinstance(rc, Mapping) and rc.get("moderator") and rc.get("matrix") is not None:
+        m = "; ".join(", ".join(apa.fmt_num(v, 3) for v in row) for row in rc["matrix"])
+        how.append(
+            f"_rc rows are regression-calibrated for item error in {rc.get('term')}, its slope "
+            f"and interaction with {rc['moderator']} together (the naive pair times "
+            f"M = [{m}], M = (W'PW − E)⁻¹ W'PW)"
+        )
+    elif isinstance(rc, Mapping) and rc.get("lambda") is not None:
         how.append(
             f"_rc rows are regression-calibrated for item error in {rc.get('term')} "
             f"(coefficient / lambda, lambda = {apa.fmt_num(rc['lambda'], 3)})"
