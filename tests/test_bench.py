@@ -111,10 +111,10 @@ def test_pipeline_run_and_report_on_10k_rows(trial):
 
 def test_targets_are_judged_from_the_record():
     pipes = [
-        {"name": "demo", "fresh": {"wall_s": 42.0}, "noop_s": 6.0},
+        {"name": "demo", "fresh": {"wall_s": 28.0}, "noop_s": 6.0},
         {
             "name": "600k",
-            "fresh": {"wall_s": 250.0, "max_process_rss_mb": 1500.0, "tree_peak_rss_mb": 2500.0},
+            "fresh": {"wall_s": 190.0, "max_process_rss_mb": 1500.0, "tree_peak_rss_mb": 2500.0},
         },
     ]
     engine_rows = [
@@ -123,14 +123,27 @@ def test_targets_are_judged_from_the_record():
         {"trial": "120k", "model": "symptoms_growth", "fit_lmm_s": 2.0, "lme4_s": 3.0,
          "mixedlm_s": 1.5},
     ]  # fmt: skip
-    record = {"pipelines": pipes, "engines": engine_rows}
+    glmm_rows = [
+        {"trial": "120k", "model": "suicidality", "fit_s": 2.0, "lme4_s": 300.0,
+         "lme4_cpu_s": 280.0, "ratio": 2.0 / 280.0, "rows": 100, "lme4_rows": 100},
+        {"trial": "600k", "model": "dropout_hazard", "fit_s": 5.0, "lme4_s": 20.0,
+         "ratio": 0.25, "rows": 100, "lme4_rows": 100},
+        {"trial": "600k", "model": "missed_sessions", "fit_s": 1.0, "lme4_s": 200.0,
+         "ratio": 0.005, "rows": 100, "lme4_rows": 99},  # another frame: not judged met
+        {"trial": "10k", "model": "suicidality", "fit_s": 1.0, "lme4_s": 2.0, "ratio": 0.5,
+         "rows": 10, "lme4_rows": 10},  # 10k is not a target
+    ]  # fmt: skip
+    record = {"pipelines": pipes, "engines": engine_rows, "glmms": glmm_rows}
     met = {t["target"]: t["met"] for t in report.judge_targets(record)}
     assert met == {
         "symptoms_growth fit on 600k rows <= 0.5 x lme4": True,
         "symptoms_growth fit on 120k rows <= 0.5 x lme4": False,
-        "pipeline on 600k rows < 5 min": True,
+        "suicidality fit on 120k rows <= 0.2 x lme4": True,
+        "dropout_hazard fit on 600k rows <= 0.2 x lme4": False,
+        "missed_sessions fit on 600k rows <= 0.2 x lme4": False,
+        "pipeline on 600k rows < 180 s": False,
         "peak RSS on 600k rows < 4 GB": True,
-        "demo run < 60 s": True,
+        "demo pipeline < 30 s": True,
         "no-op rerun < 5 s": False,
     }
 

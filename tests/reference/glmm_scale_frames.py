@@ -25,12 +25,11 @@ from typing import Any
 
 import pandas as pd
 
+from alliance.studies.bench.trials import REFERENCE_PROCESS
+
 ROOT = Path(__file__).resolve().parents[2]
-# The trial as it was when the lme4 reference was fitted: the TRD moderations of the dropout
-# hazard and of the alliance's symptom effects (added later) are off, so the frames, and the
-# committed reference, stay the same. The comparison with lme4 needs a fixed data set, not the
-# newest simulator.
-FROZEN = {"dropout_beta_alliance_trd": 0.0, "beta_alliance_trd_attenuation": 0.0}
+# The trial as it was when the lme4 reference was fitted (the bench simulates the same process)
+FROZEN = REFERENCE_PROCESS
 # one per binomial GLMM kind: the discrete-time hazard and the glmm
 MODELS = ("dropout_hazard", "suicidality")
 TRIAL = "120k"

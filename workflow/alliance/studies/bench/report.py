@@ -20,9 +20,10 @@ from alliance.studies.bench.engines import GROWTH
 
 TARGETS = {
     "growth_vs_lme4": 0.5,  # symptoms_growth fit at most half of lme4's time (120k, 600k)
-    "pipeline_600k_s": 300.0,
+    "glmm_vs_lme4": 0.2,  # every binomial GLMM at most a fifth of lme4's (120k, 600k; #16)
+    "pipeline_600k_s": 180.0,
     "pipeline_600k_rss_mb": 4096.0,
-    "demo_s": 60.0,
+    "demo_s": 30.0,  # the Snakemake pipeline; `make run` adds the report and its screenshot
     "noop_s": 5.0,
 }
 
@@ -63,10 +64,27 @@ def judge_targets(record: Mapping[str, Any]) -> list[dict[str, Any]]:
                     ratio <= TARGETS["growth_vs_lme4"],
                 )
             )
+    for row in record.get("glmms", []):
+        if row["trial"] in ("120k", "600k") and row.get("ratio") is not None:
+            same = row.get("lme4_rows") == row.get("rows")
+            out.append(
+                _target(
+                    f"{row['model']} fit on {row['trial']} rows <= 0.2 x lme4",
+                    f"{row['fit_s']:.2f} s vs lme4 {row.get('lme4_cpu_s') or row['lme4_s']:.1f} "
+                    f"s CPU (ratio {row['ratio']:.3f})"
+                    + ("" if same else f"; lme4's frame had {row.get('lme4_rows')} rows"),
+                    row["ratio"] <= TARGETS["glmm_vs_lme4"] and same,
+                )
+            )
     if "600k" in pipes:
         p = pipes["600k"]["fresh"]
+        limit = TARGETS["pipeline_600k_s"]
         out.append(
-            _target("pipeline on 600k rows < 5 min", f"{p['wall_s']:.0f} s", p["wall_s"] < 300)
+            _target(
+                f"pipeline on 600k rows < {limit:.0f} s",
+                f"{p['wall_s']:.0f} s",
+                p["wall_s"] < limit,
+            )
         )
         out.append(
             _target(
@@ -78,8 +96,13 @@ def judge_targets(record: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
     if "demo" in pipes:
         p = pipes["demo"]
+        limit = TARGETS["demo_s"]
         out.append(
-            _target("demo run < 60 s", f"{p['fresh']['wall_s']:.0f} s", p["fresh"]["wall_s"] < 60)
+            _target(
+                f"demo pipeline < {limit:.0f} s",
+                f"{p['fresh']['wall_s']:.0f} s",
+                p["fresh"]["wall_s"] < limit,
+            )
         )
         out.append(_target("no-op rerun < 5 s", f"{p['noop_s']:.1f} s", p["noop_s"] < 5))
     return out
