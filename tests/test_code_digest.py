@@ -70,3 +70,11 @@ def test_every_rule_with_a_script_passes_its_code_digest():
                 rules += 1
                 assert f'code=code("{script.group(1)}")' in block, (smk.name, block[:60])
     assert rules >= 20
+
+
+def test_the_names_cache_gives_what_parsing_gives():
+    """Names read back from the cache (by content hash) equal a fresh parse of every module."""
+    from alliance.code_digest import _named_modules, _scan
+
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        assert _named_modules(path) == frozenset(_scan(path.read_bytes(), path)), path

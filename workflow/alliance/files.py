@@ -16,12 +16,15 @@ import math
 import os
 import re
 import secrets
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where a frame is read or written: the Snakefile needs only `sha256`
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -61,6 +64,8 @@ def sha256(path: str | os.PathLike[str]) -> str:
 
 
 def meaningful_index(df: pd.DataFrame) -> bool:
+    import pandas as pd
+
     idx = df.index
     default = (
         isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1 and idx.name is None
@@ -126,6 +131,8 @@ def restore_cell(value: Any) -> Any:
 def _text_columns(df: pd.DataFrame, cell: Callable[[Any], Any]) -> pd.DataFrame:
     """`df` with `cell` applied to its column names and to every cell of its text columns;
     numeric, boolean and date columns are never touched. `df` itself when nothing changes."""
+    import pandas as pd
+
     out = df
     for i, (_, values) in enumerate(df.items()):
         dtype = values.dtype
@@ -161,6 +168,8 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 def read_csv(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
     """A CSV written by `write_csv`, read with `pd.read_csv(**kwargs)`: neutralised text cells
     and column names come back exactly as they were written."""
+    import pandas as pd
+
     return _text_columns(pd.read_csv(path, **kwargs), restore_cell)
 
 
@@ -186,22 +195,25 @@ def shareable_path(
 
 def to_jsonable(obj: Any) -> Any:
     """Plain-JSON version of `obj`: numpy/pandas scalars unwrapped, NaN/inf/NA -> None."""
+    # no pandas object exists unless pandas was imported, so a caller without frames skips it
+    pd = sys.modules.get("pandas")
+    series = (pd.Series, pd.Index) if pd is not None else ()
     if isinstance(obj, Mapping):
         return {str(_plain_key(k)): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set | frozenset | np.ndarray | pd.Series | pd.Index):
+    if isinstance(obj, (list, tuple, set, frozenset, np.ndarray, *series)):
         items = list(obj)
         if isinstance(obj, set | frozenset):
             items = sorted(items, key=repr)
         return [to_jsonable(v) for v in items]
     if isinstance(obj, np.generic):
         obj = obj.item()
-    if obj is None or obj is pd.NA or obj is pd.NaT:
+    if obj is None or (pd is not None and (obj is pd.NA or obj is pd.NaT)):
         return None
     if isinstance(obj, bool | int | str):
         return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
-    if isinstance(obj, _dt.datetime | _dt.date | pd.Timestamp):
+    if isinstance(obj, _dt.datetime | _dt.date):  # pandas Timestamp is a datetime
         return obj.isoformat()
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)

@@ -1,4 +1,5 @@
-"""Shared set-up for the thin Snakemake scripts: logging into the rule's log file, stage timing."""
+"""Shared set-up for the thin Snakemake scripts: logging into the rule's log file, stage timing,
+and a quick exit once the job's work is done (`exit_job`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import atexit
 import datetime as dt
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -55,3 +57,18 @@ def script_logger(smk: Any, name: str) -> logging.Logger:
     # Snakemake stops jobs with SIGTERM: exit normally so context managers remove temp files.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     return log
+
+
+def exit_job() -> None:
+    """End the job's process now that its outputs are written: exit handlers run (the stage
+    timing of `script_logger`, logging's flush), the interpreter's teardown does not.
+
+    Why: freeing the pandas / scipy / matplotlib state at exit took 0.2-0.35 s per job, and
+    Snakemake starts the next job only once the process is gone (issue #16: ~30 jobs in a row on
+    two cores). Call it last in a script, after `main` returned: an exception never reaches it,
+    so a failing job still exits through the interpreter with its error status.
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)

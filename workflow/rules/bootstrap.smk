@@ -1,7 +1,7 @@
 # Cluster-bootstrap CIs for the models listed in config `bootstrap.models`, each split into
 # `bootstrap.shards` jobs and gathered (results/bootstrap/<id>/); identical whatever the number
 # of shards (see alliance.studies.bootstrap). Nothing runs while the list is empty (the default).
-from alliance.studies.bootstrap import check_models
+from alliance.studies.bootstrap_config import check_models
 
 BOOTSTRAP = check_models(SETTINGS.bootstrap, MODEL_IDS)
 

@@ -46,6 +46,9 @@ rule figures:
         status=f"{RESULTS}/report/figures.json",
     log:
         f"{LOGS}/figures.log",
+    # the longest render job first: started after tables and figures_resistance, it ended ~2 s
+    # after them, with one core idle, and the overview waits for it
+    priority: 1
     conda:
         ENV
     threads: 1

@@ -4,7 +4,7 @@ import pandas as pd
 
 from alliance import files
 from alliance.models.icc import alliance_icc
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 
 
 def main(smk) -> None:
@@ -15,3 +15,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from alliance import files
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.settings import BootstrapRun
 from alliance.studies.bootstrap import gather_draws, intervals
 
@@ -22,3 +22,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

@@ -7,7 +7,7 @@ import pandas as pd
 
 from alliance import files
 from alliance.models.spec import load_specs
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.settings import BootstrapRun
 from alliance.studies.bootstrap import shard_draws
 
@@ -34,3 +34,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from alliance.clean.pseudonym import with_key
 from alliance.clean.stage import clean_trial, write_clean
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.settings import CleanSettings
 
 
@@ -19,3 +19,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

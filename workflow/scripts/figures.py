@@ -5,7 +5,7 @@ from pathlib import Path
 
 from alliance import files
 from alliance.render.figures import draw_all
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.settings import RenderSettings
 
 
@@ -21,3 +21,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

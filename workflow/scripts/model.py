@@ -8,7 +8,7 @@ import pandas as pd
 from alliance.models.preflight import clear_folder
 from alliance.models.run import run_model
 from alliance.models.spec import load_specs
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.settings import ModelSettings
 
 
@@ -31,3 +31,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

@@ -6,7 +6,7 @@ from pathlib import Path
 from alliance import files
 from alliance.models.run import load_result, summarise
 from alliance.models.spec import load_specs
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.settings import SummarySettings
 
 
@@ -22,3 +22,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

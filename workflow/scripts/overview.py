@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from alliance.render.stage import overview_html, write_overview
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.settings import RenderSettings
 
 
@@ -19,3 +19,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

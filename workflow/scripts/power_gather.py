@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from alliance.render.figures.power import draw_power
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.studies.power.calibrate import calibrate
 from alliance.studies.power.results import gather, write_results
 from alliance.studies.power.study import load_power
@@ -30,3 +30,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

@@ -3,7 +3,7 @@
 import time
 
 from alliance import files
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.studies.power.calibrate import calibrate, cell_params
 from alliance.studies.power.study import cell_by_id, load_power
 from alliance.studies.power.trials import run_shard
@@ -35,3 +35,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

@@ -5,7 +5,7 @@ from pathlib import Path
 from alliance import files
 from alliance.provenance import provenance
 from alliance.render.timings import timings_html
-from alliance.runner import script_logger, timing_dir
+from alliance.runner import exit_job, script_logger, timing_dir
 from alliance.settings import Settings
 
 
@@ -24,3 +24,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

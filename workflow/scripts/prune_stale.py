@@ -5,7 +5,7 @@ from pathlib import Path
 
 from alliance import files
 from alliance.models.preflight import remove_stale, stale_models, stale_studies
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 
 
 def main(smk) -> None:
@@ -30,3 +30,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

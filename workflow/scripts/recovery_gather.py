@@ -1,7 +1,7 @@
 """Snakemake entry: gather the recovery shards; write replicates, summary, verdicts and table."""
 
 from alliance import files
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.studies.recovery_results import (
     gather,
     read_shards,
@@ -31,3 +31,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

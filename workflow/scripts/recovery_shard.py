@@ -1,7 +1,7 @@
 """Snakemake entry: one shard of the parameter-recovery study (its block of replicates)."""
 
 from alliance import files
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.studies.recovery import run_shard
 from alliance.studies.recovery_study import load_study
 
@@ -24,3 +24,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.score.stage import run_score, write_score
 from alliance.settings import ScoreSettings
 
@@ -19,3 +19,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from alliance import files
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.settings import SensitivityRun
 from alliance.studies.sensitivity import run_cells
 
@@ -27,3 +27,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from alliance.render.stage import build_tables
-from alliance.runner import script_logger
+from alliance.runner import exit_job, script_logger
 from alliance.settings import RenderSettings
 
 
@@ -15,3 +15,4 @@ def main(smk) -> None:
 
 
 main(snakemake)  # noqa: F821
+exit_job()

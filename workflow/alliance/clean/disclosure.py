@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 COMPLEMENTARY = "s"  # the mark of a withheld count, any value (as alliance.render.apa)
 
@@ -122,6 +121,9 @@ def exposed(
         at_risk = [k for k in at_risk if k in set(targets)]
     if not at_risk:
         return []
+    # here, not at the top: the overview and tables jobs import this module without solving
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     lo, hi = _domains(cells, min_cell, below, withheld)
     a = cells.matrix()
     constraints = [LinearConstraint(a, cells.rhs, cells.rhs)] if len(a) else []

@@ -155,11 +155,12 @@ def bc_ci(draws: np.ndarray, estimate: float, level: float = 0.95) -> tuple[floa
     below = (np.sum(d < estimate) + 0.5 * np.sum(d == estimate)) / d.size
     if below <= 0.0 or below >= 1.0:
         return (np.nan, np.nan)  # every draw on one side: the correction is undefined
-    from scipy import stats  # here, not at import: the Snakefile imports this module
+    # ndtri / ndtr are scipy.stats.norm's ppf / cdf, without importing scipy.stats (~0.3 s)
+    from scipy import special
 
-    z0 = stats.norm.ppf(below)
-    zq = stats.norm.ppf(0.5 + level / 2.0)
-    probs = stats.norm.cdf([2.0 * z0 - zq, 2.0 * z0 + zq])
+    z0 = special.ndtri(below)
+    zq = special.ndtri(0.5 + level / 2.0)
+    probs = special.ndtr([2.0 * z0 - zq, 2.0 * z0 + zq])
     lo, hi = np.quantile(d, probs)
     return (float(lo), float(hi))
 

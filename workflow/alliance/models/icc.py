@@ -11,8 +11,7 @@ import pandas as pd
 
 from alliance.engine.mixed import fit_lmm
 from alliance.errors import InputError
-from alliance.score.levels import FEW_THERAPISTS, require_columns, therapist_column
-from alliance.score.stage import STEM
+from alliance.score.levels import FEW_THERAPISTS, STEM, require_columns, therapist_column
 
 LEVELS = {"therapist": "therapist", "therapist:patient": "patient", "patient": "patient"}
 

@@ -45,6 +45,7 @@ from alliance.engine.bootstrap import (
     percentile_ci,
     shard_replicates,
 )
+from alliance.engine.ols import ols
 from alliance.engine.tidy import coef_table
 from alliance.errors import ConfigError
 from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec, Skipped
@@ -202,8 +203,6 @@ def model_seed(spec: ModelSpec, seed: int) -> int:
 
 def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
     """Paths a, b, c, c' and the indirect effect a x b with cluster-bootstrap CIs."""
-    import statsmodels
-
     roles = setup(spec, frame)
     preds, med, out = roles["predictors"], roles["mediator"], roles["outcome"]
     covs, cluster = roles["covariates"], roles["cluster"]
@@ -304,7 +303,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     }
     info: dict[str, Any] = {
         "kind": "mediation",
-        "engine": f"numpy least squares + statsmodels {statsmodels.__version__} OLS (SEs)",
+        "engine": "numpy least squares (Wald SEs: alliance.engine.ols)",
         "n_obs": len(frame),
         "n_patients": _n_unique(frame, "patient"),
         "n_therapists": _n_unique(frame, "therapist"),
@@ -354,24 +353,18 @@ def _wald_paths(
     covariates: Sequence[str],
     cluster: str | None,
 ) -> dict[str, tuple[float, float]]:
-    """{path: (Wald SE, df)} of a, b, c, c': OLS with residual df, or CR1 with G - 1 df."""
-    # the submodule, not statsmodels.api (which loads every model class, ~0.5 s more per job)
-    from statsmodels.regression.linear_model import OLS
-
-    kw: dict[str, Any] = {}
+    """{path: (Wald SE, df)} of a, b, c, c': OLS with residual df, or CR1 with G - 1 df
+    (alliance.engine.ols: statsmodels' OLS and cluster SEs, without importing statsmodels)."""
+    codes = None
     cluster_df = None
     if cluster is not None:
         codes, _ = pd.factorize(frame[cluster].astype(str))
-        kw = {
-            "cov_type": "cluster",
-            "cov_kwds": {"groups": codes, "use_correction": True, "df_correction": True},
-        }
         cluster_df = float(codes.max())  # G - 1
 
     def se(cols: list[str], y: str, which: list[int]) -> list[tuple[float, float]]:
         values = frame[cols].to_numpy(dtype=float)
         x = np.column_stack([np.ones(len(values)), values])  # sm.add_constant(has_constant='add')
-        res = OLS(frame[y].to_numpy(dtype=float), x).fit(**kw)
+        res = ols(x, frame[y].to_numpy(dtype=float), codes)
         df = cluster_df if cluster_df is not None else float(res.df_resid)
         return [(float(res.bse[i]), df) for i in which]
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alliance.engine.ols import ols
 from alliance.engine.tidy import coef_table
 from alliance.errors import ConfigError
 from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec, Skipped
@@ -55,10 +56,6 @@ GRID_SIZE = 41
 
 def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResult:
     """OLS polynomial regression and surface parameters a1..a4 (see module docstring)."""
-    # the submodule, not statsmodels.api (which loads every model class, ~0.5 s more per job)
-    import statsmodels
-    from statsmodels.regression.linear_model import OLS
-
     if len(spec.fixed) < 2:
         raise ConfigError(
             f"model '{spec.id}', key fixed: rsa needs the patient and the therapist rating "
@@ -98,9 +95,8 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
             "(e.g. the two ratings always agree)"
         )
 
-    res = OLS(y, x).fit()
     if cluster is None:
-        vcov = np.asarray(res.cov_params())
+        res = ols(x, y)
         df = float(res.df_resid)
         se_method = "OLS (R lm)"
         n_clusters = None
@@ -109,17 +105,13 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
         n_clusters = int(codes.max() + 1)
         if n_clusters < 2:
             raise Skipped(f"cluster-robust SEs need at least 2 levels of '{cluster}'")
-        robust = OLS(y, x).fit(
-            cov_type="cluster",
-            cov_kwds={"groups": codes, "use_correction": True, "df_correction": True},
-        )
-        vcov = np.asarray(robust.cov_params())
+        res = ols(x, y, codes)
         df = float(n_clusters - 1)
         se_method = (
             f"CR1 cluster-robust by {cluster}: G/(G-1) x (N-1)/(N-K) "
             '(R sandwich::vcovCL(type = "HC1")); t with G - 1 df'
         )
-    beta = np.asarray(res.params, dtype=float)
+    beta, vcov = res.params, res.vcov
     table = coef_table(terms, beta, np.sqrt(np.diag(vcov)), df)
     lmat = np.array([[w.get(t, 0.0) for t in terms] for w, _ in SURFACE.values()], dtype=float)
     surf = coef_table(list(SURFACE), lmat @ beta, np.sqrt(np.diag(lmat @ vcov @ lmat.T)), df)
@@ -130,7 +122,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     c = repr(centre) if midpoint is None else f"{centre:g}"
     info: dict[str, Any] = {
         "kind": "rsa",
-        "engine": f"statsmodels {statsmodels.__version__} OLS",
+        "engine": "numpy least squares (alliance.engine.ols)",
         "n_obs": n,
         "n_patients": _n_unique(data, "patient"),
         "n_therapists": _n_unique(data, "therapist"),
@@ -141,7 +133,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
         "BIC": -2.0 * llf + math.log(n) * (k + 1),
         "r_squared": float(res.rsquared),
         "adj_r_squared": float(res.rsquared_adj),
-        "sigma": float(math.sqrt(res.scale)),
+        "sigma": math.sqrt(res.scale),
         "df_residual": float(res.df_resid),
         "converged": True,
         "warnings": [],

@@ -15,9 +15,8 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
-import yaml
 
-from alliance.config import MODEL_ID, load_schema
+from alliance.config import MODEL_ID, load_schema, package_yaml
 from alliance.errors import ConfigError
 from alliance.expressions import ExpressionError, parse
 from alliance.models.base import KINDS, ModelSpec
@@ -54,7 +53,7 @@ def default_spec_dicts() -> list[dict[str, Any]]:
 @functools.cache
 def _default_spec_dicts() -> list[dict[str, Any]]:
     text = resources.files("alliance.models").joinpath("defaults.yaml").read_text()
-    data = yaml.safe_load(text) or {}
+    data = package_yaml(text) or {}
     return list(data.get("models", []))
 
 

@@ -16,9 +16,7 @@ import pandas as pd
 
 from alliance.clean.disclosure import below, overview_counts
 from alliance.files import atomic_path, read_csv
-from alliance.render.captions import figure_caption
 from alliance.render.escape import html_escape
-from alliance.render.figures import FIGURES
 from alliance.render.notes import is_sensitivity, model_caveats, model_details, model_note
 from alliance.render.tables import (
     agreement_table,
@@ -91,6 +89,10 @@ def overview_html(results: Path, settings: RenderSettings, figures: dict[str, An
     """A plain page: data used, every analysis with status/reason and caveats, model notes,
     figure captions (with their model's note and caveats) and missing figures' reasons. Every
     config- or data-derived string is escaped (`html_escape`)."""
+    # here, not at the top: the figure registry imports matplotlib, which the tables job skips
+    from alliance.render.captions import figure_caption
+    from alliance.render.figures import FIGURES
+
     avail = json.loads((results / "clean" / "availability.json").read_text())
     flow = read_csv(results / "clean" / "flow.csv")
     summ = avail.get("summary", {})

@@ -66,6 +66,7 @@ WIDTHS: dict[str, float] = {"single": 3.5, "double": 7.2}  # inches
 MAX_HEIGHT = 9.0  # inches: a full journal page less caption
 DPI = 300
 SVG_SALT = "alliance-outcomes"
+PNG_COMPRESS_LEVEL = 3  # zlib level of the PNGs (see save_figure)
 
 RC: dict[str, Any] = {
     "font.family": "sans-serif",
@@ -167,13 +168,25 @@ def _paths(stem: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 def save_figure(fig: Figure, stem: str | os.PathLike[str]) -> list[Path]:
-    """Write `stem.png` (300 dpi) and `stem.svg` atomically and byte-reproducibly."""
+    """Write `stem.png` (300 dpi) and `stem.svg` atomically and byte-reproducibly.
+
+    The layout is computed once, for the PNG: the SVG keeps the PNG's axes positions (so the two
+    files show the same layout) instead of running the constrained layout again. The PNG is
+    deflated at zlib level 3 rather than PIL's 6 (the same pixels, ~7 % larger, ~30 % less
+    encoding time): saving was most of the figure jobs' time (issue #16).
+    """
     png, svg = _paths(stem)
+    engine = fig.get_layout_engine()
     with matplotlib.rc_context({"svg.hashsalt": SVG_SALT, "svg.fonttype": RC["svg.fonttype"]}):
         with atomic_path(png) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
-        with atomic_path(svg) as tmp:
-            fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
+            fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None},
+                        pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})  # fmt: skip
+        fig.set_layout_engine("none")  # the positions the PNG's draw laid out stay as they are
+        try:
+            with atomic_path(svg) as tmp:
+                fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
+        finally:
+            fig.set_layout_engine(engine)
     return [png, svg]
 
 

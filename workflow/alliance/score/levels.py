@@ -25,6 +25,9 @@ import pandas as pd
 
 from alliance.errors import InputError
 
+# The stem of the score stage's alliance columns (alliance, alliance_ther, alliance_pat, ...).
+STEM = "alliance"
+
 SCORE_COLUMNS = ("patient", "session", "rater", "instrument", "scale", "score")
 CARRIED = ("patient", "therapist", "site", "arm", "arm_class", "session", "session_index", "weeks")
 # A within-patient trend needs at least this many rated sessions (a line through 2 points fits

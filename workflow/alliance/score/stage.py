@@ -22,7 +22,7 @@ from alliance.errors import ConfigError
 from alliance.instruments.definition import Instrument
 from alliance.instruments.items import keyed_items
 from alliance.score.agreement import agreement, all_pairs_agreement
-from alliance.score.levels import decompose, select_score
+from alliance.score.levels import STEM, decompose, select_score
 from alliance.score.prior import error_variance, prior_parts
 from alliance.score.reliability import reliability_table
 from alliance.score.ruptures import prior_rupture_flags, rupture_table
@@ -35,7 +35,6 @@ from alliance.score.scales import (
 )
 from alliance.settings import ScoreOptions, ScoreSettings
 
-STEM = "alliance"
 # Short names for the decomposition columns the models use.
 RENAME = {
     f"{STEM}_within_detrended": f"{STEM}_within_dt",

@@ -27,30 +27,17 @@ import numpy as np
 import pandas as pd
 
 from alliance.engine.bootstrap import bc_ci, bootstrap_p, cluster_bootstrap, gather, percentile_ci
-from alliance.errors import ConfigError
 from alliance.models.base import FitContext, ModelSpec, Skipped, kind_function
 from alliance.models.frames import model_frame
 from alliance.models.mediation import bootstrap_draws, model_seed
-from alliance.settings import BootstrapRun, BootstrapSettings
+from alliance.settings import BootstrapRun
+from alliance.studies.bootstrap_config import check_models as check_models  # re-exported
 
 # Options that only add extra tables: a replicate needs the coefficients alone.
 EXTRA_OPTIONS = ("predictions", "random_effects", "simple_slopes", "contrasts", "tertile_of")
 CI_COLUMNS = [
     "term", "estimate", "boot_se", "pct_low", "pct_high", "bc_low", "bc_high", "boot_p", "n_ok",
 ]  # fmt: skip
-
-
-def check_models(bootstrap: BootstrapSettings, model_ids: Sequence[str]) -> BootstrapSettings:
-    """`bootstrap` itself when every model it lists is one of `model_ids` (none given: nothing
-    to check); else a ConfigError. (The schema already holds `n_boot` and `shards` >= 1.)
-    """
-    unknown = [m for m in bootstrap.models if m not in model_ids] if model_ids else []
-    if unknown:
-        raise ConfigError(
-            f"config key bootstrap.models: unknown model id(s) {unknown}; models are "
-            f"{', '.join(model_ids)}"
-        )
-    return bootstrap
 
 
 def statistic(

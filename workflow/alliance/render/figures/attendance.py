@@ -27,7 +27,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
-from scipy import stats
+from scipy import special
 
 from alliance.render import apa, style
 from alliance.render.figures.common import (
@@ -99,7 +99,7 @@ def binned_shares(
     if n_bins is None:
         n_bins = int(min(MAX_BINS, max(1, len(d) // MIN_ROWS_PER_BIN)))
     d = d.assign(bin=equal_count_bins(d[x], n_bins), yw=d[y] * d["w"])
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = float(special.ndtri(0.5 + level / 2))
     out = []
     for _, g in d.groupby("bin", sort=True):
         total = float(g["w"].sum())

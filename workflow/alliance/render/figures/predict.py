@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from alliance.render.figures.common import NothingToDraw
 
@@ -102,7 +102,7 @@ def predict(
     V = vcov_matrix(vcov, terms)
     if V is not None:
         se = np.sqrt(np.einsum("ij,jk,ik->i", X, V, X))
-        z = float(stats.norm.ppf(0.5 + level / 2))
+        z = float(special.ndtri(0.5 + level / 2))
         lo, hi = eta - z * se, eta + z * se
     inverse = (lambda x: 1.0 / (1.0 + np.exp(-x))) if link == "logit" else (lambda x: x)
     return pd.DataFrame({"fit": inverse(eta), "ci_low": inverse(lo), "ci_high": inverse(hi)})

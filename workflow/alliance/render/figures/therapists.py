@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from scipy import stats
+from scipy import special
 
 from alliance.render import apa, style
 from alliance.render.figures.common import (
@@ -29,7 +29,7 @@ from alliance.render.figures.common import (
 from alliance.settings import RenderSettings
 
 INTERCEPT = "(Intercept)"
-Z95 = float(stats.norm.ppf(0.975))
+Z95 = float(special.ndtri(0.975))
 
 
 def outcome_icc(fit: Mapping[str, Any]) -> tuple[float | None, str]:

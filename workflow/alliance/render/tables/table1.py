@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from alliance.clean.disclosure import Cells, protect
 from alliance.errors import InputError
@@ -180,6 +179,8 @@ def is_skewed(values: pd.Series) -> bool:
     x = values.dropna().to_numpy(dtype=float)
     if len(x) < 3 or np.ptp(x) == 0:
         return False
+    from scipy import stats  # here, not at the top: the overview job imports this module
+
     return bool(abs(stats.skew(x, bias=False)) > SKEW_THRESHOLD)
 
 

@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from scipy import optimize, special, stats
 
 from alliance import files
 from alliance.errors import InputError
@@ -140,6 +138,8 @@ def calibrate(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _planned_sessions(root: Path) -> int:
     """Planned sessions of the analysed trial: the largest session index attended."""
+    import pandas as pd  # here, not at the top: the Snakefile imports this module
+
     table = pd.read_parquet(root / "clean/sessions.parquet", columns=["session_index"])
     return int(table["session_index"].max())
 
@@ -147,6 +147,8 @@ def _planned_sessions(root: Path) -> int:
 def response_slope(rate: float, n_sessions: int, params: Mapping[str, Any]) -> float:
     """Mean HAM-D slope per session giving completer response `rate` (final <= threshold x
     baseline), final HAM-D approximated as normal around b0 + slope x (T - 1)."""
+    from scipy import special  # ndtri is scipy.stats.norm.ppf, without importing scipy.stats
+
     p = {**DEFAULT_PARAMS, **params}
     t = n_sessions - 1
     sd = math.sqrt(
@@ -160,12 +162,14 @@ def response_slope(rate: float, n_sessions: int, params: Mapping[str, Any]) -> f
     )  # fmt: skip
     cut = p["response_threshold"] * p["baseline_hamd_mean"]
     rate = min(max(rate, 1e-3), 1 - 1e-3)
-    return (cut - p["hamd_b0"] - sd * float(stats.norm.ppf(rate))) / t
+    return (cut - p["hamd_b0"] - sd * float(special.ndtri(rate))) / t
 
 
 def dropout_intercept(hazard: float, beta: float, variance: float, therapist_sd: float) -> float:
     """Logit intercept whose hazard, averaged over latent alliance ~ N(0, variance) and a
     therapist effect ~ N(0, therapist_sd^2) (Gauss-Hermite), equals `hazard` per session."""
+    from scipy import optimize, special
+
     x, w = np.polynomial.hermite_e.hermegauss(24)
     w = w / w.sum()
     grid = beta * math.sqrt(variance) * x[:, None] + therapist_sd * x[None, :]
