@@ -290,11 +290,8 @@ def reliability_corrected_by(
 ) -> None:
     """Add `{x}_rc` and `{x}_rc:{by}`, each group calibrated with its own lambda (docstring)."""
     coefs = result.coefficients
-    terms = list(coefs["term"])
-    inter = contrasts.interaction_name(x, by, terms)
-    if x not in terms or inter is None or x_error not in frame.columns or by not in frame:
-        warn_skipped(result, f"needs the coefficients '{x}' and '{x}:{by}' and the columns "
-                     f"'{x_error}' and '{by}'")  # fmt: skip
+    inter = interaction_term(result, frame, x, x_error, by)
+    if inter is None:
         return
     g = frame[by].to_numpy(float)
     if not np.isin(g, (0.0, 1.0)).all() or len(np.unique(g)) < 2:
@@ -318,6 +315,20 @@ def reliability_corrected_by(
     result.coefficients = insert_after(coefs, inter, diff)
     add_derived(result, f"{x}_rc")
     add_derived(result, f"{x}_rc:{by}")
+
+
+def interaction_term(
+    result: ModelResult, frame: pd.DataFrame, x: str, x_error: str, mod: str
+) -> str | None:
+    """The fitted coefficient name of x:mod, or None (and why, in fit.json) when the fit lacks
+    x or x:mod or the frame lacks x_error or mod: the moderated calibrations need all four."""
+    terms = list(result.coefficients["term"])
+    inter = contrasts.interaction_name(x, mod, terms)
+    if x not in terms or inter is None or x_error not in frame.columns or mod not in frame:
+        warn_skipped(result, f"needs the coefficients '{x}' and '{x}:{mod}' and the columns "
+                     f"'{x_error}' and '{mod}'")  # fmt: skip
+        return None
+    return inter
 
 
 def combination_row(result: ModelResult, weights: pd.DataFrame, like: str) -> pd.DataFrame:

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.models import contrasts
 from alliance.models.base import ModelResult, ModelSpec
 from alliance.models.calibration import (
     Working,
@@ -37,6 +36,7 @@ from alliance.models.calibration import (
     combination_row,
     gls_quadratic,
     insert_after,
+    interaction_term,
     metric_levels,
     metric_problem,
     usable,
@@ -138,11 +138,8 @@ def reliability_corrected_moderated(
 ) -> None:
     """Add `{x}_rc` and `{x}_rc:{z}` (M b, covariance M V M') in place (module docstring)."""
     coefs = result.coefficients
-    terms = list(coefs["term"])
-    inter = contrasts.interaction_name(x, z, terms)
-    if x not in terms or inter is None or x_error not in frame.columns or z not in frame:
-        warn_skipped(result, f"needs the coefficients '{x}' and '{x}:{z}' and the columns "
-                     f"'{x_error}' and '{z}'")  # fmt: skip
+    inter = interaction_term(result, frame, x, x_error, z)
+    if inter is None:
         return
     tangled = [t for t in spec.fixed if x in t.split(":") and t not in (x, inter)]
     if tangled:
