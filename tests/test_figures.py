@@ -276,13 +276,15 @@ def resistance_results(analysis: pd.DataFrame, rng: np.random.Generator) -> dict
         m + "dropout_hazard_by_stage/vcov.csv": _trd_vcov(fitted_stage, 0.2,
                                                           {("alliance", "alliance:stage"): -0.6}),
         m + "missed_sessions/fit.json": _fit("missed_sessions", kind="hazard",
-                                             derived_terms=["alliance_rc"]),
+                                             derived_terms=["alliance_rc"],
+                                             variance_components=_intercepts(0.6, 0.1)),
         m + "missed_sessions/coefficients.csv": _coefs("missed_sessions", miss, se=0.1),
         m + "missed_sessions/frame.parquet": missed[[*(c for c in miss if c in missed.columns),
                                                      "event", "arm", "patient"]],
         m + "missed_sessions/vcov.csv": _vcov([t for t in miss if t != "alliance_rc"], 0.1),
         m + "adherence_alliance/fit.json": _fit("adherence_alliance", kind="glmm",
-                                                derived_terms=["alliance_lag1_rc"]),
+                                                derived_terms=["alliance_lag1_rc"],
+                                                variance_components=_intercepts(0.9, 0.05)),
         m + "adherence_alliance/coefficients.csv": _coefs("adherence_alliance", adh, se=0.1),
         m + "adherence_alliance/frame.parquet": adherence[[
             "adherence", "alliance_lag1", "weeks", "arm", "armIMI", "doses_prescribed",
@@ -292,6 +294,14 @@ def resistance_results(analysis: pd.DataFrame, rng: np.random.Generator) -> dict
 
 
 @functools.cache
+def _intercepts(patient: float, therapist: float) -> list[dict[str, Any]]:
+    """fit.json variance_components of a binomial GLMM with patient and therapist intercepts."""
+    return [
+        {"group": g, "term1": "(Intercept)", "term2": "", "variance": v}
+        for g, v in (("patient", patient), ("therapist", therapist))
+    ]
+
+
 def synthetic_results() -> dict[str, Any]:
     """Relative path under results/ -> DataFrame or dict, shaped like the real stage outputs."""
     rng = np.random.default_rng(7)

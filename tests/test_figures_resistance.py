@@ -24,6 +24,7 @@ from alliance.render.figures.attendance import (
     ADHERENCE_SHARE,
     MISSED,
     binned_shares,
+    marginal,
 )
 from alliance.render.figures.common import NothingToDraw
 from alliance.render.figures.resistance import stage_points, stage_slopes, trd_slopes
@@ -214,7 +215,7 @@ def test_the_clustered_interval_is_the_usual_one_with_one_row_per_patient() -> N
     assert again["ci_high"] - again["share"] == pytest.approx(Z * se, rel=0.01)
 
 
-def test_the_panels_draw_the_binned_shares_and_the_model_at_random_effects_zero(
+def test_the_panels_draw_the_binned_shares_and_the_model_averaged_over_random_effects(
     results: Path,
 ) -> None:
     inputs = _inputs(results, "attendance_adherence")
@@ -234,7 +235,12 @@ def test_the_panels_draw_the_binned_shares_and_the_model_at_random_effects_zero(
         eta = b["(Intercept)"] + b[outcome.x] * x
         for term in b.index.drop(["(Intercept)", outcome.x, f"{outcome.x}_rc"]):
             eta = eta + b[term] * frame[term].mean()
-        assert y == pytest.approx(1 / (1 + np.exp(-eta)))
+        # averaged over b ~ N(0, the intercept variances' sum), here by a fine grid
+        var = sum(c["variance"] for c in inputs[f"{prefix}_fit"]["variance_components"])
+        b_grid = np.linspace(-10, 10, 4001) * np.sqrt(var)
+        dens = np.exp(-0.5 * b_grid**2 / var)
+        avg = (1 / (1 + np.exp(-(eta[:, None] + b_grid)))) @ dens / dens.sum()
+        assert var > 0 and y == pytest.approx(avg, abs=1e-9)
         lo, hi = np.quantile(frame[outcome.x].dropna(), [0.01, 0.99])
         assert x.min() == pytest.approx(lo) and x.max() == pytest.approx(hi)
     text = _texts(fig)
@@ -335,3 +341,26 @@ def test_the_caption_carries_both_models_notes(results: Path) -> None:
     assert "rated at sessions before the symptom assessment" in caption
     attendance = figure_caption("attendance_adherence", results)
     assert "rated at the last attended session, i.e. before the outcome" in attendance
+
+
+def test_marginal_curve_without_random_effects_is_the_curve_and_refuses_slopes():
+    curve = pd.DataFrame({"x": [0.0, 1.0], "fit": [0.2, 0.7], "ci_low": [0.1, 0.6],
+                          "ci_high": [0.3, 0.8]})  # fmt: skip
+    assert marginal(curve, {"variance_components": []}).equals(curve)
+    flat = marginal(
+        curve,
+        {
+            "variance_components": [
+                {"group": "patient", "term1": "(Intercept)", "term2": "", "variance": 2.0}
+            ]
+        },
+    )
+    assert (flat["fit"] - 0.5).abs().lt((curve["fit"] - 0.5).abs()).all()  # towards 50 %
+    assert (flat["ci_low"] < flat["fit"]).all() and (flat["fit"] < flat["ci_high"]).all()
+    slopes = {
+        "variance_components": [
+            {"group": "patient", "term1": "weeks", "term2": "", "variance": 1.0}
+        ]
+    }
+    with pytest.raises(NothingToDraw, match="random slopes"):
+        marginal(curve, slopes)

@@ -6,8 +6,12 @@ Observed shares are ratio estimates per equal-count bin of the alliance, sum(y *
 the bin's share is its doses taken over its doses prescribed, the binomial model's weighting).
 Their 95 % CIs are clustered by patient (linearised ratio estimator: rows of one patient are
 not independent). The curve comes from the model's fixed effects (`predict.predict` through
-`dropout.population_curve`: random effects at zero, other covariates at their sample means)
-with its 95 % Wald band from the coefficient covariance.
+`dropout.population_curve`: other covariates at their sample means) with its 95 % Wald band
+from the coefficient covariance, averaged over the fitted random intercepts (`marginal`): the
+binned shares pool patients of every propensity, so the comparable curve is the mean of
+expit(eta + b) over b ~ N(0, sum of the intercept variances), not expit(eta) at b = 0, which
+lies further from 50 % wherever patients differ. The band is the same average at the ends of
+eta's Wald interval (the average is monotone in eta; the variances are taken as known).
 
 Where adherence is only a proportion (no dose counts), the adherence panel draws the
 fractional-logit GEE `adherence_alliance_share` instead: every interval weighs 1 (w = 1, as in
@@ -59,7 +63,7 @@ class Outcome:
     ylabel: str
     rows: str  # what a frame row is
     ratio: str  # what the odds ratio is of
-    curve: str = "Model, random effects at 0"  # what the model line is
+    curve: str = "Model, averaged over patients\nand therapists"  # what the model line is
 
 
 MISSED = Outcome("missed_sessions", "alliance", "event", None, "Missed scheduled sessions",
@@ -143,7 +147,36 @@ def _curve(
     fitted = coefficients[~coefficients["term"].astype(str).isin(derived)]
     xs = pd.to_numeric(frame[outcome.x], errors="coerce").dropna()
     grid = np.linspace(*(float(q) for q in xs.quantile([0.01, 0.99])), 101)
-    return population_curve(fitted, fit, grid, frame=frame, vcov=vcov, focal=outcome.x)
+    curve = population_curve(fitted, fit, grid, frame=frame, vcov=vcov, focal=outcome.x)
+    return marginal(curve, fit)
+
+
+GAUSS_HERMITE = 40  # nodes of the average over the random intercepts (exact to ~1e-12 here)
+
+
+def marginal(curve: pd.DataFrame, fit: Mapping[str, Any]) -> pd.DataFrame:
+    """`curve` (response scale, fit and band) averaged over the model's random intercepts:
+    E[expit(logit(p) + b)], b ~ N(0, sum of the intercept variances) (patients nested in
+    therapists: the intercepts add), by Gauss-Hermite quadrature. Unchanged without random
+    effects (the GEE's population-averaged curve); random slopes are refused (the variance of
+    b would depend on x)."""
+    parts = [c for c in fit.get("variance_components") or [] if c.get("group") != "Residual"]
+    if any(c.get("term1") != "(Intercept)" or c.get("term2") for c in parts):
+        raise NothingToDraw("random slopes: the curve cannot be averaged over intercepts alone")
+    variance = float(sum(float(c["variance"]) for c in parts))
+    if variance <= 0.0:
+        return curve
+    nodes, weights = np.polynomial.hermite.hermgauss(GAUSS_HERMITE)
+    shifts = math.sqrt(2.0 * variance) * nodes
+
+    def average(p: pd.Series) -> np.ndarray:
+        link = special.logit(p.to_numpy(dtype=float))
+        return special.expit(link[:, None] + shifts[None, :]) @ weights / math.sqrt(math.pi)
+
+    out = curve.copy()
+    for col in ("fit", "ci_low", "ci_high"):
+        out[col] = average(curve[col])
+    return out
 
 
 def _panel(
@@ -243,13 +276,13 @@ def draw_attendance_adherence(
     proportion, adherence_alliance_share (fractional-logit GEE; every interval weighs 1).
     Points: observed shares in up to ten equal-count bins (deciles) of that alliance at the bin
     mean (rows per bin in the legend; B pools the bin's doses when they are counted), with 95 %
-    CIs clustered by patient. Line and band: the binomial model's population-level prediction
-    with random effects at zero (a patient at the average propensity, so with between-patient
-    variation the observed shares lie closer to 50 %; other covariates at their sample means)
-    and its 95 % Wald band, over the middle 98 % of ratings; the GEE's curve is the
-    population-averaged share itself. Below each panel the odds ratio per alliance point and,
-    when the model has it, the same corrected for the item error of one session's score
-    (regression calibration). A panel whose model was not fitted says why.
+    CIs clustered by patient. Line and band: the binomial model's prediction averaged over its
+    patient and therapist intercepts (so it describes the same mix of patients as the binned
+    shares; other covariates at their sample means) and its 95 % Wald band, over the middle
+    98 % of ratings; the GEE's curve is the population-averaged share itself. Below each panel
+    the odds ratio per alliance point and, when the model has it, the same corrected for the
+    item error of one session's score (regression calibration). A panel whose model was not
+    fitted says why.
     """
     given = [
         (MISSED, missed_fit, missed_coefficients, missed_frame, missed_vcov),
