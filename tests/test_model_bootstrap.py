@@ -20,6 +20,7 @@ from alliance.settings import BootstrapRun, Settings
 from alliance.simulate.export import write_trial
 from alliance.simulate.trial import simulate_trial
 from alliance.studies import bootstrap as mb
+from alliance.studies.bootstrap_config import check_models
 
 N_BOOT = 6
 
@@ -102,8 +103,8 @@ def test_patients_of_a_therapist_drawn_twice_are_two_patients(tables, monkeypatc
 
 def test_unknown_models_and_zero_shards_are_config_errors(tables):
     boot = tables[3].bootstrap
-    assert mb.check_models(boot, ["symptoms_growth"]) is boot
+    assert check_models(boot, ["symptoms_growth"]) is boot
     with pytest.raises(ConfigError, match="unknown model id"):
-        mb.check_models(dataclasses.replace(boot, models=("nope",)), ["symptoms_growth"])
+        check_models(dataclasses.replace(boot, models=("nope",)), ["symptoms_growth"])
     with pytest.raises(ConfigError, match="shards"):
         Settings.from_config({**demo_config(), "bootstrap": {"shards": 0}})

@@ -66,6 +66,10 @@ BUNDLED_INSTRUMENTS = Path(__file__).resolve().parents[2] / "config" / "instrume
 BUNDLED_NAME = "config/instruments"
 
 
+# libyaml's safe loader where PyYAML was built with it: the same safe constructor, ~10x faster
+_FAST_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def package_yaml(text: str) -> Any:
     """A YAML document shipped with the package (the schema, the default models), parsed.
 
@@ -73,9 +77,11 @@ def package_yaml(text: str) -> Any:
     same safe constructor, so the same values, ~10x faster). Config and instrument files,
     which are not the package's own, go through `safe_yaml` instead.
     """
-    if getattr(yaml, "__with_libyaml__", False):
-        return yaml.load(text, Loader=yaml.CSafeLoader)
-    return yaml.safe_load(text)
+    loader = _FAST_SAFE_LOADER(text)  # as safe_yaml: an explicit safe loader, never yaml.load
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def load_schema() -> dict[str, Any]:

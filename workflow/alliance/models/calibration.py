@@ -111,15 +111,18 @@ def requested(spec: ModelSpec) -> bool:
 def calibrate(
     result: ModelResult, frame: pd.DataFrame, spec: ModelSpec, working: Working | None = None
 ) -> None:
-    """Add `{x}_rc` (and `{x}_rc:{by}` with `options.x_by`) in place when the spec names
-    `options.x` and `options.x_error`; `working` is the fit's metric (None: marginal lambda).
-    `options.x_mod` is `alliance.models.calibration_moderated`'s (the mixed kinds call it)."""
+    """Add `{x}_rc` (and `{x}_rc:{by}` with `options.x_by`, `{x}_rc:{mod}` with the continuous
+    moderator `options.x_mod`: alliance.models.calibration_moderated) in place when the spec
+    names `options.x` and `options.x_error`; `working` is the fit's metric (None: marginal
+    lambda, or for x_mod the OLS metric)."""
     if not requested(spec):
         return
     x, x_error = spec.options["x"], spec.options["x_error"]
-    by = spec.options.get("x_by")
-    if isinstance(spec.options.get("x_mod"), str):
-        warn_skipped(result, "options.x_mod is calibrated by the hazard, lmm and glmm kinds only")
+    by, mod = spec.options.get("x_by"), spec.options.get("x_mod")
+    if isinstance(mod, str):
+        from alliance.models.calibration_moderated import reliability_corrected_moderated
+
+        reliability_corrected_moderated(result, frame, spec, x, x_error, mod, working)
     elif isinstance(by, str):
         reliability_corrected_by(result, frame, spec, x, x_error, by, working)
     else:

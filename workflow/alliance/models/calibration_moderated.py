@@ -117,16 +117,6 @@ def moderated_info(
     }
 
 
-def calibrate_moderated(
-    result: ModelResult, frame: pd.DataFrame, spec: ModelSpec, working: Working | None = None
-) -> None:
-    """Add `{x}_rc` and `{x}_rc:{x_mod}` in place when the spec names `options.x`, `x_error`
-    and `x_mod`; `working` is the fit's metric (None: OLS P)."""
-    x, x_error, z = (spec.options.get(k) for k in ("x", "x_error", "x_mod"))
-    if isinstance(x, str) and isinstance(x_error, str) and isinstance(z, str):
-        reliability_corrected_moderated(result, frame, spec, x, x_error, z, working)
-
-
 def reliability_corrected_moderated(
     result: ModelResult,
     frame: pd.DataFrame,

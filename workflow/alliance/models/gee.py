@@ -14,7 +14,7 @@ Options:
   family warns "non-integer #successes" on such y: expected, and harmless for the estimates.
 - `corstr`: `exchangeable` (default) or `independence` working correlation.
 - `x` with `x_error`: the regression-calibrated row `{x}_rc` (alliance.models.calibration),
-  with lambda in the GEE's own metric (`working_metric`).
+  with lambda in the GEE's own metric (`gee_metric`).
 
 Matches R geepack `geeglm(..., id = therapist, corstr = ...)` (1.3.9) to ~1e-12 once both
 iterate to convergence, given two settings: `ddof_scale=0` (geepack estimates the scale as
@@ -153,7 +153,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     # the robust covariance used for every SE: figures derive curves and bands from it
     extras = {"vcov": vcov.rename_axis("term").reset_index()}
     result = ModelResult(coefficients=table, fit=info, frame=data, extras=extras)
-    calibrate(result, data, spec, working_metric(data, mu, family, alpha, cluster))
+    calibrate(result, data, spec, gee_metric(data, mu, family, alpha, cluster))
     if family == "binomial":
         info["odds_ratios"] = {
             r.term: {
@@ -208,7 +208,7 @@ def _n_unique(frame: pd.DataFrame, col: str) -> int | None:
     return int(frame[col].nunique()) if col in frame.columns else None
 
 
-def working_metric(
+def gee_metric(
     data: pd.DataFrame, mu: np.ndarray, family: str, alpha: float | None, cluster: str
 ) -> Working:
     """The GEE's metric for regression calibration: its estimating equations are GLS on the

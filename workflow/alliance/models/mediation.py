@@ -92,43 +92,6 @@ def setup(spec: ModelSpec, frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def path_estimates(
-    frame: pd.DataFrame,
-    predictors: Sequence[str],
-    mediator: str,
-    outcome: str,
-    covariates: Sequence[str],
-) -> dict[str, float]:
-    """{f"{path}.{X}": value} for every path of every predictor (OLS by least squares).
-
-    A rank-deficient design (a replicate where X or M does not vary) raises LinAlgError, which
-    the bootstrap records as a failed replicate.
-    """
-    cols = list(dict.fromkeys([outcome, mediator, *predictors, *covariates]))
-    arr = frame[cols].to_numpy(dtype=float)  # one conversion: this runs once per replicate
-    col = {c: arr[:, i] for i, c in enumerate(cols)}
-    y, m = col[outcome], col[mediator]
-    one = np.ones((len(frame), 1))
-    cov = np.column_stack([col[c] for c in covariates]) if covariates else one[:, :0]
-    out: dict[str, float] = {}
-    for pred in predictors:
-        x = col[pred][:, None]
-        a = _ols(np.hstack([one, x, cov]), m)[1]
-        full = _ols(np.hstack([one, x, m[:, None], cov]), y)
-        c_prime, b = full[1], full[2]
-        c = _ols(np.hstack([one, x, cov]), y)[1]
-        out.update(
-            {
-                f"a.{pred}": a,
-                f"b.{pred}": b,
-                f"c.{pred}": c,
-                f"c_prime.{pred}": c_prime,
-                f"indirect.{pred}": a * b,
-            }
-        )
-    return out
-
-
 def bootstrap_draws(
     spec: ModelSpec,
     frame: pd.DataFrame,
@@ -174,7 +137,7 @@ GRAM_RCOND = 1e-14  # eigenvalue ratio of X'X below which a replicate's design c
 
 
 def _gram_paths(gram: np.ndarray, at: dict[str, int], roles: dict[str, Any]) -> dict[str, float]:
-    """path_estimates from the cross-products of [1, columns]: the same OLS fits."""
+    """The paths of `_paths` from the cross-products of [1, columns]: the same OLS fits."""
 
     def ols(xs: list[int], y: int) -> np.ndarray:
         xtx = gram[np.ix_(xs, xs)]
@@ -207,13 +170,14 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     preds, med, out = roles["predictors"], roles["mediator"], roles["outcome"]
     covs, cluster = roles["covariates"], roles["cluster"]
     try:
-        point = path_estimates(frame, preds, med, out, covs)
+        wald = _paths(frame, preds, med, out, covs, cluster)
     except np.linalg.LinAlgError:
         raise Skipped("the predictors, mediator and covariates are collinear") from None
+    point = {name: estimate for name, (estimate, _, _) in wald.items()}
+    for pred in preds:
+        point[f"indirect.{pred}"] = point[f"a.{pred}"] * point[f"b.{pred}"]
     boot = bootstrap_draws(spec, frame, context.seed)
     n_failed = int(boot.drop(columns="replicate").isna().any(axis=1).sum())
-
-    wald = _wald_paths(frame, preds, med, out, covs, cluster)
     rows = []
     coef_parts = []
     for pred in preds:
@@ -228,7 +192,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
                     "predictor": pred,
                     "path": path,
                     "estimate": point[name],
-                    "std_error": wald[name][0] if name in wald else boot_se,
+                    "std_error": wald[name][1] if name in wald else boot_se,
                     "boot_se": boot_se,
                     "pct_low": pct[0],
                     "pct_high": pct[1],
@@ -256,7 +220,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
                     )
                 )
             else:
-                se, df = wald[name]
+                _, se, df = wald[name]
                 coef_parts.append(coef_table([name], [point[name]], [se], df))
     paths = pd.DataFrame(rows)
     paths["proportion_mediated"] = np.nan
@@ -338,43 +302,39 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     return ModelResult(coefficients=table, fit=info, frame=frame, extras=extras)
 
 
-def _ols(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    beta, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
-    if rank < x.shape[1]:
-        raise np.linalg.LinAlgError("rank-deficient design")
-    return beta
-
-
-def _wald_paths(
+def _paths(
     frame: pd.DataFrame,
     predictors: Sequence[str],
     mediator: str,
     outcome: str,
     covariates: Sequence[str],
     cluster: str | None,
-) -> dict[str, tuple[float, float]]:
-    """{path: (Wald SE, df)} of a, b, c, c': OLS with residual df, or CR1 with G - 1 df
-    (alliance.engine.ols: statsmodels' OLS and cluster SEs, without importing statsmodels)."""
+) -> dict[str, tuple[float, float, float]]:
+    """{path: (estimate, Wald SE, df)} of a, b, c, c' for every predictor: OLS with residual
+    df, or CR1 with G - 1 df (alliance.engine.ols: statsmodels' OLS and cluster SEs, without
+    importing statsmodels). A rank-deficient design raises LinAlgError."""
     codes = None
     cluster_df = None
     if cluster is not None:
         codes, _ = pd.factorize(frame[cluster].astype(str))
         cluster_df = float(codes.max())  # G - 1
 
-    def se(cols: list[str], y: str, which: list[int]) -> list[tuple[float, float]]:
+    def fitted(cols: list[str], y: str, which: list[int]) -> list[tuple[float, float, float]]:
         values = frame[cols].to_numpy(dtype=float)
         x = np.column_stack([np.ones(len(values)), values])  # sm.add_constant(has_constant='add')
         res = ols(x, frame[y].to_numpy(dtype=float), codes)
+        if res.rank < x.shape[1]:
+            raise np.linalg.LinAlgError("rank-deficient design")
         df = cluster_df if cluster_df is not None else float(res.df_resid)
-        return [(float(res.bse[i]), df) for i in which]
+        return [(float(res.params[i]), float(res.bse[i]), df) for i in which]
 
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, tuple[float, float, float]] = {}
     for pred in predictors:
-        (out[f"a.{pred}"],) = se([pred, *covariates], mediator, [1])
-        out[f"c_prime.{pred}"], out[f"b.{pred}"] = se(
+        (out[f"a.{pred}"],) = fitted([pred, *covariates], mediator, [1])
+        out[f"c_prime.{pred}"], out[f"b.{pred}"] = fitted(
             [pred, mediator, *covariates], outcome, [1, 2]
         )
-        (out[f"c.{pred}"],) = se([pred, *covariates], outcome, [1])
+        (out[f"c.{pred}"],) = fitted([pred, *covariates], outcome, [1])
     return out
 
 

@@ -41,7 +41,7 @@ from scipy.special import expit
 
 from alliance.engine import mixed as engine
 from alliance.engine.tidy import coef_table
-from alliance.models import calibration, calibration_moderated, contrasts
+from alliance.models import calibration, contrasts
 from alliance.models.base import COEF_COLUMNS, FitContext, ModelResult, ModelSpec
 from alliance.models.coding import factor_columns
 from alliance.models.frames import group_codes
@@ -188,10 +188,7 @@ def fit_mixed(
     result = ModelResult(coefficients=coefficients, fit=fit_facts, frame=frame, extras=extras)
     if calibration.requested(spec):
         working = _working(mf, frame, family, opts.get("trials"))
-        if isinstance(opts.get("x_mod"), str):  # a continuous moderator of x's slope
-            calibration_moderated.calibrate_moderated(result, frame, spec, working)
-        else:
-            calibration.calibrate(result, frame, spec, working)
+        calibration.calibrate(result, frame, spec, working)
     return result
 
 

@@ -31,7 +31,6 @@ from alliance.models.base import FitContext, ModelSpec, Skipped, kind_function
 from alliance.models.frames import model_frame
 from alliance.models.mediation import bootstrap_draws, model_seed
 from alliance.settings import BootstrapRun
-from alliance.studies.bootstrap_config import check_models as check_models  # re-exported
 
 # Options that only add extra tables: a replicate needs the coefficients alone.
 EXTRA_OPTIONS = ("predictions", "random_effects", "simple_slopes", "contrasts", "tertile_of")
