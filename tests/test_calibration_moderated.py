@@ -1,4 +1,4 @@
-"""Regression calibration with a continuous moderator (alliance.models.calibration_moderated):
+"""Regression calibration with a continuous moderator (alliance.models.calibration):
 recovery of a slope and its interaction with an error-free moderator that the naive fit
 attenuates, agreement with the per-group lambdas when the moderator is 0/1, reduction to the
 single-x lambda when it is 0, and the GLS parts against a dense V."""
@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 
 from alliance.models.base import ModelSpec
-from alliance.models.calibration import _gls_lambda
-from alliance.models.calibration_moderated import calibration_matrix, moderated_parts
+from alliance.models.calibration import _gls_lambda, calibration_matrix, moderated_parts
 from alliance.models.run import fit_model
 from alliance.settings import Settings
 

@@ -62,8 +62,7 @@ def fit(spec: ModelSpec, frame: pd.DataFrame, context: FitContext) -> ModelResul
     """Fit an lmm / glmm spec on its model frame; coefficients, fit facts and extras.
 
     With options `x` and `x_error`, adds the regression-calibrated row `{x}_rc`
-    (alliance.models.calibration; with `x_mod` also `{x}_rc:{x_mod}`,
-    alliance.models.calibration_moderated)."""
+    (alliance.models.calibration; with `x_by` / `x_mod` also the calibrated interaction)."""
     family = "gaussian" if spec.kind == "lmm" else "binomial"
     return fit_mixed(spec, frame, family=family, arms=context.arms)
 
